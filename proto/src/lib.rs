@@ -17,7 +17,9 @@ mod request;
 mod signature;
 pub mod wire;
 
-pub use abi::{ArgDesc, ArgEntry, DeviceConfig, DeviceInfo, KernelDesc, RequestHeader, Response, Stats};
+pub use abi::{
+    ArgDesc, ArgEntry, DeviceConfig, DeviceInfo, KernelDesc, RequestHeader, Response, Stats,
+};
 pub use codes::{ArgKind, ElemType, Opcode, Status};
 pub use request::{AbiError, ChainLayout};
 pub use signature::{ArgSig, KernelSig, SigError};
@@ -69,7 +71,10 @@ pub const C_CONSTANTS: &[(&str, u64)] = &[
     ("VFPGA_MAX_ARGS", MAX_ARGS as u64),
     ("VFPGA_DIM_NONE", DIM_NONE as u64),
     ("VFPGA_MAX_NAME_LEN", MAX_NAME_LEN as u64),
-    ("VIRTIO_VFPGA_F_LOAD_BITSTREAM", VIRTIO_VFPGA_F_LOAD_BITSTREAM as u64),
+    (
+        "VIRTIO_VFPGA_F_LOAD_BITSTREAM",
+        VIRTIO_VFPGA_F_LOAD_BITSTREAM as u64,
+    ),
     ("VFPGA_CAP_OUT_OF_ORDER", CAP_OUT_OF_ORDER),
     ("VFPGA_CAP_ENGINE_SIM", CAP_ENGINE_SIM),
     ("VFPGA_CAP_ENGINE_PL", CAP_ENGINE_PL),

@@ -67,7 +67,10 @@ impl RequestHeader {
             return Err(AbiError::new(Status::Unsupported, "unknown opcode"));
         };
         if self.flags != 0 || self.reserved != [0; 2] {
-            return Err(AbiError::new(Status::BadRequest, "non-zero flags or reserved field"));
+            return Err(AbiError::new(
+                Status::BadRequest,
+                "non-zero flags or reserved field",
+            ));
         }
         if self.n_args as usize > max_args.min(MAX_ARGS) {
             return Err(AbiError::new(Status::TooLarge, "too many arguments"));
@@ -174,9 +177,11 @@ impl ChainLayout {
                 ArgKind::In => &mut layout.in_bytes,
                 ArgKind::Out => &mut layout.out_bytes,
             };
-            *total = total
-                .checked_add(a.value)
-                .ok_or(AbiError::arg(Status::TooLarge, i, "buffer lengths overflow"))?;
+            *total = total.checked_add(a.value).ok_or(AbiError::arg(
+                Status::TooLarge,
+                i,
+                "buffer lengths overflow",
+            ))?;
         }
         Ok(layout)
     }
@@ -238,7 +243,10 @@ mod tests {
             ArgEntry::input(ElemType::U8, u64::MAX),
             ArgEntry::input(ElemType::U8, 1),
         ];
-        assert_eq!(ChainLayout::of(&huge).map_err(|e| e.status), Err(Status::TooLarge));
+        assert_eq!(
+            ChainLayout::of(&huge).map_err(|e| e.status),
+            Err(Status::TooLarge)
+        );
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub enum SigError {
     #[error("kernel `{0}` has more than {MAX_ARGS} arguments")]
     TooManyArgs(String),
     /// A dimension that does not name an unsigned integer scalar argument.
-    #[error("kernel `{kernel}`: argument `{arg}` has a dimension that is not a u32/u64 scalar argument")]
+    #[error(
+        "kernel `{kernel}`: argument `{arg}` has a dimension that is not a u32/u64 scalar argument"
+    )]
     BadDim {
         /// Kernel name.
         kernel: String,
@@ -144,11 +146,13 @@ impl KernelSig {
     /// Parses and validates a `LIST_KERNELS` record.
     pub fn from_desc(d: &KernelDesc) -> Result<Self, SigError> {
         let text = |f: &[u8], what| {
-            name_str(f).map(str::to_owned).ok_or_else(|| SigError::BadName {
-                kernel: String::from_utf8_lossy(&d.name).into_owned(),
-                what,
-                value: String::from_utf8_lossy(f).into_owned(),
-            })
+            name_str(f)
+                .map(str::to_owned)
+                .ok_or_else(|| SigError::BadName {
+                    kernel: String::from_utf8_lossy(&d.name).into_owned(),
+                    what,
+                    value: String::from_utf8_lossy(f).into_owned(),
+                })
         };
         let n = usize::from(d.n_args);
         if n > MAX_ARGS {
@@ -252,7 +256,10 @@ impl KernelSig {
                 factors.push(a.count.to_string());
             }
             for d in a.dims.iter().flatten() {
-                let dim = self.args.get(usize::from(*d)).map_or("?", |x| x.name.as_str());
+                let dim = self
+                    .args
+                    .get(usize::from(*d))
+                    .map_or("?", |x| x.name.as_str());
                 factors.push(dim.to_owned());
             }
             let _ = write!(s, "{}]", factors.join("*"));

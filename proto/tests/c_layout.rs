@@ -8,12 +8,24 @@ use std::process::Command;
 
 use vfpga_proto::*;
 
+/// `(field, offset, size)` rows, as `wire_struct!` records them.
+type Fields = &'static [(&'static str, usize, usize)];
+
 /// `(C struct name, size, fields)` for every ABI structure.
-fn structures() -> Vec<(&'static str, usize, &'static [(&'static str, usize, usize)])> {
+fn structures() -> Vec<(&'static str, usize, Fields)> {
     macro_rules! s {
         ($($t:ty),*) => { vec![$((<$t>::C_NAME, <$t>::SIZE, <$t>::FIELDS)),*] };
     }
-    s!(DeviceConfig, RequestHeader, ArgEntry, Response, DeviceInfo, ArgDesc, KernelDesc, Stats)
+    s!(
+        DeviceConfig,
+        RequestHeader,
+        ArgEntry,
+        Response,
+        DeviceInfo,
+        ArgDesc,
+        KernelDesc,
+        Stats
+    )
 }
 
 /// Every named constant, with the value Rust gives it.
@@ -33,7 +45,10 @@ fn c_program() -> String {
         "#include <stdio.h>\n#include <stddef.h>\n#include \"vfpga_abi.h\"\nint main(void)\n{\n",
     );
     for (name, _, fields) in structures() {
-        let _ = writeln!(c, "\tprintf(\"{name} size %zu\\n\", sizeof(struct {name}));");
+        let _ = writeln!(
+            c,
+            "\tprintf(\"{name} size %zu\\n\", sizeof(struct {name}));"
+        );
         for (f, _, _) in fields {
             let _ = writeln!(
                 c,

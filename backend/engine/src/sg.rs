@@ -1,0 +1,472 @@
+//! Scatter-gather views of buffers that live in guest memory.
+//!
+//! A request's device-readable (or device-writable) bytes form one *stream* made of
+//! [`RawSeg`]s: host mappings of the guest pages its descriptors name, in chain order.
+//! A buffer argument is a byte range of that stream, seen through an [`SgBuf`]. Kernels
+//! read and write guest memory through it in place, with volatile accesses (the guest
+//! may touch the same memory concurrently, so the compiler must not assume otherwise);
+//! no payload byte is staged in a daemon-side buffer.
+
+use std::ptr;
+
+/// One contiguous, mapped piece of a stream.
+#[derive(Clone, Copy, Debug)]
+pub struct RawSeg {
+    ptr: *mut u8,
+    len: usize,
+    /// Offset of the segment's first byte within its stream.
+    start: u64,
+}
+
+// SAFETY: a `RawSeg` is an address range, not access to it. Only `SgBuf::new`, whose
+// caller vouches that the range is mapped for the view's lifetime, dereferences it; the
+// memory is shared guest memory, valid from any thread.
+unsafe impl Send for RawSeg {}
+// SAFETY: as for `Send`: `&RawSeg` gives no access without an `SgBuf`.
+unsafe impl Sync for RawSeg {}
+
+impl RawSeg {
+    /// The `len` bytes at `ptr`, placed at stream offset `start`.
+    pub fn new(ptr: *mut u8, len: usize, start: u64) -> Self {
+        Self { ptr, len, start }
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True for a zero-length segment.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Host address of the first byte.
+    pub fn ptr(&self) -> *mut u8 {
+        self.ptr
+    }
+
+    fn end(&self) -> u64 {
+        self.start + self.len as u64
+    }
+}
+
+/// A stream under construction: segments appended in order, offsets kept.
+#[derive(Debug, Default)]
+pub struct SegStream {
+    segs: Vec<RawSeg>,
+    total: u64,
+}
+
+impl SegStream {
+    /// An empty stream with room for `cap` segments (appending within it never allocates).
+    pub fn with_capacity(cap: usize) -> Self {
+        Self {
+            segs: Vec::with_capacity(cap),
+            total: 0,
+        }
+    }
+
+    /// Empties the stream, keeping its capacity.
+    pub fn clear(&mut self) {
+        self.segs.clear();
+        self.total = 0;
+    }
+
+    /// Appends `len` bytes at `ptr`. Returns `false` (and appends nothing) if the stream
+    /// is at its capacity: callers bound segment counts before building.
+    pub fn push(&mut self, ptr: *mut u8, len: usize) -> bool {
+        if self.segs.len() == self.segs.capacity() {
+            return false;
+        }
+        if len > 0 {
+            self.segs.push(RawSeg::new(ptr, len, self.total));
+            self.total += len as u64;
+        }
+        true
+    }
+
+    /// Total bytes.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The segments, in stream order.
+    pub fn segs(&self) -> &[RawSeg] {
+        &self.segs
+    }
+
+    /// Segment capacity.
+    pub fn capacity(&self) -> usize {
+        self.segs.capacity()
+    }
+}
+
+/// `len` bytes of a stream starting at stream offset `base`, possibly spread over many
+/// segments. Copy is cheap: it is a view.
+#[derive(Clone, Copy, Debug)]
+pub struct SgBuf<'a> {
+    /// Segments overlapping the view (first and last may stick out).
+    segs: &'a [RawSeg],
+    /// Offset of the view's first byte inside `segs[0]`.
+    skip: usize,
+    len: usize,
+}
+
+impl<'a> SgBuf<'a> {
+    /// A view of `len` bytes at stream offset `base` of the stream made of `segs`.
+    /// Returns `None` if the range is not inside the stream.
+    ///
+    /// # Safety
+    ///
+    /// `segs` must come from one stream (ordered, contiguous offsets, as a [`SegStream`]
+    /// builds them) and every byte of every segment overlapping the range must stay mapped
+    /// and valid for volatile reads — and for volatile writes if the view is written —
+    /// for `'a`.
+    pub unsafe fn new(segs: &'a [RawSeg], base: u64, len: usize) -> Option<Self> {
+        let end = base.checked_add(len as u64)?;
+        let stream_end = segs.last().map_or(0, RawSeg::end);
+        if end > stream_end || segs.first().is_some_and(|s| s.start > base) {
+            return None;
+        }
+        if len == 0 {
+            return Some(Self {
+                segs: &[],
+                skip: 0,
+                len: 0,
+            });
+        }
+        let first = segs.partition_point(|s| s.end() <= base);
+        let last = segs.partition_point(|s| s.start < end);
+        let segs = segs.get(first..last)?;
+        let skip = usize::try_from(base - segs.first()?.start).ok()?;
+        Some(Self { segs, skip, len })
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the view is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Sub-view of `len` bytes at offset `pos`; `None` if out of range.
+    pub fn slice(&self, pos: usize, len: usize) -> Option<SgBuf<'a>> {
+        if pos.checked_add(len)? > self.len {
+            return None;
+        }
+        if len == 0 {
+            return Some(SgBuf {
+                segs: &[],
+                skip: 0,
+                len: 0,
+            });
+        }
+        let (idx, skip) = self.locate(pos)?;
+        Some(SgBuf {
+            segs: &self.segs[idx..],
+            skip,
+            len,
+        })
+    }
+
+    /// The host pieces of the view, in order, for vectored I/O.
+    pub fn pieces(&self) -> impl Iterator<Item = (*mut u8, usize)> + 'a {
+        let (skip, mut left) = (self.skip, self.len);
+        self.segs.iter().enumerate().map_while(move |(i, s)| {
+            let off = if i == 0 { skip } else { 0 };
+            let n = (s.len - off).min(left);
+            left -= n;
+            // SAFETY: `off < s.len` for the first segment (construction) and 0 otherwise,
+            // so the pointer stays inside the segment.
+            (n > 0).then(|| (unsafe { s.ptr.add(off) }, n))
+        })
+    }
+
+    /// Segment index and offset in it of view byte `pos` (`pos < len`).
+    fn locate(&self, pos: usize) -> Option<(usize, usize)> {
+        if pos >= self.len {
+            return None;
+        }
+        let abs = self.segs.first()?.start + (self.skip + pos) as u64;
+        let idx = self.segs.partition_point(|s| s.end() <= abs);
+        let s = self.segs.get(idx)?;
+        Some((idx, usize::try_from(abs - s.start).ok()?))
+    }
+
+    /// Copies `dst.len()` bytes at view offset `pos` out of guest memory. For small
+    /// control data (names); kernels use [`SgBuf::reader`] or [`SgBuf::get`].
+    pub fn read_into(&self, pos: usize, dst: &mut [u8]) -> bool {
+        let Some(view) = self.slice(pos, dst.len()) else {
+            return false;
+        };
+        let mut r = view.reader();
+        dst.iter_mut()
+            .all(|b| r.take::<1>().map(|[x]| *b = x).is_some())
+    }
+
+    /// Copies `src` into guest memory at view offset `pos`.
+    pub fn write_from(&self, pos: usize, src: &[u8]) -> bool {
+        let Some(view) = self.slice(pos, src.len()) else {
+            return false;
+        };
+        let mut w = view.writer();
+        src.iter().all(|&b| w.put([b]))
+    }
+
+    /// Element `idx` (of type `T`, little-endian) by random access.
+    pub fn get<T: Elem>(&self, idx: usize) -> Option<T> {
+        T::read(&mut self.slice(idx.checked_mul(T::SIZE)?, T::SIZE)?.reader())
+    }
+
+    /// Stores element `idx` by random access.
+    pub fn set<T: Elem>(&self, idx: usize, v: T) -> bool {
+        idx.checked_mul(T::SIZE)
+            .and_then(|pos| self.slice(pos, T::SIZE))
+            .is_some_and(|s| v.write(&mut s.writer()))
+    }
+
+    /// A sequential reader from the start of the view.
+    pub fn reader(&self) -> SgReader<'a> {
+        SgReader {
+            segs: self.segs,
+            idx: 0,
+            off: self.skip,
+            left: self.len,
+        }
+    }
+
+    /// A sequential writer from the start of the view.
+    pub fn writer(&self) -> SgWriter<'a> {
+        SgWriter(self.reader())
+    }
+}
+
+/// Sequential volatile reads over an [`SgBuf`].
+#[derive(Debug)]
+pub struct SgReader<'a> {
+    segs: &'a [RawSeg],
+    idx: usize,
+    off: usize,
+    left: usize,
+}
+
+impl SgReader<'_> {
+    /// Bytes not yet consumed.
+    pub fn remaining(&self) -> usize {
+        self.left
+    }
+
+    /// Next `N` bytes, or `None` if fewer remain.
+    #[inline]
+    pub fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        if self.left < N {
+            return None;
+        }
+        let seg = self.segs.get(self.idx)?;
+        let out = if seg.len - self.off >= N {
+            // SAFETY: `off + N <= seg.len`, and the segment is valid for reads for the
+            // view's lifetime (`SgBuf::new`'s contract). `[u8; N]` has alignment 1.
+            let v = unsafe { ptr::read_volatile(seg.ptr.add(self.off).cast::<[u8; N]>()) };
+            self.off += N;
+            v
+        } else {
+            let mut v = [0u8; N];
+            for b in &mut v {
+                *b = self.take_byte()?;
+            }
+            v
+        };
+        self.left -= N;
+        self.normalize();
+        Some(out)
+    }
+
+    fn take_byte(&mut self) -> Option<u8> {
+        self.normalize();
+        let seg = self.segs.get(self.idx)?;
+        // SAFETY: `normalize` leaves `off < seg.len`; the segment is valid for reads.
+        let v = unsafe { ptr::read_volatile(seg.ptr.add(self.off)) };
+        self.off += 1;
+        Some(v)
+    }
+
+    /// Steps over an exhausted segment.
+    #[inline]
+    fn normalize(&mut self) {
+        while self.segs.get(self.idx).is_some_and(|s| self.off >= s.len) {
+            self.idx += 1;
+            self.off = 0;
+        }
+    }
+
+    /// Skips `n` bytes; `false` if fewer remain.
+    pub fn skip(&mut self, mut n: usize) -> bool {
+        if n > self.left {
+            return false;
+        }
+        self.left -= n;
+        while n > 0 {
+            self.normalize();
+            let Some(seg) = self.segs.get(self.idx) else {
+                return false;
+            };
+            let step = (seg.len - self.off).min(n);
+            self.off += step;
+            n -= step;
+        }
+        self.normalize();
+        true
+    }
+}
+
+/// Sequential volatile writes over an [`SgBuf`].
+#[derive(Debug)]
+pub struct SgWriter<'a>(SgReader<'a>);
+
+impl SgWriter<'_> {
+    /// Bytes not yet written.
+    pub fn remaining(&self) -> usize {
+        self.0.left
+    }
+
+    /// Writes `N` bytes; `false` (writing nothing) if fewer remain.
+    #[inline]
+    pub fn put<const N: usize>(&mut self, bytes: [u8; N]) -> bool {
+        let r = &mut self.0;
+        if r.left < N {
+            return false;
+        }
+        let Some(seg) = r.segs.get(r.idx) else {
+            return false;
+        };
+        if seg.len - r.off >= N {
+            // SAFETY: `off + N <= seg.len`; the view is valid for writes (`SgBuf::new`'s
+            // contract) and `[u8; N]` has alignment 1.
+            unsafe { ptr::write_volatile(seg.ptr.add(r.off).cast::<[u8; N]>(), bytes) };
+            r.off += N;
+            r.left -= N;
+        } else {
+            for b in bytes {
+                r.normalize();
+                let Some(seg) = r.segs.get(r.idx) else {
+                    return false;
+                };
+                // SAFETY: `normalize` leaves `off < seg.len`; the view is writable.
+                unsafe { ptr::write_volatile(seg.ptr.add(r.off), b) };
+                r.off += 1;
+                r.left -= 1;
+            }
+        }
+        r.normalize();
+        true
+    }
+}
+
+/// An element type kernels read and write, little-endian in guest memory.
+pub trait Elem: Copy {
+    /// Size in bytes.
+    const SIZE: usize;
+    /// Reads the next element.
+    fn read(r: &mut SgReader<'_>) -> Option<Self>;
+    /// Writes one element.
+    fn write(self, w: &mut SgWriter<'_>) -> bool;
+}
+
+macro_rules! elem {
+    ($($t:ty),*) => {$(
+        impl Elem for $t {
+            const SIZE: usize = core::mem::size_of::<$t>();
+            #[inline]
+            fn read(r: &mut SgReader<'_>) -> Option<Self> {
+                r.take::<{ core::mem::size_of::<$t>() }>().map(<$t>::from_le_bytes)
+            }
+            #[inline]
+            fn write(self, w: &mut SgWriter<'_>) -> bool {
+                w.put(self.to_le_bytes())
+            }
+        }
+    )*};
+}
+elem!(u8, i16, u16, i32, u32, f32, u64, i64, f64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A stream over `mem` cut at `cuts` (segment lengths), as a guest's pages would be.
+    fn stream(mem: &mut [u8], cuts: &[usize]) -> SegStream {
+        let mut s = SegStream::with_capacity(cuts.len());
+        let mut p = mem.as_mut_ptr();
+        for &c in cuts {
+            assert!(s.push(p, c));
+            // SAFETY: the cuts sum to at most `mem.len()`.
+            p = unsafe { p.add(c) };
+        }
+        s
+    }
+
+    #[test]
+    fn elements_straddling_segments_read_and_write() {
+        let mut mem: Vec<u8> = (0u8..=40).collect();
+        let s = stream(&mut mem, &[3, 1, 5, 2, 30]);
+        // SAFETY: `mem` outlives the view and is not otherwise accessed meanwhile.
+        let buf = unsafe { SgBuf::new(s.segs(), 2, 16) }.unwrap();
+        let mut r = buf.reader();
+        for i in 0..4u8 {
+            let b = 2 + 4 * i;
+            assert_eq!(
+                u32::read(&mut r),
+                Some(u32::from_le_bytes([b, b + 1, b + 2, b + 3]))
+            );
+        }
+        assert_eq!(u32::read(&mut r), None);
+        assert_eq!(buf.get::<u16>(3), Some(u16::from_le_bytes([8, 9])));
+        assert!(buf.set::<u32>(0, 0xdead_beef));
+        assert!(!buf.set::<u32>(4, 1));
+        assert_eq!(buf.get::<u32>(0), Some(0xdead_beef));
+        drop(s);
+        assert_eq!(&mem[2..6], &0xdead_beef_u32.to_le_bytes());
+        assert_eq!(mem[1], 1);
+    }
+
+    #[test]
+    fn views_outside_the_stream_are_refused() {
+        let mut mem = [0u8; 8];
+        let s = stream(&mut mem, &[4, 4]);
+        // SAFETY: `mem` outlives the views.
+        unsafe {
+            assert!(SgBuf::new(s.segs(), 4, 5).is_none());
+            assert!(SgBuf::new(s.segs(), u64::MAX, 2).is_none());
+            assert!(SgBuf::new(s.segs(), 8, 0).is_some());
+        }
+    }
+
+    #[test]
+    fn pieces_cover_exactly_the_view() {
+        let mut mem = [0u8; 20];
+        let s = stream(&mut mem, &[5, 5, 5, 5]);
+        // SAFETY: `mem` outlives the view.
+        let buf = unsafe { SgBuf::new(s.segs(), 3, 10) }.unwrap();
+        let lens: Vec<usize> = buf.pieces().map(|(_, n)| n).collect();
+        assert_eq!(lens, vec![2, 5, 3]);
+        let sub = buf.slice(4, 6).unwrap();
+        assert_eq!(sub.pieces().map(|(_, n)| n).collect::<Vec<_>>(), vec![3, 3]);
+        let mut r = buf.reader();
+        assert!(r.skip(9));
+        assert_eq!(r.remaining(), 1);
+        assert!(!r.skip(2));
+    }
+
+    #[test]
+    fn stream_refuses_beyond_capacity() {
+        let mut mem = [0u8; 4];
+        let mut s = SegStream::with_capacity(1);
+        assert!(s.push(mem.as_mut_ptr(), 2));
+        assert!(!s.push(mem.as_mut_ptr(), 2));
+        assert_eq!(s.total(), 2);
+    }
+}

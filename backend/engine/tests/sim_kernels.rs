@@ -1,0 +1,311 @@
+//! Every sim kernel against an independent reference computed here: plain loops over
+//! ordinary slices (and the `sha2` crate for SHA-256), with the guest buffers cut into
+//! irregular segments so elements straddle segment boundaries.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use sha2::Digest;
+use vfpga_engine::sim::SimEngine;
+use vfpga_engine::{Call, Engine, EngineError, SegStream, SgBuf};
+use vfpga_proto::{ArgEntry, ArgKind, ElemType, Status, MAX_ARGS};
+
+/// xorshift64*: deterministic test data without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// One argument of a test call.
+enum Arg {
+    Scalar(ElemType, u64),
+    In(ElemType, Vec<u8>),
+    Out(ElemType, usize),
+}
+
+/// Runs kernel `name` with `args`, the buffers split into segments of 1..=97 bytes.
+/// Returns the output buffers in argument order.
+fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
+    let engine = SimEngine::new(None).unwrap();
+    let catalog = engine.catalog();
+    let kernel = catalog.find(name).unwrap();
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut mems: Vec<Vec<u8>> = args
+        .iter()
+        .map(|a| match a {
+            Arg::Scalar(..) => Vec::new(),
+            Arg::In(_, v) => v.clone(),
+            Arg::Out(_, n) => vec![0xAA; *n],
+        })
+        .collect();
+    let streams: Vec<SegStream> = mems
+        .iter_mut()
+        .map(|m| {
+            let mut s = SegStream::with_capacity(m.len() + 1);
+            let mut off = 0;
+            while off < m.len() {
+                let n = ((rng.next() % 97) as usize + 1).min(m.len() - off);
+                // SAFETY: `off + n <= m.len()`.
+                assert!(s.push(unsafe { m.as_mut_ptr().add(off) }, n));
+                off += n;
+            }
+            s
+        })
+        .collect();
+    let table: Vec<ArgEntry> = args
+        .iter()
+        .map(|a| match a {
+            Arg::Scalar(t, v) => ArgEntry::scalar(*t, *v),
+            Arg::In(t, v) => ArgEntry::input(*t, v.len() as u64),
+            Arg::Out(t, n) => ArgEntry::output(*t, *n as u64),
+        })
+        .collect();
+    kernel
+        .sig
+        .check_call(&table)
+        .map_err(|e| EngineError::BadArgument {
+            index: e.detail as usize,
+            reason: e.reason,
+        })?;
+    let mut bufs: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
+    for (i, a) in table.iter().enumerate() {
+        if a.kind != ArgKind::Scalar.raw() {
+            // SAFETY: `mems` outlives the call and nothing else touches it meanwhile.
+            bufs[i] = unsafe { SgBuf::new(streams[i].segs(), 0, a.value as usize) };
+        }
+    }
+    engine.run(kernel, &Call::new(&table, &bufs))?;
+    drop(streams);
+    Ok(args
+        .iter()
+        .zip(mems)
+        .filter(|(a, _)| matches!(a, Arg::Out(..)))
+        .map(|(_, m)| m)
+        .collect())
+}
+
+fn words<T: Copy>(bytes: &[u8], f: impl Fn(&[u8]) -> T, size: usize) -> Vec<T> {
+    bytes.chunks_exact(size).map(f).collect()
+}
+fn u32s(b: &[u8]) -> Vec<u32> {
+    words(b, |c| u32::from_le_bytes(c.try_into().unwrap()), 4)
+}
+fn f32s(b: &[u8]) -> Vec<f32> {
+    words(b, |c| f32::from_le_bytes(c.try_into().unwrap()), 4)
+}
+fn i32s(b: &[u8]) -> Vec<i32> {
+    words(b, |c| i32::from_le_bytes(c.try_into().unwrap()), 4)
+}
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+#[test]
+fn vadd_u32_wraps() {
+    let mut rng = Rng(1);
+    let n = 1000;
+    let (a, b) = (rng.bytes(n * 4), rng.bytes(n * 4));
+    let out = run(
+        "vadd_u32",
+        vec![
+            Arg::In(ElemType::U32, a.clone()),
+            Arg::In(ElemType::U32, b.clone()),
+            Arg::Out(ElemType::U32, n * 4),
+            Arg::Scalar(ElemType::U32, n as u64),
+        ],
+    )
+    .unwrap();
+    let want: Vec<u32> = u32s(&a)
+        .iter()
+        .zip(u32s(&b))
+        .map(|(x, y)| x.wrapping_add(y))
+        .collect();
+    assert_eq!(u32s(&out[0]), want);
+}
+
+#[test]
+fn vadd_f32_is_ieee() {
+    let mut rng = Rng(2);
+    let n = 777;
+    let a: Vec<f32> = (0..n).map(|_| (rng.next() as i32) as f32 / 1e3).collect();
+    let b: Vec<f32> = (0..n).map(|_| (rng.next() as i32) as f32 / 7.0).collect();
+    let out = run(
+        "vadd_f32",
+        vec![
+            Arg::In(ElemType::F32, f32_bytes(&a)),
+            Arg::In(ElemType::F32, f32_bytes(&b)),
+            Arg::Out(ElemType::F32, n * 4),
+            Arg::Scalar(ElemType::U32, n as u64),
+        ],
+    )
+    .unwrap();
+    let got = f32s(&out[0]);
+    for i in 0..n {
+        assert_eq!(got[i].to_bits(), (a[i] + b[i]).to_bits(), "element {i}");
+    }
+}
+
+#[test]
+fn mmult_matches_textbook_order() {
+    let mut rng = Rng(3);
+    for (m, k, n) in [(7, 13, 5), (1, 1, 1), (4, 0, 3), (16, 33, 17)] {
+        let a: Vec<f32> = (0..m * k)
+            .map(|_| (rng.next() % 2001) as f32 / 97.0 - 10.0)
+            .collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|_| (rng.next() % 2001) as f32 / 89.0 - 11.0)
+            .collect();
+        let out = run(
+            "mmult",
+            vec![
+                Arg::In(ElemType::F32, f32_bytes(&a)),
+                Arg::In(ElemType::F32, f32_bytes(&b)),
+                Arg::Out(ElemType::F32, m * n * 4),
+                Arg::Scalar(ElemType::U32, m as u64),
+                Arg::Scalar(ElemType::U32, k as u64),
+                Arg::Scalar(ElemType::U32, n as u64),
+            ],
+        )
+        .unwrap();
+        let got = f32s(&out[0]);
+        for i in 0..m {
+            for j in 0..n {
+                let mut acc = 0.0f32;
+                for p in 0..k {
+                    acc += a[i * k + p] * b[p * n + j];
+                }
+                assert_eq!(
+                    got[i * n + j].to_bits(),
+                    acc.to_bits(),
+                    "c[{i}][{j}] of {m}x{k}x{n}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fir_wraps_in_32_bits() {
+    let mut rng = Rng(4);
+    for (n, t) in [(500usize, 31usize), (10, 256), (5, 1), (9, 0)] {
+        let x: Vec<i16> = (0..n).map(|_| rng.next() as i16).collect();
+        let taps: Vec<i32> = (0..t).map(|_| rng.next() as i32).collect();
+        let out = run(
+            "fir",
+            vec![
+                Arg::In(
+                    ElemType::I16,
+                    x.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ),
+                Arg::In(
+                    ElemType::I32,
+                    taps.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                ),
+                Arg::Out(ElemType::I32, n * 4),
+                Arg::Scalar(ElemType::U32, n as u64),
+                Arg::Scalar(ElemType::U32, t as u64),
+            ],
+        )
+        .unwrap();
+        let want: Vec<i32> = (0..n)
+            .map(|i| {
+                (0..t).filter(|&j| j <= i).fold(0i32, |acc, j| {
+                    acc.wrapping_add(taps[j].wrapping_mul(i32::from(x[i - j])))
+                })
+            })
+            .collect();
+        assert_eq!(i32s(&out[0]), want, "n={n} t={t}");
+    }
+}
+
+#[test]
+fn fir_refuses_too_many_taps() {
+    let err = run(
+        "fir",
+        vec![
+            Arg::In(ElemType::I16, vec![0; 2]),
+            Arg::In(ElemType::I32, vec![0; 257 * 4]),
+            Arg::Out(ElemType::I32, 4),
+            Arg::Scalar(ElemType::U32, 1),
+            Arg::Scalar(ElemType::U32, 257),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(err.status(), (Status::BadArgument, 4));
+}
+
+#[test]
+fn sha256_matches_sha2_crate() {
+    let mut rng = Rng(5);
+    for n in [0usize, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 65_537] {
+        let data = rng.bytes(n);
+        let out = run(
+            "sha256",
+            vec![
+                Arg::In(ElemType::U8, data.clone()),
+                Arg::Out(ElemType::U8, 32),
+                Arg::Scalar(ElemType::U64, n as u64),
+            ],
+        )
+        .unwrap();
+        assert_eq!(out[0], sha2::Sha256::digest(&data).to_vec(), "n={n}");
+    }
+}
+
+#[test]
+fn sobel_matches_definition() {
+    let mut rng = Rng(6);
+    for (w, h) in [(17usize, 9usize), (3, 3), (2, 5), (64, 1)] {
+        let img = rng.bytes(w * h);
+        let out = run(
+            "sobel",
+            vec![
+                Arg::In(ElemType::U8, img.clone()),
+                Arg::Out(ElemType::U8, w * h),
+                Arg::Scalar(ElemType::U32, w as u64),
+                Arg::Scalar(ElemType::U32, h as u64),
+            ],
+        )
+        .unwrap();
+        let p = |x: usize, y: usize| i32::from(img[y * w + x]);
+        for y in 0..h {
+            for x in 0..w {
+                let want = if x == 0 || y == 0 || x + 1 >= w || y + 1 >= h {
+                    0
+                } else {
+                    let gx = p(x + 1, y - 1) + 2 * p(x + 1, y) + p(x + 1, y + 1)
+                        - p(x - 1, y - 1)
+                        - 2 * p(x - 1, y)
+                        - p(x - 1, y + 1);
+                    let gy = p(x - 1, y + 1) + 2 * p(x, y + 1) + p(x + 1, y + 1)
+                        - p(x - 1, y - 1)
+                        - 2 * p(x, y - 1)
+                        - p(x + 1, y - 1);
+                    (gx.abs() + gy.abs()).min(255)
+                };
+                assert_eq!(i32::from(out[0][y * w + x]), want, "({x},{y}) of {w}x{h}");
+            }
+        }
+    }
+}
+
+#[test]
+fn mismatched_lengths_are_bad_arguments() {
+    let err = run(
+        "vadd_u32",
+        vec![
+            Arg::In(ElemType::U32, vec![0; 8]),
+            Arg::In(ElemType::U32, vec![0; 12]),
+            Arg::Out(ElemType::U32, 8),
+            Arg::Scalar(ElemType::U32, 2),
+        ],
+    )
+    .unwrap_err();
+    assert_eq!(err.status(), (Status::BadArgument, 1));
+}
