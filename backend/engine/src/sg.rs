@@ -52,18 +52,28 @@ impl RawSeg {
 }
 
 /// A stream under construction: segments appended in order, offsets kept.
+///
+/// Its storage only grows, so a stream reused for request after request stops
+/// allocating once it has held its largest request.
 #[derive(Debug, Default)]
 pub struct SegStream {
     segs: Vec<RawSeg>,
     total: u64,
+    limit: usize,
 }
 
 impl SegStream {
-    /// An empty stream with room for `cap` segments (appending within it never allocates).
+    /// An empty stream of at most `cap` segments, with room for all of them.
     pub fn with_capacity(cap: usize) -> Self {
+        Self::with_limit(cap, cap)
+    }
+
+    /// An empty stream of at most `limit` segments, with room for `initial` now.
+    pub fn with_limit(limit: usize, initial: usize) -> Self {
         Self {
-            segs: Vec::with_capacity(cap),
+            segs: Vec::with_capacity(initial.min(limit)),
             total: 0,
+            limit,
         }
     }
 
@@ -74,9 +84,9 @@ impl SegStream {
     }
 
     /// Appends `len` bytes at `ptr`. Returns `false` (and appends nothing) if the stream
-    /// is at its capacity: callers bound segment counts before building.
+    /// holds its limit of segments.
     pub fn push(&mut self, ptr: *mut u8, len: usize) -> bool {
-        if self.segs.len() == self.segs.capacity() {
+        if self.segs.len() >= self.limit {
             return false;
         }
         if len > 0 {
@@ -96,9 +106,9 @@ impl SegStream {
         &self.segs
     }
 
-    /// Segment capacity.
-    pub fn capacity(&self) -> usize {
-        self.segs.capacity()
+    /// Most segments the stream may hold.
+    pub fn limit(&self) -> usize {
+        self.limit
     }
 }
 

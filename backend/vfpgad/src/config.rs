@@ -1,0 +1,290 @@
+//! The daemon's configuration: a TOML file, overridden by command-line flags, checked
+//! as a whole before anything starts.
+//!
+//! ```toml
+//! [daemon]
+//! engine = "sim"            # the accelerator back end
+//! engine_threads = 2        # threads running long kernels (default: CPU count)
+//! inline_cost = 65536       # runs estimated cheaper than this stay on the queue's thread
+//!
+//! [device]                  # limits announced to every guest in the config space
+//! request_queues = 2
+//! queue_size = 256
+//! max_segments = 16384
+//! max_request_bytes = 67108864
+//! max_sessions = 64
+//!
+//! [library]                 # bitstreams guests may load, by name
+//! dir = "/var/lib/vfpga/bitstreams"
+//! allow = ["sim-base"]
+//!
+//! [[guest]]                 # one vhost-user socket per guest
+//! name = "vm0"
+//! socket = "/run/vfpga/vm0.sock"
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use vfpga_engine::manifest::valid_name;
+
+/// A configuration that cannot be used, with the reason.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not valid TOML for this configuration.
+    #[error("config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Parser message, with line and column.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value out of range or an impossible combination.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole configuration.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Daemon-wide settings.
+    #[serde(default)]
+    pub daemon: DaemonConfig,
+    /// Device limits, the same for every guest.
+    #[serde(default)]
+    pub device: DeviceLimits,
+    /// Bitstream library.
+    pub library: Option<LibraryConfig>,
+    /// Guests, one socket each.
+    #[serde(default, rename = "guest")]
+    pub guests: Vec<GuestConfig>,
+}
+
+/// `[daemon]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Engine name.
+    pub engine: String,
+    /// Threads running long kernels; 0 means one per CPU.
+    pub engine_threads: usize,
+    /// Estimated cost (element operations) above which a run leaves the queue thread.
+    pub inline_cost: u64,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            engine: "sim".into(),
+            engine_threads: 0,
+            inline_cost: 1 << 16,
+        }
+    }
+}
+
+/// `[device]`: what the config space announces.
+#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeviceLimits {
+    /// Request queues after the control queue.
+    pub request_queues: u16,
+    /// Descriptors per virtqueue (power of two).
+    pub queue_size: u16,
+    /// Most descriptors per request chain.
+    pub max_segments: u32,
+    /// Most bytes per request chain.
+    pub max_request_bytes: u64,
+    /// Most sessions open per guest.
+    pub max_sessions: u32,
+}
+
+impl Default for DeviceLimits {
+    fn default() -> Self {
+        Self {
+            request_queues: 2,
+            queue_size: 256,
+            max_segments: 16384,
+            max_request_bytes: 64 << 20,
+            max_sessions: 64,
+        }
+    }
+}
+
+/// `[library]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LibraryConfig {
+    /// Folder of `NAME.toml` manifests.
+    pub dir: PathBuf,
+    /// Names guests may load.
+    #[serde(default)]
+    pub allow: Vec<String>,
+}
+
+/// `[[guest]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GuestConfig {
+    /// Name, shown to the guest in `GET_INFO` and in logs.
+    pub name: String,
+    /// vhost-user socket the guest's VMM connects to.
+    pub socket: PathBuf,
+}
+
+impl Config {
+    /// Reads a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(e),
+        })
+    }
+
+    /// Engine threads to start.
+    pub fn engine_threads(&self) -> usize {
+        match self.daemon.engine_threads {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Checks every value and combination; the message says what to change.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        let d = &self.device;
+        if self.daemon.engine != "sim" {
+            return bad(format!(
+                "[daemon] engine = {:?}: this build knows the engine \"sim\"",
+                self.daemon.engine
+            ));
+        }
+        if self.daemon.engine_threads > 256 {
+            return bad("[daemon] engine_threads must be at most 256".into());
+        }
+        if !(1..=63).contains(&d.request_queues) {
+            return bad(format!(
+                "[device] request_queues = {}: must be 1..=63 (virtio allows 64 queues with the control queue)",
+                d.request_queues
+            ));
+        }
+        if !d.queue_size.is_power_of_two() || !(2..=32768).contains(&d.queue_size) {
+            return bad(format!(
+                "[device] queue_size = {}: must be a power of two in 2..=32768",
+                d.queue_size
+            ));
+        }
+        if !(4..=65535).contains(&d.max_segments) {
+            return bad(format!(
+                "[device] max_segments = {}: must be 4..=65535",
+                d.max_segments
+            ));
+        }
+        if !(4096..=(1 << 32)).contains(&d.max_request_bytes) {
+            return bad(format!(
+                "[device] max_request_bytes = {}: must be 4096..=4294967296",
+                d.max_request_bytes
+            ));
+        }
+        if !(1..=65535).contains(&d.max_sessions) {
+            return bad(format!(
+                "[device] max_sessions = {}: must be 1..=65535",
+                d.max_sessions
+            ));
+        }
+        if let Some(lib) = &self.library {
+            if let Some(n) = lib.allow.iter().find(|n| !valid_name(n)) {
+                return bad(format!(
+                    "[library] allow: {n:?} is not a bitstream name (1-31 characters of [A-Za-z0-9_.-])"
+                ));
+            }
+        }
+        if self.guests.is_empty() {
+            return bad("no guest: give at least one [[guest]] or --socket".into());
+        }
+        for (i, g) in self.guests.iter().enumerate() {
+            if !valid_name(&g.name) {
+                return bad(format!(
+                    "guest name {:?} must be 1-31 characters of [A-Za-z0-9_.-]",
+                    g.name
+                ));
+            }
+            if g.socket.as_os_str().len() >= 108 {
+                return bad(format!(
+                    "guest {}: socket path {} is longer than a unix socket allows (107 bytes)",
+                    g.name,
+                    g.socket.display()
+                ));
+            }
+            if let Some(o) = self.guests[..i]
+                .iter()
+                .find(|o| o.name == g.name || o.socket == g.socket)
+            {
+                return bad(format!(
+                    "guests {} and {} share a name or a socket",
+                    o.name, g.name
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(s: &str) -> Config {
+        toml::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = parse(
+            r#"
+            [device]
+            request_queues = 4
+            [[guest]]
+            name = "vm0"
+            socket = "/tmp/vm0.sock"
+            "#,
+        );
+        assert_eq!(c.device.request_queues, 4);
+        assert_eq!(c.device.queue_size, 256);
+        assert_eq!(c.daemon.engine, "sim");
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn refuses_with_a_reason() {
+        let base = "[[guest]]\nname = \"vm0\"\nsocket = \"/tmp/a\"\n";
+        let cases = [
+            (format!("{base}[device]\nqueue_size = 100\n"), "power of two"),
+            (format!("{base}[device]\nrequest_queues = 0\n"), "request_queues"),
+            (format!("{base}[[guest]]\nname = \"vm0\"\nsocket = \"/tmp/b\"\n"), "share"),
+            (format!("{base}[daemon]\nengine = \"gpu\"\n"), "engine"),
+            (format!("{base}[library]\ndir = \"/x\"\nallow = [\"../x\"]\n"), "not a bitstream"),
+            (String::new(), "no guest"),
+        ];
+        for (text, want) in cases {
+            let e = parse(&text).validate().unwrap_err().to_string();
+            assert!(e.contains(want), "{e} lacks {want}");
+        }
+        let e = toml::from_str::<Config>("[device]\nqueue = 1\n").unwrap_err();
+        assert!(e.to_string().contains("unknown field"));
+    }
+}

@@ -1,0 +1,207 @@
+//! The state of one vfpga device (one guest): limits, sessions, counters, per-queue
+//! scratch space and the engine it forwards to.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
+
+use vfpga_engine::Engine;
+use vfpga_proto::{
+    wire::name_field, DeviceConfig, DeviceInfo, ABI_VERSION, CAP_OUT_OF_ORDER, CONFIG_MAGIC,
+    MAX_ARGS, VIRTIO_VFPGA_F_LOAD_BITSTREAM,
+};
+use vm_memory::GuestMemoryAtomic;
+
+use crate::chain::Scratch;
+use crate::config::DeviceLimits;
+use crate::executor::{Executor, Job};
+
+use crate::sessions::Sessions;
+use crate::stats::Counters;
+use crate::GuestMem;
+
+/// Per-virtqueue state.
+#[derive(Debug)]
+pub struct QueueCtx {
+    /// Decode space for the queue's thread.
+    pub scratch: Mutex<Scratch>,
+    /// Idle jobs for runs handed to the engine threads.
+    pub jobs: Mutex<Vec<Box<Job>>>,
+    /// Runs handed to the engine threads and not yet completed.
+    inflight: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// Jobs each queue can have on the engine threads at once; further long runs execute
+/// on the queue's own thread.
+const JOBS_PER_QUEUE: usize = 32;
+
+impl QueueCtx {
+    fn new(limits: &DeviceLimits) -> Self {
+        let jobs = (0..JOBS_PER_QUEUE)
+            .map(|_| Box::new(Job::new(limits.max_segments)))
+            .collect();
+        Self {
+            scratch: Mutex::new(Scratch::new(limits.max_segments)),
+            jobs: Mutex::new(jobs),
+            inflight: Mutex::new(0),
+            idle: Condvar::new(),
+        }
+    }
+
+    /// Marks a run as handed to the engine threads.
+    pub fn start_job(&self) {
+        *lock(&self.inflight) += 1;
+    }
+
+    /// Marks a handed-over run as completed.
+    pub fn finish_job(&self) {
+        let mut n = lock(&self.inflight);
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            self.idle.notify_all();
+        }
+    }
+
+    /// Waits until no run of this queue is on the engine threads; `false` on timeout.
+    pub fn wait_idle(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        let mut n = lock(&self.inflight);
+        while *n > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                return false;
+            };
+            n = match self.idle.wait_timeout(n, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        true
+    }
+}
+
+/// Locks `m`, recovering the data if a thread panicked while holding it: every
+/// structure guarded here stays consistent between statements.
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One guest's device.
+#[derive(Debug)]
+pub struct Device {
+    /// Guest name.
+    pub name: String,
+    /// Limits announced in the config space.
+    pub limits: DeviceLimits,
+    /// The engine (shared by all guests).
+    pub engine: Arc<dyn Engine>,
+    /// Queue of the engine threads (shared by all guests); `None` when shutting down.
+    pub jobs_tx: Option<crossbeam_channel::Sender<Box<Job>>>,
+    /// Runs estimated costlier than this go to the engine threads.
+    pub inline_cost: u64,
+    /// Open sessions.
+    pub sessions: Sessions,
+    /// Device-wide counters.
+    pub counters: Counters,
+    /// Per-virtqueue state; index 0 is the control queue.
+    pub queues: Vec<QueueCtx>,
+    /// Whether the driver negotiated EVENT_IDX.
+    pub event_idx: AtomicBool,
+    mem: RwLock<Option<GuestMemoryAtomic<GuestMem>>>,
+}
+
+impl Device {
+    /// A device for guest `name`.
+    pub fn new(
+        name: &str,
+        limits: DeviceLimits,
+        engine: Arc<dyn Engine>,
+        exec: Arc<Executor>,
+        inline_cost: u64,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            limits,
+            engine,
+            jobs_tx: exec.sender(),
+            inline_cost,
+            sessions: Sessions::new(limits.max_sessions as usize),
+            counters: Counters::default(),
+            queues: (0..=limits.request_queues)
+                .map(|_| QueueCtx::new(&limits))
+                .collect(),
+            event_idx: AtomicBool::new(false),
+            mem: RwLock::new(None),
+        }
+    }
+
+    /// Device feature bits (the device-specific range).
+    pub fn device_features(&self) -> u64 {
+        if self.engine.info().can_load {
+            1 << VIRTIO_VFPGA_F_LOAD_BITSTREAM
+        } else {
+            0
+        }
+    }
+
+    /// Capability bits.
+    pub fn capabilities(&self) -> u64 {
+        CAP_OUT_OF_ORDER | self.engine.info().capability
+    }
+
+    /// The config space.
+    pub fn config(&self) -> DeviceConfig {
+        DeviceConfig {
+            magic: CONFIG_MAGIC,
+            abi_version: ABI_VERSION,
+            num_request_queues: self.limits.request_queues,
+            max_segments: self.limits.max_segments,
+            max_args: MAX_ARGS as u32,
+            max_request_bytes: self.limits.max_request_bytes,
+            capabilities: self.capabilities(),
+            max_sessions: self.limits.max_sessions,
+            reserved: 0,
+        }
+    }
+
+    /// The `GET_INFO` answer.
+    pub fn info(&self) -> DeviceInfo {
+        let catalog = self.engine.catalog();
+        let text = |s: &str| name_field::<32>(s).unwrap_or_default();
+        DeviceInfo {
+            abi_version: ABI_VERSION,
+            num_request_queues: self.limits.request_queues,
+            num_kernels: u32::try_from(catalog.kernels.len()).unwrap_or(u32::MAX),
+            capabilities: self.capabilities(),
+            features: self.device_features(),
+            max_sessions: self.limits.max_sessions,
+            open_sessions: self.sessions.count(),
+            engine: text(self.engine.info().name),
+            daemon_version: text(env!("CARGO_PKG_VERSION")),
+            device_name: text(&self.name),
+            bitstream: text(&catalog.name),
+        }
+    }
+
+    /// Records the guest memory map.
+    pub fn set_memory(&self, mem: GuestMemoryAtomic<GuestMem>) {
+        match self.mem.write() {
+            Ok(mut m) => *m = Some(mem),
+            Err(p) => *p.into_inner() = Some(mem),
+        }
+    }
+
+    /// The guest memory map, once the frontend has sent it.
+    pub fn memory(&self) -> Option<GuestMemoryAtomic<GuestMem>> {
+        match self.mem.read() {
+            Ok(m) => m.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Forgets sessions (device reset or disconnect).
+    pub fn reset(&self) {
+        self.sessions.clear();
+        self.event_idx.store(false, Ordering::Relaxed);
+    }
+}

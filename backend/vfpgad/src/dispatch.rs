@@ -1,0 +1,381 @@
+//! Dispatch: what each operation does once a chain has been decoded, and the
+//! response it gets. Long runs are handed to the engine threads; everything else is
+//! answered on the queue's own thread.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::{debug, warn};
+use vfpga_engine::{Call, SegStream, SgBuf};
+use vfpga_proto::{
+    AbiError, ArgKind, DeviceInfo, ElemType, KernelDesc, Opcode, Response, Stats, Status,
+    CONTROL_QUEUE, MAX_ARGS, MAX_NAME_LEN,
+};
+use virtio_queue::DescriptorChain;
+use vhost_user_backend::VringRwLock;
+
+use crate::chain::{self, bind, write_response, Decoded, Request, Scratch};
+use crate::device::{lock, Device};
+use crate::executor::JobParts;
+use crate::sessions::Session;
+use crate::MemGuard;
+
+/// What became of a chain.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered: put it in the used ring with this length.
+    Done {
+        /// Head descriptor index.
+        head: u16,
+        /// Bytes written.
+        used: u32,
+    },
+    /// Handed to the engine threads, which complete it.
+    Deferred,
+}
+
+type OpResult = Result<Response, AbiError>;
+
+impl Device {
+    /// Decodes, dispatches and (unless deferred) answers one chain from queue `queue`.
+    pub fn handle_chain(
+        self: &Arc<Self>,
+        queue: usize,
+        chain: DescriptorChain<MemGuard>,
+        mem: &MemGuard,
+        vring: &VringRwLock,
+        scratch: &mut Scratch,
+    ) -> Outcome {
+        let (head, resp_off, resp) = match chain::decode(chain, mem, &self.limits, scratch) {
+            Decoded::Unanswerable { head, reason } => {
+                warn!(guest = %self.name, queue, head, "returning chain unanswered: {reason}");
+                self.counters.request(Status::BadRequest);
+                return Outcome::Done { head, used: 0 };
+            }
+            Decoded::Refuse {
+                head,
+                tag,
+                err,
+                resp_off,
+            } => {
+                debug!(guest = %self.name, queue, head, "refused: {err}");
+                (head, resp_off, Response::error(&err, tag))
+            }
+            Decoded::Request(req) => {
+                let tag = req.hdr.tag;
+                match self.dispatch(queue, &req, mem, vring, scratch) {
+                    None => return Outcome::Deferred,
+                    Some(Ok(resp)) => (req.head, req.resp_off, Response { tag, ..resp }),
+                    Some(Err(err)) => {
+                        debug!(guest = %self.name, queue, op = ?req.op, "refused: {err}");
+                        (req.head, req.resp_off, Response::error(&err, tag))
+                    }
+                }
+            }
+        };
+        self.counters.request(resp.status().unwrap_or(Status::EngineError));
+        let used = write_response(&scratch.wr, resp_off, &resp).unwrap_or(0);
+        Outcome::Done { head, used }
+    }
+
+    /// Runs the operation; `None` when it was handed to the engine threads.
+    fn dispatch(
+        self: &Arc<Self>,
+        queue: usize,
+        req: &Request,
+        mem: &MemGuard,
+        vring: &VringRwLock,
+        scratch: &mut Scratch,
+    ) -> Option<OpResult> {
+        let control = queue == usize::from(CONTROL_QUEUE);
+        let allowed = match req.op {
+            Opcode::Run => !control,
+            Opcode::Nop | Opcode::GetStats => true,
+            _ => control,
+        };
+        if !allowed {
+            return Some(Err(AbiError::new(
+                Status::BadRequest,
+                "operation not allowed on this queue (control operations go to queue 0, runs to request queues)",
+            )));
+        }
+        if req.op == Opcode::Run {
+            return self.op_run(queue, req, mem, vring, scratch);
+        }
+        // SAFETY: `mem` keeps the streams' guest memory mapped while the views live
+        // (until the end of this function); `decode` checked the lengths.
+        let bufs = unsafe { bind(req.args(), req.layout.head_bytes, &scratch.rd, &scratch.wr) };
+        Some(self.answer(req, &bufs))
+    }
+
+    /// Answers every operation but `RUN` (which `dispatch` handles first).
+    fn answer(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
+        match req.op {
+            Opcode::Nop => expect(req, &[]).map(|()| Response::new(Status::Ok, 0)),
+            Opcode::GetInfo => self.op_info(req, bufs),
+            Opcode::ListKernels => self.op_list(req, bufs),
+            Opcode::OpenSession => self.op_open(req, bufs),
+            Opcode::CloseSession => self.op_close(req),
+            Opcode::LoadBitstream => self.op_load(req, bufs),
+            Opcode::GetStats => self.op_stats(req, bufs),
+            Opcode::Run => Err(AbiError::new(Status::BadRequest, "RUN needs a session")),
+        }
+    }
+
+    fn op_info(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
+        expect(req, &[(ArgKind::Out, ElemType::U8)])?;
+        write_out(bufs, 0, &self.info().to_bytes(), DeviceInfo::SIZE)
+    }
+
+    fn op_list(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
+        expect(req, &[(ArgKind::Scalar, ElemType::U32), (ArgKind::Out, ElemType::U8)])?;
+        let start = usize::try_from(req.args[0].value).unwrap_or(usize::MAX);
+        let out = buf(bufs, 1)?;
+        let catalog = self.engine.catalog();
+        let mut written = 0usize;
+        for k in catalog.kernels.iter().skip(start) {
+            if written + KernelDesc::SIZE > out.len() {
+                break;
+            }
+            if !out.write_from(written, &k.desc.to_bytes()) {
+                return Err(AbiError::arg(Status::BadArgument, 1, "output buffer unwritable"));
+            }
+            written += KernelDesc::SIZE;
+        }
+        Ok(Response {
+            value: catalog.kernels.len() as u64,
+            written: written as u64,
+            ..Response::new(Status::Ok, 0)
+        })
+    }
+
+    fn op_open(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
+        expect(req, &[(ArgKind::In, ElemType::U8)])?;
+        let mut raw = [0u8; MAX_NAME_LEN];
+        let name = read_name(buf(bufs, 0)?, &mut raw)?;
+        let catalog = self.engine.catalog();
+        let kernel = catalog
+            .find(name)
+            .ok_or(AbiError::new(Status::UnknownKernel, "no kernel with that name"))?;
+        let session = self
+            .sessions
+            .open(kernel.clone())
+            .ok_or(AbiError::new(Status::Busy, "all sessions are in use"))?;
+        debug!(guest = %self.name, kernel = name, id = session.id, "session opened");
+        Ok(Response {
+            value: session.id,
+            ..Response::new(Status::Ok, 0)
+        })
+    }
+
+    fn op_close(&self, req: &Request) -> OpResult {
+        expect(req, &[])?;
+        if !self.sessions.close(req.hdr.session) {
+            return Err(AbiError::new(Status::BadSession, "no such session"));
+        }
+        Ok(Response::new(Status::Ok, 0))
+    }
+
+    fn op_load(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
+        expect(req, &[(ArgKind::In, ElemType::U8)])?;
+        let mut raw = [0u8; MAX_NAME_LEN];
+        let name = read_name(buf(bufs, 0)?, &mut raw)?;
+        match self.engine.load_bitstream(name) {
+            Ok(catalog) => {
+                tracing::info!(guest = %self.name, bitstream = name, "bitstream loaded");
+                Ok(Response {
+                    value: catalog.kernels.len() as u64,
+                    ..Response::new(Status::Ok, 0)
+                })
+            }
+            Err(e) => {
+                warn!(guest = %self.name, bitstream = name, "load refused: {e}");
+                let (status, detail) = e.status();
+                Err(AbiError {
+                    status,
+                    detail,
+                    reason: "bitstream load failed",
+                })
+            }
+        }
+    }
+
+    fn op_stats(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
+        expect(req, &[(ArgKind::Out, ElemType::U8)])?;
+        let stats = match req.hdr.session {
+            0 => self.counters.snapshot(self.sessions.count()),
+            id => self
+                .sessions
+                .get(id)
+                .ok_or(AbiError::new(Status::BadSession, "no such session"))?
+                .counters
+                .snapshot(1),
+        };
+        write_out(bufs, 0, &stats.to_bytes(), Stats::SIZE)
+    }
+
+    fn op_run(
+        self: &Arc<Self>,
+        queue: usize,
+        req: &Request,
+        mem: &MemGuard,
+        vring: &VringRwLock,
+        scratch: &mut Scratch,
+    ) -> Option<OpResult> {
+        let Some(session) = self.sessions.get(req.hdr.session) else {
+            return Some(Err(AbiError::new(Status::BadSession, "no such session")));
+        };
+        if let Err(e) = session.kernel.sig.check_call(req.args()) {
+            session.counters.request(e.status);
+            return Some(Err(e));
+        }
+        let cost = {
+            // SAFETY: `mem` keeps the streams mapped while the views live (this block).
+            let bufs = unsafe { bind(req.args(), req.layout.head_bytes, &scratch.rd, &scratch.wr) };
+            self.engine.cost(&session.kernel, &Call::new(req.args(), &bufs))
+        };
+        if cost > self.inline_cost && self.defer(queue, req, mem, vring, &session, scratch) {
+            return None;
+        }
+        Some(Ok(self.run_now(&session, req, &scratch.rd, &scratch.wr)))
+    }
+
+    /// Hands a run to the engine threads; `false` if none can take it now.
+    fn defer(
+        self: &Arc<Self>,
+        queue: usize,
+        req: &Request,
+        mem: &MemGuard,
+        vring: &VringRwLock,
+        session: &Arc<Session>,
+        scratch: &mut Scratch,
+    ) -> bool {
+        let Some(tx) = &self.jobs_tx else {
+            return false;
+        };
+        let ctx = &self.queues[queue];
+        let Some(mut job) = lock(&ctx.jobs).pop() else {
+            return false;
+        };
+        std::mem::swap(&mut job.rd, &mut scratch.rd);
+        std::mem::swap(&mut job.wr, &mut scratch.wr);
+        job.load(JobParts {
+            dev: self.clone(),
+            vring: vring.clone(),
+            mem: mem.clone(),
+            session: session.clone(),
+            req: *req,
+            queue,
+        });
+        ctx.start_job();
+        match tx.try_send(job) {
+            Ok(()) => true,
+            Err(e) => {
+                // Engine threads saturated: take the streams back and run here.
+                let mut job = e.into_inner();
+                std::mem::swap(&mut job.rd, &mut scratch.rd);
+                std::mem::swap(&mut job.wr, &mut scratch.wr);
+                job.unload();
+                lock(&ctx.jobs).push(job);
+                ctx.finish_job();
+                false
+            }
+        }
+    }
+
+    /// Runs the session's kernel on the request's buffers and builds the response.
+    pub fn run_now(
+        &self,
+        session: &Session,
+        req: &Request,
+        rd: &SegStream,
+        wr: &SegStream,
+    ) -> Response {
+        // SAFETY: the caller holds the memory guard the streams were mapped under.
+        let bufs = unsafe { bind(req.args(), req.layout.head_bytes, rd, wr) };
+        let call = Call::new(req.args(), &bufs);
+        let start = Instant::now();
+        let result = self.engine.run(&session.kernel, &call);
+        let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let resp = match result {
+            Ok(()) => {
+                let (bytes_in, bytes_out) = call.io_bytes();
+                session.counters.run(bytes_in, bytes_out, ns);
+                self.counters.run(bytes_in, bytes_out, ns);
+                Response {
+                    written: bytes_out,
+                    ..Response::new(Status::Ok, req.hdr.tag)
+                }
+            }
+            Err(e) => {
+                debug!(guest = %self.name, kernel = %session.kernel.sig.name, "run failed: {e}");
+                let (status, detail) = e.status();
+                Response {
+                    detail,
+                    ..Response::new(status, req.hdr.tag)
+                }
+            }
+        };
+        session.counters.request(resp.status().unwrap_or(Status::EngineError));
+        Response {
+            duration_ns: ns,
+            ..resp
+        }
+    }
+}
+
+type Bufs<'a> = [Option<SgBuf<'a>>; MAX_ARGS];
+
+/// Checks the argument table of a control operation against its fixed shape.
+fn expect(req: &Request, shape: &[(ArgKind, ElemType)]) -> Result<(), AbiError> {
+    if req.n_args != shape.len() {
+        return Err(AbiError::arg(
+            Status::BadArgument,
+            req.n_args.min(shape.len()),
+            "wrong number of arguments for this operation",
+        ));
+    }
+    for (i, (a, &(kind, ty))) in req.args().iter().zip(shape).enumerate() {
+        if a.kind != kind.raw() || a.ty != ty.raw() {
+            return Err(AbiError::arg(
+                Status::BadArgument,
+                i,
+                "argument kind or type wrong for this operation",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn buf<'a>(bufs: &Bufs<'a>, i: usize) -> Result<SgBuf<'a>, AbiError> {
+    bufs[i].ok_or(AbiError::arg(Status::BadArgument, i, "buffer not mapped"))
+}
+
+/// Writes a fixed-size answer into output buffer `i`, which must hold `size` bytes.
+fn write_out(bufs: &Bufs<'_>, i: usize, bytes: &[u8], size: usize) -> OpResult {
+    let out = buf(bufs, i)?;
+    if out.len() < size || !out.write_from(0, bytes) {
+        return Err(AbiError::arg(
+            Status::BadArgument,
+            i,
+            "output buffer smaller than the answer",
+        ));
+    }
+    Ok(Response {
+        written: size as u64,
+        ..Response::new(Status::Ok, 0)
+    })
+}
+
+/// Reads a 1..=31-byte name from an input buffer.
+fn read_name<'r>(b: SgBuf<'_>, raw: &'r mut [u8; MAX_NAME_LEN]) -> Result<&'r str, AbiError> {
+    let bad = |r| AbiError::arg(Status::BadArgument, 0, r);
+    if b.is_empty() || b.len() > MAX_NAME_LEN {
+        return Err(bad("name must be 1 to 31 bytes"));
+    }
+    let raw = &mut raw[..b.len()];
+    if !b.read_into(0, raw) {
+        return Err(bad("name unreadable"));
+    }
+    std::str::from_utf8(raw).map_err(|_| bad("name is not UTF-8"))
+}

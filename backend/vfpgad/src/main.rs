@@ -1,0 +1,196 @@
+//! `vfpgad`: serve an FPGA accelerator (or its software model) to virtual machines.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing::{error, info};
+use vfpga_proto::DEFAULT_VIRTIO_ID;
+use vfpgad::config::{GuestConfig, LibraryConfig};
+use vfpgad::{build_engine, Config, Server};
+
+const AFTER_HELP: &str = "\
+Examples:
+  Serve one guest on the software engine:
+    vfpgad --socket /run/vfpga/vm0.sock
+  Serve two guests with four request queues each:
+    vfpgad --socket vm0=/run/vfpga/vm0.sock --socket vm1=/run/vfpga/vm1.sock --request-queues 4
+  Check a configuration file and print the QEMU options for its guests:
+    vfpgad --config /etc/vfpga/vfpgad.toml --check --print-qemu-args
+
+Each guest's QEMU connects to its socket with (reconnect-ms lets QEMU survive a
+daemon restart):
+  -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem
+  -chardev socket,id=vfpga0,path=SOCKET,reconnect-ms=1000
+  -device vhost-user-test-device-pci,chardev=vfpga0,virtio-id=21,num_vqs=1+QUEUES,config_size=40
+
+Logging: RUST_LOG=debug (or info, warn, vfpgad=trace, ...). SIGTERM or SIGINT stops
+the daemon cleanly: connections are closed, running kernels finish, sockets go.";
+
+/// Exposes an FPGA accelerator to virtual machines as a virtio device over vhost-user.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = AFTER_HELP)]
+struct Cli {
+    /// TOML configuration file; the flags below override it.
+    #[arg(short, long, value_name = "FILE")]
+    config: Option<PathBuf>,
+
+    /// vhost-user socket for a guest, as PATH or NAME=PATH; repeat for more guests.
+    /// Replaces the file's [[guest]] list.
+    #[arg(short, long = "socket", value_name = "[NAME=]PATH")]
+    sockets: Vec<String>,
+
+    /// Request queues per device (besides the control queue).
+    #[arg(long, value_name = "N")]
+    request_queues: Option<u16>,
+
+    /// Descriptors per virtqueue (power of two).
+    #[arg(long, value_name = "N")]
+    queue_size: Option<u16>,
+
+    /// Sessions a guest may hold open at once.
+    #[arg(long, value_name = "N")]
+    max_sessions: Option<u32>,
+
+    /// Threads running long kernels (0: one per CPU).
+    #[arg(long, value_name = "N")]
+    engine_threads: Option<usize>,
+
+    /// Folder of bitstream manifests guests may load by name (needs --allow).
+    #[arg(long, value_name = "DIR")]
+    library: Option<PathBuf>,
+
+    /// A bitstream name guests may load from the library; repeatable.
+    #[arg(long = "allow", value_name = "NAME")]
+    allow: Vec<String>,
+
+    /// Check the configuration, print it as used, and exit.
+    #[arg(long)]
+    check: bool,
+
+    /// Print the QEMU options that attach each guest to its socket, and exit.
+    #[arg(long)]
+    print_qemu_args: bool,
+}
+
+impl Cli {
+    /// The file's configuration with the flags applied.
+    fn config(&self) -> Result<Config, String> {
+        let mut c = match &self.config {
+            Some(p) => Config::load(p).map_err(|e| e.to_string())?,
+            None => Config::default(),
+        };
+        if !self.sockets.is_empty() {
+            c.guests = self
+                .sockets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| match s.split_once('=') {
+                    Some((name, path)) => GuestConfig {
+                        name: name.to_owned(),
+                        socket: path.into(),
+                    },
+                    None => GuestConfig {
+                        name: format!("vm{i}"),
+                        socket: s.into(),
+                    },
+                })
+                .collect();
+        }
+        let d = &mut c.device;
+        d.request_queues = self.request_queues.unwrap_or(d.request_queues);
+        d.queue_size = self.queue_size.unwrap_or(d.queue_size);
+        d.max_sessions = self.max_sessions.unwrap_or(d.max_sessions);
+        if let Some(n) = self.engine_threads {
+            c.daemon.engine_threads = n;
+        }
+        if let Some(dir) = &self.library {
+            c.library = Some(LibraryConfig {
+                dir: dir.clone(),
+                allow: self.allow.clone(),
+            });
+        } else if !self.allow.is_empty() {
+            return Err("--allow needs --library DIR".into());
+        }
+        c.validate().map_err(|e| e.to_string())?;
+        Ok(c)
+    }
+}
+
+fn print_qemu_args(c: &Config) {
+    for (i, g) in c.guests.iter().enumerate() {
+        println!(
+            "# guest {}\n-object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
+             -chardev socket,id=vfpga{i},path={},reconnect-ms=1000 \
+             -device vhost-user-test-device-pci,chardev=vfpga{i},virtio-id={DEFAULT_VIRTIO_ID},num_vqs={},config_size={}",
+            g.name,
+            g.socket.display(),
+            1 + c.device.request_queues,
+            vfpga_proto::DeviceConfig::SIZE,
+        );
+    }
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let config = match cli.config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vfpgad: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check || cli.print_qemu_args {
+        if cli.check {
+            println!("{config:#?}");
+        }
+        if cli.print_qemu_args {
+            print_qemu_args(&config);
+        }
+        return ExitCode::SUCCESS;
+    }
+    let engine = match build_engine(&config) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("vfpgad: engine: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("vfpgad: cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match Server::start(&config, engine) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("vfpgad: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    info!(
+        engine = %config.daemon.engine,
+        guests = config.guests.len(),
+        request_queues = config.device.request_queues,
+        "vfpgad {} ready",
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(sig) = signals.forever().next() {
+        info!(signal = sig, "stopping");
+    }
+    server.shutdown(Duration::from_secs(30));
+    ExitCode::SUCCESS
+}

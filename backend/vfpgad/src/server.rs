@@ -1,0 +1,277 @@
+//! Serving guests: one vhost-user socket and thread per guest, a fresh device for every
+//! frontend connection (so a restarted VMM or a reconnecting QEMU finds a clean
+//! device), and an orderly stop on request.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileTypeExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+use vfpga_engine::Engine;
+use vhost::vhost_user::{Error as VhostUserError, Listener};
+use vhost_user_backend::{ShutdownHandle, VhostUserDaemon};
+use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::config::{Config, DeviceLimits, GuestConfig};
+use crate::device::{lock, Device};
+use crate::executor::Executor;
+use crate::vhu_vfpga::VhuVfpga;
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// A socket could not be created.
+    #[error("guest {guest}: cannot listen on {path}: {source}")]
+    Listen {
+        /// Guest name.
+        guest: String,
+        /// Socket path.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Threads or events could not be created.
+    #[error("cannot start: {0}")]
+    Start(#[from] io::Error),
+}
+
+/// Shared stop signal: a flag, an eventfd to wake threads waiting for connections, and
+/// the live connections to cut.
+struct Stop {
+    flag: AtomicBool,
+    event: EventFd,
+    conns: Mutex<Vec<(String, ShutdownHandle)>>,
+}
+
+impl std::fmt::Debug for Stop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stop").field("flag", &self.flag).finish_non_exhaustive()
+    }
+}
+
+impl Stop {
+    fn requested(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    fn trigger(&self) {
+        self.flag.store(true, Ordering::Release);
+        let _ = self.event.write(1);
+        for (_, h) in lock(&self.conns).iter() {
+            h.shutdown();
+        }
+    }
+}
+
+/// A running daemon.
+#[derive(Debug)]
+pub struct Server {
+    stop: Arc<Stop>,
+    threads: Vec<JoinHandle<()>>,
+    exec: Arc<Executor>,
+    sockets: Vec<PathBuf>,
+}
+
+impl Server {
+    /// Binds every guest's socket, then serves them on their own threads. Returns once
+    /// all sockets accept connections.
+    pub fn start(config: &Config, engine: Arc<dyn Engine>) -> Result<Self, ServerError> {
+        let exec = Executor::new(config.engine_threads())?;
+        let stop = Arc::new(Stop {
+            flag: AtomicBool::new(false),
+            event: EventFd::new(EFD_NONBLOCK)?,
+            conns: Mutex::new(Vec::new()),
+        });
+        let mut listeners = Vec::with_capacity(config.guests.len());
+        for g in &config.guests {
+            let l = bind(&g.socket).map_err(|source| ServerError::Listen {
+                guest: g.name.clone(),
+                path: g.socket.clone(),
+                source,
+            })?;
+            listeners.push((g.clone(), l));
+        }
+        let mut server = Self {
+            stop,
+            threads: Vec::new(),
+            exec,
+            sockets: config.guests.iter().map(|g| g.socket.clone()).collect(),
+        };
+        for (g, listener) in listeners {
+            let guest = GuestLoop {
+                guest: g.clone(),
+                limits: config.device,
+                inline_cost: config.daemon.inline_cost,
+                engine: engine.clone(),
+                exec: server.exec.clone(),
+                stop: server.stop.clone(),
+            };
+            let t = std::thread::Builder::new()
+                .name(format!("vfpga-{}", g.name))
+                .spawn(move || guest.run(listener))?;
+            server.threads.push(t);
+            info!(guest = %g.name, socket = %g.socket.display(), "listening");
+        }
+        Ok(server)
+    }
+
+    /// Cuts every connection, lets runs on the engine threads finish, removes the
+    /// sockets. Returns once everything has stopped (or after `grace`).
+    pub fn shutdown(self, grace: Duration) {
+        self.stop.trigger();
+        let deadline = Instant::now() + grace;
+        for t in self.threads {
+            while !t.is_finished() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if t.is_finished() {
+                let _ = t.join();
+            } else {
+                warn!("a guest thread did not stop within {grace:?}");
+            }
+        }
+        self.exec.shutdown();
+        for s in &self.sockets {
+            let _ = std::fs::remove_file(s);
+        }
+        info!("stopped");
+    }
+}
+
+/// Creates the listening socket, replacing a stale socket file but never a live
+/// socket or another kind of file.
+fn bind(path: &Path) -> io::Result<UnixListener> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.file_type().is_socket() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "a file that is not a socket is in the way",
+            ))
+        }
+        Ok(_) if UnixStream::connect(path).is_ok() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another process is serving this socket",
+            ))
+        }
+        Ok(_) => std::fs::remove_file(path)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    UnixListener::bind(path)
+}
+
+/// Waits until `fd` is readable (`true`) or the stop event fires (`false`).
+fn wait_readable(fd: RawFd, stop: RawFd) -> io::Result<bool> {
+    let mut fds = [
+        libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+        libc::pollfd {
+            fd: stop,
+            events: libc::POLLIN,
+            revents: 0,
+        },
+    ];
+    loop {
+        // SAFETY: `fds` is a valid array of two pollfd structures for the whole call.
+        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if fds[1].revents != 0 {
+            return Ok(false);
+        }
+        if fds[0].revents != 0 {
+            return Ok(true);
+        }
+    }
+}
+
+/// One guest's serving loop.
+struct GuestLoop {
+    guest: GuestConfig,
+    limits: DeviceLimits,
+    inline_cost: u64,
+    engine: Arc<dyn Engine>,
+    exec: Arc<Executor>,
+    stop: Arc<Stop>,
+}
+
+impl GuestLoop {
+    fn run(self, listener: UnixListener) {
+        let mut listener = Listener::from(listener);
+        let name = &self.guest.name;
+        while !self.stop.requested() {
+            match wait_readable(listener.as_raw_fd(), self.stop.event.as_raw_fd()) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    error!(guest = %name, "waiting for a connection: {e}");
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+            }
+            if let Err(e) = self.serve_one(&mut listener) {
+                error!(guest = %name, "connection failed: {e}");
+            }
+        }
+    }
+
+    /// Accepts one frontend and serves it until it disconnects or the server stops.
+    fn serve_one(&self, listener: &mut Listener) -> Result<(), vhost_user_backend::Error> {
+        let name = &self.guest.name;
+        let dev = Arc::new(Device::new(
+            name,
+            self.limits,
+            self.engine.clone(),
+            self.exec.clone(),
+            self.inline_cost,
+        ));
+        let backend = VhuVfpga::new(dev.clone());
+        let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
+        let mut daemon = VhostUserDaemon::new(format!("vfpga-{name}"), backend, mem)?;
+        daemon.start(listener)?;
+        info!(guest = %name, "frontend connected");
+        if let Some(h) = daemon.shutdown_handle() {
+            lock(&self.stop.conns).push((name.clone(), h.clone()));
+            if self.stop.requested() {
+                h.shutdown();
+            }
+        }
+        let result = daemon.wait();
+        lock(&self.stop.conns).retain(|(n, _)| n != name);
+        for h in daemon.get_epoll_handlers() {
+            h.send_exit_event();
+        }
+        drop(daemon);
+        for q in &dev.queues {
+            q.wait_idle(Duration::from_secs(30));
+        }
+        dev.reset();
+        match result {
+            Ok(())
+            | Err(vhost_user_backend::Error::HandleRequest(
+                VhostUserError::Disconnected | VhostUserError::PartialMessage,
+            )) => {
+                info!(guest = %name, "frontend disconnected");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

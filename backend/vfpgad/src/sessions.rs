@@ -1,0 +1,160 @@
+//! Sessions of one guest: a kernel bound to an id the guest passes with each run.
+//!
+//! Ids are `salt:32 | generation:16 | slot:16`. The salt is random per device
+//! instance, so an id from another guest (or from before a reconnect) is refused
+//! instead of aliasing; the generation makes a reused slot refuse stale ids.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use vfpga_engine::Kernel;
+
+use crate::stats::Counters;
+
+/// An open session.
+#[derive(Debug)]
+pub struct Session {
+    /// Its id.
+    pub id: u64,
+    /// The kernel it runs.
+    pub kernel: Arc<Kernel>,
+    /// Its counters.
+    pub counters: Counters,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    generation: u16,
+    session: Option<Arc<Session>>,
+}
+
+/// A fixed-size session table.
+#[derive(Debug)]
+pub struct Sessions {
+    salt: u32,
+    slots: Mutex<Vec<Slot>>,
+}
+
+/// A random 32-bit value from the standard library's per-process hash keys.
+fn random_salt() -> u32 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u64(std::process::id().into());
+    let v = h.finish();
+    low32(v ^ (v >> 32)) | 1
+}
+
+/// The low 32 bits.
+fn low32(v: u64) -> u32 {
+    u32::try_from(v & 0xffff_ffff).unwrap_or(0)
+}
+
+impl Sessions {
+    /// A table for at most `max` sessions (at most 65536).
+    pub fn new(max: usize) -> Self {
+        let mut slots = Vec::with_capacity(max.min(1 << 16));
+        slots.resize_with(max.min(1 << 16), Slot::default);
+        Self {
+            salt: random_salt(),
+            slots: Mutex::new(slots),
+        }
+    }
+
+    fn slots(&self) -> MutexGuard<'_, Vec<Slot>> {
+        // A panic elsewhere cannot leave a slot half-written: recover the table.
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Slot index and generation of an id carrying this table's salt.
+    fn split(&self, id: u64) -> Option<(usize, u16)> {
+        if low32(id >> 32) != self.salt {
+            return None;
+        }
+        let generation = u16::try_from((id >> 16) & 0xffff).ok()?;
+        Some((usize::from(u16::try_from(id & 0xffff).ok()?), generation))
+    }
+
+    /// Opens a session on `kernel`; `None` when the table is full.
+    pub fn open(&self, kernel: Arc<Kernel>) -> Option<Arc<Session>> {
+        let mut slots = self.slots();
+        let (index, slot) = slots.iter_mut().enumerate().find(|(_, s)| s.session.is_none())?;
+        slot.generation = slot.generation.wrapping_add(1);
+        let id = u64::from(self.salt) << 32 | u64::from(slot.generation) << 16 | index as u64;
+        let session = Arc::new(Session {
+            id,
+            kernel,
+            counters: Counters::default(),
+        });
+        slot.session = Some(session.clone());
+        Some(session)
+    }
+
+    /// The session with this id, if it is open.
+    pub fn get(&self, id: u64) -> Option<Arc<Session>> {
+        let (index, generation) = self.split(id)?;
+        let slots = self.slots();
+        let slot = slots.get(index)?;
+        if slot.generation != generation {
+            return None;
+        }
+        slot.session.clone()
+    }
+
+    /// Closes the session with this id; `false` if it is not open.
+    pub fn close(&self, id: u64) -> bool {
+        let Some((index, generation)) = self.split(id) else {
+            return false;
+        };
+        let mut slots = self.slots();
+        match slots.get_mut(index) {
+            Some(s) if s.generation == generation && s.session.is_some() => {
+                s.session = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Closes every session (device reset or disconnect).
+    pub fn clear(&self) {
+        for s in self.slots().iter_mut() {
+            s.session = None;
+        }
+    }
+
+    /// Sessions open now.
+    pub fn count(&self) -> u32 {
+        let n = self.slots().iter().filter(|s| s.session.is_some()).count();
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vfpga_engine::sim::SimEngine;
+    use vfpga_engine::Engine;
+
+    fn kernel() -> Arc<Kernel> {
+        SimEngine::new(None).unwrap().catalog().kernels[0].clone()
+    }
+
+    #[test]
+    fn ids_are_checked_and_not_reused() {
+        let t = Sessions::new(2);
+        let a = t.open(kernel()).unwrap();
+        let b = t.open(kernel()).unwrap();
+        assert!(t.open(kernel()).is_none(), "table is full");
+        assert!(t.close(a.id));
+        assert!(!t.close(a.id), "already closed");
+        let c = t.open(kernel()).unwrap();
+        assert_ne!(c.id, a.id, "reused slot, new generation");
+        assert!(t.get(a.id).is_none());
+        assert_eq!(t.get(b.id).unwrap().id, b.id);
+        let other = Sessions::new(2);
+        assert!(other.get(b.id).is_none(), "foreign id");
+        assert_eq!(t.count(), 2);
+        t.clear();
+        assert_eq!(t.count(), 0);
+    }
+}

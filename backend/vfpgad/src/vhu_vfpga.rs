@@ -1,0 +1,220 @@
+//! vhost-user glue: the `VhostUserBackend` implementation that feeds each virtqueue's
+//! chains to the device and puts completions in the used ring. Device logic lives in
+//! `dispatch.rs`; decoding in `chain.rs`.
+
+use std::io;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{debug, warn};
+use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
+use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
+use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
+use virtio_queue::QueueT;
+use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
+use vmm_sys_util::epoll::EventSet;
+use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
+
+use crate::device::{lock, Device};
+use crate::dispatch::Outcome;
+
+/// How long a queue stop waits for runs on the engine threads to finish.
+const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The vhost-user backend of one guest's device.
+#[derive(Clone, Debug)]
+pub struct VhuVfpga {
+    dev: Arc<Device>,
+}
+
+impl VhuVfpga {
+    /// A backend for `dev`.
+    pub fn new(dev: Arc<Device>) -> Self {
+        Self { dev }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &Arc<Device> {
+        &self.dev
+    }
+
+    /// Processes every available chain of virtqueue `q`.
+    fn process_queue(&self, q: usize, vring: &VringRwLock) {
+        let Some(atomic) = self.dev.memory() else {
+            warn!(guest = %self.dev.name, queue = q, "kick before the memory table; ignored");
+            return;
+        };
+        let mem = atomic.memory();
+        let Some(ctx) = self.dev.queues.get(q) else {
+            return;
+        };
+        let mut scratch = lock(&ctx.scratch);
+        let event_idx = self.dev.event_idx.load(Ordering::Relaxed);
+        let mut completed = false;
+        loop {
+            if event_idx {
+                if let Err(e) = vring.disable_notification() {
+                    warn!(guest = %self.dev.name, queue = q, "cannot disable notifications: {e}");
+                }
+            }
+            loop {
+                // A statement of its own: the vring lock must be released before the
+                // chain is handled (completions take it again).
+                let chain = vring.get_mut().get_queue_mut().pop_descriptor_chain(mem.clone());
+                let Some(chain) = chain else {
+                    break;
+                };
+                match self.dev.handle_chain(q, chain, &mem, vring, &mut scratch) {
+                    Outcome::Done { head, used } => {
+                        completed |= complete_one(vring, head, used, false);
+                    }
+                    Outcome::Deferred => {}
+                }
+            }
+            if !event_idx {
+                break;
+            }
+            match vring.enable_notification() {
+                Ok(true) => continue,
+                Ok(false) => break,
+                Err(e) => {
+                    warn!(guest = %self.dev.name, queue = q, "cannot enable notifications: {e}");
+                    break;
+                }
+            }
+        }
+        if completed {
+            notify(vring);
+        }
+    }
+}
+
+/// Puts a chain in the used ring and, if `signal`, interrupts the driver when it asked
+/// to be. Returns whether the entry was added.
+pub fn complete_one(vring: &VringRwLock, head: u16, used: u32, signal: bool) -> bool {
+    if let Err(e) = vring.add_used(head, used) {
+        // Only a head index beyond the queue gets here: nothing can be returned.
+        warn!(head, "cannot return descriptor chain: {e}");
+        return false;
+    }
+    if signal {
+        notify(vring);
+    }
+    true
+}
+
+/// Interrupts the driver if it asked to be (EVENT_IDX) or always (without it).
+fn notify(vring: &VringRwLock) {
+    match vring.needs_notification() {
+        Ok(true) => {
+            if let Err(e) = vring.signal_used_queue() {
+                warn!("cannot signal the used queue: {e}");
+            }
+        }
+        Ok(false) => {}
+        Err(e) => warn!("cannot read the used event index: {e}"),
+    }
+}
+
+impl VhostUserBackend for VhuVfpga {
+    type Bitmap = ();
+    type Vring = VringRwLock;
+
+    fn num_queues(&self) -> usize {
+        self.dev.queues.len()
+    }
+
+    fn max_queue_size(&self) -> usize {
+        usize::from(self.dev.limits.queue_size)
+    }
+
+    fn features(&self) -> u64 {
+        1 << VIRTIO_F_VERSION_1
+            | 1 << VIRTIO_RING_F_EVENT_IDX
+            | 1 << VIRTIO_RING_F_INDIRECT_DESC
+            | VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits()
+            | self.dev.device_features()
+    }
+
+    fn protocol_features(&self) -> VhostUserProtocolFeatures {
+        VhostUserProtocolFeatures::MQ
+            | VhostUserProtocolFeatures::CONFIG
+            | VhostUserProtocolFeatures::REPLY_ACK
+            | VhostUserProtocolFeatures::RESET_DEVICE
+    }
+
+    fn acked_features(&self, features: u64) {
+        debug!(guest = %self.dev.name, "features acked: {features:#x}");
+    }
+
+    fn reset_device(&self) {
+        debug!(guest = %self.dev.name, "device reset");
+        self.dev.reset();
+    }
+
+    fn set_event_idx(&self, enabled: bool) {
+        self.dev.event_idx.store(enabled, Ordering::Relaxed);
+    }
+
+    fn get_config(&self, offset: u32, size: u32) -> Vec<u8> {
+        // The frontend expects exactly `size` bytes; bytes past the structure read as 0.
+        let config = self.dev.config().to_bytes();
+        let mut out = vec![0u8; size as usize];
+        let start = (offset as usize).min(config.len());
+        let n = (config.len() - start).min(out.len());
+        out[..n].copy_from_slice(&config[start..start + n]);
+        out
+    }
+
+    fn update_memory(&self, mem: GuestMemoryAtomic<GuestMemoryMmap<()>>) -> io::Result<()> {
+        self.dev.set_memory(mem);
+        Ok(())
+    }
+
+    /// One thread per virtqueue: a long control operation or a busy request queue
+    /// never holds up another queue.
+    fn queues_per_thread(&self) -> Vec<u64> {
+        (0..self.num_queues()).map(|q| 1u64 << q).collect()
+    }
+
+    fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
+        match new_event_consumer_and_notifier(EventFlag::NONBLOCK) {
+            Ok(pair) => Some(pair),
+            Err(e) => {
+                warn!("cannot create an exit event: {e}");
+                None
+            }
+        }
+    }
+
+    fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
+        if let Some(ctx) = self.dev.queues.get(queue_index as usize) {
+            if !ctx.wait_idle(STOP_TIMEOUT) {
+                warn!(guest = %self.dev.name, queue = queue_index, "runs still active after {STOP_TIMEOUT:?}; stopping anyway");
+            }
+        }
+        Ok(())
+    }
+
+    fn handle_event(
+        &self,
+        device_event: u16,
+        evset: EventSet,
+        vrings: &[VringRwLock],
+        thread_id: usize,
+    ) -> io::Result<()> {
+        if evset != EventSet::IN {
+            warn!(guest = %self.dev.name, "unexpected event set {evset:?}");
+            return Ok(());
+        }
+        // Each thread owns exactly one queue (see `queues_per_thread`), so the thread
+        // index is the virtqueue index and `device_event` the thread-local index 0.
+        match vrings.get(usize::from(device_event)) {
+            Some(vring) => self.process_queue(thread_id + usize::from(device_event), vring),
+            None => warn!(guest = %self.dev.name, device_event, "event for an unknown queue"),
+        }
+        Ok(())
+    }
+}

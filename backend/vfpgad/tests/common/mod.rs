@@ -1,0 +1,158 @@
+//! Shared test support: start the real `vfpgad` binary on temporary sockets, connect
+//! the test frontend, and small request helpers.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use vfpga_proto::{ElemType, Opcode, Status};
+use vfpga_vhu_frontend::{Arg, Layout, Options, Reply, VhuFrontend};
+
+/// A `vfpgad` process serving one socket per guest in a temporary folder.
+pub struct Daemon {
+    child: Option<Child>,
+    pub dir: tempfile::TempDir,
+    pub sockets: Vec<PathBuf>,
+}
+
+impl Daemon {
+    /// Starts the daemon for `guests` guests with extra command-line `args`.
+    pub fn start(guests: usize, args: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let sockets: Vec<PathBuf> = (0..guests).map(|i| dir.path().join(format!("vm{i}.sock"))).collect();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vfpgad"));
+        for (i, s) in sockets.iter().enumerate() {
+            cmd.arg("--socket").arg(format!("vm{i}={}", s.display()));
+        }
+        cmd.args(args)
+            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdin(Stdio::null());
+        let child = cmd.spawn().expect("start vfpgad");
+        let d = Self {
+            child: Some(child),
+            dir,
+            sockets,
+        };
+        d.wait_for_sockets();
+        d
+    }
+
+    fn wait_for_sockets(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.sockets.iter().all(|s| s.exists()) {
+            assert!(Instant::now() < deadline, "vfpgad did not create its sockets");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Connects a frontend to guest `i`'s socket.
+    pub fn connect(&self, i: usize) -> VhuFrontend {
+        self.connect_with(i, Options::default())
+    }
+
+    /// Connects with options.
+    pub fn connect_with(&self, i: usize, opts: Options) -> VhuFrontend {
+        VhuFrontend::connect(&self.sockets[i], opts).expect("connect to vfpgad")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends `signal` and waits (up to `timeout`) for the process to exit.
+    pub fn signal_and_wait(&mut self, signal: i32, timeout: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take()?;
+        let pid = i32::try_from(child.id()).unwrap();
+        // SAFETY: kill(2) on the pid of our own child, which has not been reaped.
+        unsafe { libc::kill(pid, signal) };
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Restarts the daemon on the same sockets (after it was stopped or killed).
+    pub fn restart(&mut self, args: &[&str]) {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vfpgad"));
+        for (i, s) in self.sockets.iter().enumerate() {
+            cmd.arg("--socket").arg(format!("vm{i}={}", s.display()));
+        }
+        cmd.args(args).env("RUST_LOG", "warn").stdin(Stdio::null());
+        for s in &self.sockets {
+            let _ = std::fs::remove_file(s);
+        }
+        self.child = Some(cmd.spawn().expect("restart vfpgad"));
+        self.wait_for_sockets();
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Opens a session on `kernel`; panics unless the device says OK.
+pub fn open(fe: &mut VhuFrontend, kernel: &str) -> u64 {
+    let r = fe
+        .call(0, Opcode::OpenSession, 0, &[Arg::In(ElemType::U8, kernel.as_bytes())], Layout::Direct)
+        .unwrap();
+    assert_eq!(r.status(), Some(Status::Ok), "open {kernel}: {:?}", r.resp);
+    r.resp.value
+}
+
+/// Runs `session` on request queue 1 with `args`.
+pub fn run(fe: &mut VhuFrontend, session: u64, args: &[Arg<'_>], layout: Layout) -> Reply {
+    fe.call(1, Opcode::Run, session, args, layout).unwrap()
+}
+
+/// A valid request still works: the check after every malformed one.
+pub fn still_serves(fe: &mut VhuFrontend) {
+    let r = fe.call(1, Opcode::Nop, 0, &[], Layout::Direct).unwrap();
+    assert_eq!(r.status(), Some(Status::Ok));
+    let s = open(fe, "vadd_u32");
+    let a: Vec<u8> = (0..64u32).flat_map(|x| x.to_le_bytes()).collect();
+    let r = run(
+        fe,
+        s,
+        &[
+            Arg::In(ElemType::U32, &a),
+            Arg::In(ElemType::U32, &a),
+            Arg::Out(ElemType::U32, 256),
+            Arg::Scalar(ElemType::U32, 64),
+        ],
+        Layout::Paged(4096),
+    );
+    assert_eq!(r.status(), Some(Status::Ok));
+    let want: Vec<u8> = (0..64u32).flat_map(|x| (2 * x).to_le_bytes()).collect();
+    assert_eq!(r.outputs[0], want);
+    let c = fe.call(0, Opcode::CloseSession, s, &[], Layout::Direct).unwrap();
+    assert_eq!(c.status(), Some(Status::Ok));
+}
+
+/// xorshift64* test data.
+pub struct Rng(pub u64);
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
