@@ -10,8 +10,8 @@ use vfpga_engine::{SegStream, SgBuf};
 use vfpga_proto::{
     AbiError, ArgEntry, ChainLayout, Opcode, RequestHeader, Response, Status, MAX_ARGS,
 };
-use vm_memory::{GuestAddress, GuestMemoryBackend};
 use virtio_queue::DescriptorChain;
+use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::config::DeviceLimits;
 use crate::{GuestMem, MemGuard};
@@ -168,10 +168,17 @@ pub fn decode(
             continue;
         }
         if total > limits.max_request_bytes {
-            problem = Some(AbiError::new(Status::TooLarge, "request larger than max_request_bytes"));
+            problem = Some(AbiError::new(
+                Status::TooLarge,
+                "request larger than max_request_bytes",
+            ));
             continue;
         }
-        let stream = if writable { &mut scratch.wr } else { &mut scratch.rd };
+        let stream = if writable {
+            &mut scratch.wr
+        } else {
+            &mut scratch.rd
+        };
         if !map(mem, stream, desc.addr().0, desc.len()) {
             problem = Some(AbiError::new(
                 Status::BadRequest,
@@ -210,7 +217,10 @@ pub fn decode(
     let rd = scratch.rd.segs();
     let mut raw = [0u8; RequestHeader::SIZE];
     if !read(rd, 0, &mut raw) {
-        return refuse(0, AbiError::new(Status::BadRequest, "request shorter than its header"));
+        return refuse(
+            0,
+            AbiError::new(Status::BadRequest, "request shorter than its header"),
+        );
     }
     let hdr = RequestHeader::from_bytes(&raw);
     let tag = hdr.tag;
@@ -226,7 +236,10 @@ pub fn decode(
         if !read(rd, off, &mut raw) {
             return refuse(
                 tag,
-                AbiError::new(Status::BadRequest, "argument table extends past the readable bytes"),
+                AbiError::new(
+                    Status::BadRequest,
+                    "argument table extends past the readable bytes",
+                ),
             );
         }
         *a = ArgEntry::from_bytes(&raw);

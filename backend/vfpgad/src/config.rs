@@ -273,11 +273,23 @@ mod tests {
     fn refuses_with_a_reason() {
         let base = "[[guest]]\nname = \"vm0\"\nsocket = \"/tmp/a\"\n";
         let cases = [
-            (format!("{base}[device]\nqueue_size = 100\n"), "power of two"),
-            (format!("{base}[device]\nrequest_queues = 0\n"), "request_queues"),
-            (format!("{base}[[guest]]\nname = \"vm0\"\nsocket = \"/tmp/b\"\n"), "share"),
+            (
+                format!("{base}[device]\nqueue_size = 100\n"),
+                "power of two",
+            ),
+            (
+                format!("{base}[device]\nrequest_queues = 0\n"),
+                "request_queues",
+            ),
+            (
+                format!("{base}[[guest]]\nname = \"vm0\"\nsocket = \"/tmp/b\"\n"),
+                "share",
+            ),
             (format!("{base}[daemon]\nengine = \"gpu\"\n"), "engine"),
-            (format!("{base}[library]\ndir = \"/x\"\nallow = [\"../x\"]\n"), "not a bitstream"),
+            (
+                format!("{base}[library]\ndir = \"/x\"\nallow = [\"../x\"]\n"),
+                "not a bitstream",
+            ),
             (String::new(), "no guest"),
         ];
         for (text, want) in cases {

@@ -1,7 +1,7 @@
 //! The state of one vfpga device (one guest): limits, sessions, counters, per-queue
 //! scratch space and the engine it forwards to.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,6 +30,9 @@ pub struct QueueCtx {
     /// Runs handed to the engine threads and not yet completed.
     inflight: Mutex<usize>,
     idle: Condvar,
+    /// Bumped when the frontend stops the queue: runs that started before must not
+    /// touch the queue or guest memory afterwards (the driver may have freed it).
+    epoch: AtomicU64,
 }
 
 /// Jobs each queue can have on the engine threads at once; further long runs execute
@@ -46,6 +49,7 @@ impl QueueCtx {
             jobs: Mutex::new(jobs),
             inflight: Mutex::new(0),
             idle: Condvar::new(),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -61,6 +65,20 @@ impl QueueCtx {
         if *n == 0 {
             self.idle.notify_all();
         }
+    }
+
+    /// The queue's current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::Acquire)
+    }
+
+    /// Stops the queue: waits up to `timeout` for its runs on the engine threads, then
+    /// starts a new epoch so any run still going is abandoned (its completion is not
+    /// written). Returns `false` if runs had to be abandoned.
+    pub fn stop(&self, timeout: Duration) -> bool {
+        let idle = self.wait_idle(timeout);
+        self.epoch.fetch_add(1, Ordering::AcqRel);
+        idle
     }
 
     /// Waits until no run of this queue is on the engine threads; `false` on timeout.
@@ -156,7 +174,7 @@ impl Device {
             abi_version: ABI_VERSION,
             num_request_queues: self.limits.request_queues,
             max_segments: self.limits.max_segments,
-            max_args: MAX_ARGS as u32,
+            max_args: u32::try_from(MAX_ARGS).unwrap_or(u32::MAX),
             max_request_bytes: self.limits.max_request_bytes,
             capabilities: self.capabilities(),
             max_sessions: self.limits.max_sessions,

@@ -11,8 +11,8 @@ use vfpga_proto::{
     AbiError, ArgKind, DeviceInfo, ElemType, KernelDesc, Opcode, Response, Stats, Status,
     CONTROL_QUEUE, MAX_ARGS, MAX_NAME_LEN,
 };
-use virtio_queue::DescriptorChain;
 use vhost_user_backend::VringRwLock;
+use virtio_queue::DescriptorChain;
 
 use crate::chain::{self, bind, write_response, Decoded, Request, Scratch};
 use crate::device::{lock, Device};
@@ -73,7 +73,8 @@ impl Device {
                 }
             }
         };
-        self.counters.request(resp.status().unwrap_or(Status::EngineError));
+        self.counters
+            .request(resp.status().unwrap_or(Status::EngineError));
         let used = write_response(&scratch.wr, resp_off, &resp).unwrap_or(0);
         Outcome::Done { head, used }
     }
@@ -128,7 +129,13 @@ impl Device {
     }
 
     fn op_list(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
-        expect(req, &[(ArgKind::Scalar, ElemType::U32), (ArgKind::Out, ElemType::U8)])?;
+        expect(
+            req,
+            &[
+                (ArgKind::Scalar, ElemType::U32),
+                (ArgKind::Out, ElemType::U8),
+            ],
+        )?;
         let start = usize::try_from(req.args[0].value).unwrap_or(usize::MAX);
         let out = buf(bufs, 1)?;
         let catalog = self.engine.catalog();
@@ -138,7 +145,11 @@ impl Device {
                 break;
             }
             if !out.write_from(written, &k.desc.to_bytes()) {
-                return Err(AbiError::arg(Status::BadArgument, 1, "output buffer unwritable"));
+                return Err(AbiError::arg(
+                    Status::BadArgument,
+                    1,
+                    "output buffer unwritable",
+                ));
             }
             written += KernelDesc::SIZE;
         }
@@ -154,9 +165,10 @@ impl Device {
         let mut raw = [0u8; MAX_NAME_LEN];
         let name = read_name(buf(bufs, 0)?, &mut raw)?;
         let catalog = self.engine.catalog();
-        let kernel = catalog
-            .find(name)
-            .ok_or(AbiError::new(Status::UnknownKernel, "no kernel with that name"))?;
+        let kernel = catalog.find(name).ok_or(AbiError::new(
+            Status::UnknownKernel,
+            "no kernel with that name",
+        ))?;
         let session = self
             .sessions
             .open(kernel.clone())
@@ -232,7 +244,8 @@ impl Device {
         let cost = {
             // SAFETY: `mem` keeps the streams mapped while the views live (this block).
             let bufs = unsafe { bind(req.args(), req.layout.head_bytes, &scratch.rd, &scratch.wr) };
-            self.engine.cost(&session.kernel, &Call::new(req.args(), &bufs))
+            self.engine
+                .cost(&session.kernel, &Call::new(req.args(), &bufs))
         };
         if cost > self.inline_cost && self.defer(queue, req, mem, vring, &session, scratch) {
             return None;
@@ -316,7 +329,9 @@ impl Device {
                 }
             }
         };
-        session.counters.request(resp.status().unwrap_or(Status::EngineError));
+        session
+            .counters
+            .request(resp.status().unwrap_or(Status::EngineError));
         Response {
             duration_ns: ns,
             ..resp

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender};
-use tracing::{debug, error};
+use tracing::{debug, error, warn};
 use vfpga_engine::SegStream;
 use vhost_user_backend::VringRwLock;
 
@@ -27,6 +27,7 @@ pub struct Job {
     session: Option<Arc<Session>>,
     req: Option<Request>,
     queue: usize,
+    epoch: u64,
     /// Readable stream of the request (swapped in from the queue's scratch space).
     pub rd: SegStream,
     /// Writable stream of the request.
@@ -77,6 +78,7 @@ impl Job {
             session: None,
             req: None,
             queue: 0,
+            epoch: 0,
             rd: Scratch::stream(max_segments),
             wr: Scratch::stream(max_segments),
         }
@@ -84,12 +86,13 @@ impl Job {
 
     /// Loads the job with a request whose streams are already in `rd`/`wr`.
     pub fn load(&mut self, parts: JobParts) {
+        self.epoch = parts.dev.queues[parts.queue].epoch();
         self.dev = Some(parts.dev);
         self.vring = Some(parts.vring);
         self.mem = Some(parts.mem);
         self.session = Some(parts.session);
-        self.req = Some(parts.req);
         self.queue = parts.queue;
+        self.req = Some(parts.req);
     }
 
     /// Empties a loaded job that will not run.
@@ -114,15 +117,20 @@ impl Job {
             return;
         };
         let resp = dev.run_now(&session, &req, &self.rd, &self.wr);
-        let used = write_response(&self.wr, req.resp_off, &resp).unwrap_or(0);
-        dev.counters.request(resp.status().unwrap_or(vfpga_proto::Status::EngineError));
+        let queue = &dev.queues[self.queue];
+        if queue.epoch() == self.epoch {
+            let used = write_response(&self.wr, req.resp_off, &resp).unwrap_or(0);
+            dev.counters
+                .request(resp.status().unwrap_or(vfpga_proto::Status::EngineError));
+            // The used ring entry goes out only after the response is written, and the
+            // memory guard is dropped only after both.
+            complete_one(&vring, req.head, used, true);
+        } else {
+            warn!(guest = %dev.name, queue = self.queue, head = req.head, "queue stopped during the run; result dropped");
+        }
+        drop(mem);
         self.rd.clear();
         self.wr.clear();
-        // The used ring entry goes out only after the response is written, and the
-        // memory guard is dropped only after both.
-        complete_one(&vring, req.head, used, true);
-        drop(mem);
-        let queue = &dev.queues[self.queue];
         lock(&queue.jobs).push(self);
         queue.finish_job();
     }

@@ -53,7 +53,9 @@ struct Stop {
 
 impl std::fmt::Debug for Stop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stop").field("flag", &self.flag).finish_non_exhaustive()
+        f.debug_struct("Stop")
+            .field("flag", &self.flag)
+            .finish_non_exhaustive()
     }
 }
 

@@ -77,7 +77,10 @@ impl Sessions {
     /// Opens a session on `kernel`; `None` when the table is full.
     pub fn open(&self, kernel: Arc<Kernel>) -> Option<Arc<Session>> {
         let mut slots = self.slots();
-        let (index, slot) = slots.iter_mut().enumerate().find(|(_, s)| s.session.is_none())?;
+        let (index, slot) = slots
+            .iter_mut()
+            .enumerate()
+            .find(|(_, s)| s.session.is_none())?;
         slot.generation = slot.generation.wrapping_add(1);
         let id = u64::from(self.salt) << 32 | u64::from(slot.generation) << 16 | index as u64;
         let session = Arc::new(Session {

@@ -15,7 +15,9 @@ use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRE
 use virtio_queue::QueueT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
-use vmm_sys_util::event::{new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier};
+use vmm_sys_util::event::{
+    new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
+};
 
 use crate::device::{lock, Device};
 use crate::dispatch::Outcome;
@@ -62,7 +64,10 @@ impl VhuVfpga {
             loop {
                 // A statement of its own: the vring lock must be released before the
                 // chain is handled (completions take it again).
-                let chain = vring.get_mut().get_queue_mut().pop_descriptor_chain(mem.clone());
+                let chain = vring
+                    .get_mut()
+                    .get_queue_mut()
+                    .pop_descriptor_chain(mem.clone());
                 let Some(chain) = chain else {
                     break;
                 };
@@ -191,8 +196,8 @@ impl VhostUserBackend for VhuVfpga {
 
     fn stop_vring(&self, queue_index: u32) -> io::Result<()> {
         if let Some(ctx) = self.dev.queues.get(queue_index as usize) {
-            if !ctx.wait_idle(STOP_TIMEOUT) {
-                warn!(guest = %self.dev.name, queue = queue_index, "runs still active after {STOP_TIMEOUT:?}; stopping anyway");
+            if !ctx.stop(STOP_TIMEOUT) {
+                warn!(guest = %self.dev.name, queue = queue_index, "runs still active after {STOP_TIMEOUT:?}; their results will be dropped");
             }
         }
         Ok(())

@@ -31,7 +31,13 @@ fn info_list_and_stats() {
     let d = Daemon::start(1, &[]);
     let mut fe = d.connect(0);
     let r = fe
-        .call(0, Opcode::GetInfo, 0, &[Arg::Out(ElemType::U8, 200)], Layout::Direct)
+        .call(
+            0,
+            Opcode::GetInfo,
+            0,
+            &[Arg::Out(ElemType::U8, 200)],
+            Layout::Direct,
+        )
         .unwrap();
     assert_eq!(r.status(), Some(Status::Ok));
     assert_eq!(r.resp.written, DeviceInfo::SIZE as u64);
@@ -50,7 +56,10 @@ fn info_list_and_stats() {
                 0,
                 Opcode::ListKernels,
                 0,
-                &[Arg::Scalar(ElemType::U32, start), Arg::Out(ElemType::U8, 2 * KernelDesc::SIZE + 5)],
+                &[
+                    Arg::Scalar(ElemType::U32, start),
+                    Arg::Out(ElemType::U8, 2 * KernelDesc::SIZE + 5),
+                ],
                 Layout::Indirect,
             )
             .unwrap();
@@ -58,7 +67,8 @@ fn info_list_and_stats() {
         assert_eq!(r.resp.value, 6, "total kernel count");
         let n = r.resp.written as usize / KernelDesc::SIZE;
         for chunk in r.outputs[0][..n * KernelDesc::SIZE].chunks(KernelDesc::SIZE) {
-            let sig = KernelSig::from_desc(&KernelDesc::from_bytes(chunk.try_into().unwrap())).unwrap();
+            let sig =
+                KernelSig::from_desc(&KernelDesc::from_bytes(chunk.try_into().unwrap())).unwrap();
             names.push(sig.render());
         }
         if n < 2 {
@@ -67,33 +77,57 @@ fn info_list_and_stats() {
         start += 2;
     }
     assert_eq!(names.len(), 6);
-    assert!(names.contains(&"vadd_u32(in a: u32[n], in b: u32[n], out c: u32[n], n: u32)".to_string()));
+    assert!(
+        names.contains(&"vadd_u32(in a: u32[n], in b: u32[n], out c: u32[n], n: u32)".to_string())
+    );
     assert!(names.contains(&"sha256(in data: u8[n], out digest: u8[32], n: u64)".to_string()));
-    assert!(names.contains(&"mmult(in a: f32[m*k], in b: f32[k*n], out c: f32[m*n], m: u32, k: u32, n: u32)".to_string()));
+    assert!(names.contains(
+        &"mmult(in a: f32[m*k], in b: f32[k*n], out c: f32[m*n], m: u32, k: u32, n: u32)"
+            .to_string()
+    ));
 
     let s = open(&mut fe, "sha256");
     let data = b"abc";
     let r = run(
         &mut fe,
         s,
-        &[Arg::In(ElemType::U8, data), Arg::Out(ElemType::U8, 32), Arg::Scalar(ElemType::U64, 3)],
+        &[
+            Arg::In(ElemType::U8, data),
+            Arg::Out(ElemType::U8, 32),
+            Arg::Scalar(ElemType::U64, 3),
+        ],
         Layout::Direct,
     );
     assert_eq!(r.status(), Some(Status::Ok));
     let st = fe
-        .call(1, Opcode::GetStats, s, &[Arg::Out(ElemType::U8, Stats::SIZE)], Layout::Direct)
+        .call(
+            1,
+            Opcode::GetStats,
+            s,
+            &[Arg::Out(ElemType::U8, Stats::SIZE)],
+            Layout::Direct,
+        )
         .unwrap();
     let ss = Stats::from_bytes(st.outputs[0].as_slice().try_into().unwrap());
     assert_eq!((ss.runs, ss.bytes_in, ss.bytes_out), (1, 3, 32));
     let st = fe
-        .call(0, Opcode::GetStats, 0, &[Arg::Out(ElemType::U8, Stats::SIZE)], Layout::Direct)
+        .call(
+            0,
+            Opcode::GetStats,
+            0,
+            &[Arg::Out(ElemType::U8, Stats::SIZE)],
+            Layout::Direct,
+        )
         .unwrap();
     let ds = Stats::from_bytes(st.outputs[0].as_slice().try_into().unwrap());
     assert_eq!(ds.open_sessions, 1);
     assert_eq!(ds.runs, 1);
     assert!(ds.requests >= 6);
     let nop = fe.call(1, Opcode::Nop, 0, &[], Layout::Direct).unwrap();
-    assert_eq!((nop.status(), nop.used), (Some(Status::Ok), Response::SIZE as u32));
+    assert_eq!(
+        (nop.status(), nop.used),
+        (Some(Status::Ok), Response::SIZE as u32)
+    );
 }
 
 #[test]
@@ -101,19 +135,35 @@ fn sessions_open_close_and_limits() {
     let d = Daemon::start(1, &["--max-sessions", "2"]);
     let mut fe = d.connect(0);
     let bad = fe
-        .call(0, Opcode::OpenSession, 0, &[Arg::In(ElemType::U8, b"no_such")], Layout::Direct)
+        .call(
+            0,
+            Opcode::OpenSession,
+            0,
+            &[Arg::In(ElemType::U8, b"no_such")],
+            Layout::Direct,
+        )
         .unwrap();
     assert_eq!(bad.status(), Some(Status::UnknownKernel));
     let a = open(&mut fe, "fir");
     let b = open(&mut fe, "sobel");
     assert_ne!(a, b);
     let full = fe
-        .call(0, Opcode::OpenSession, 0, &[Arg::In(ElemType::U8, b"fir")], Layout::Direct)
+        .call(
+            0,
+            Opcode::OpenSession,
+            0,
+            &[Arg::In(ElemType::U8, b"fir")],
+            Layout::Direct,
+        )
         .unwrap();
     assert_eq!(full.status(), Some(Status::Busy));
-    let c = fe.call(0, Opcode::CloseSession, a, &[], Layout::Direct).unwrap();
+    let c = fe
+        .call(0, Opcode::CloseSession, a, &[], Layout::Direct)
+        .unwrap();
     assert_eq!(c.status(), Some(Status::Ok));
-    let again = fe.call(0, Opcode::CloseSession, a, &[], Layout::Direct).unwrap();
+    let again = fe
+        .call(0, Opcode::CloseSession, a, &[], Layout::Direct)
+        .unwrap();
     assert_eq!(again.status(), Some(Status::BadSession));
     open(&mut fe, "fir");
 }
@@ -173,8 +223,12 @@ fn mmult_bit_exact() {
     let mut fe = d.connect(0);
     let mut rng = Rng(12);
     let (m, k, n) = (37usize, 53usize, 29usize);
-    let a: Vec<f32> = (0..m * k).map(|_| (rng.next() % 4001) as f32 / 77.0 - 26.0).collect();
-    let b: Vec<f32> = (0..k * n).map(|_| (rng.next() % 4001) as f32 / 91.0 - 22.0).collect();
+    let a: Vec<f32> = (0..m * k)
+        .map(|_| (rng.next() % 4001) as f32 / 77.0 - 26.0)
+        .collect();
+    let b: Vec<f32> = (0..k * n)
+        .map(|_| (rng.next() % 4001) as f32 / 91.0 - 22.0)
+        .collect();
     let s = open(&mut fe, "mmult");
     let r = run(
         &mut fe,
@@ -248,7 +302,11 @@ fn sha256_bit_exact() {
         let r = run(
             &mut fe,
             s,
-            &[Arg::In(ElemType::U8, &data), Arg::Out(ElemType::U8, 32), Arg::Scalar(ElemType::U64, n as u64)],
+            &[
+                Arg::In(ElemType::U8, &data),
+                Arg::Out(ElemType::U8, 32),
+                Arg::Scalar(ElemType::U64, n as u64),
+            ],
             Layout::Paged(4096),
         );
         assert_eq!(r.status(), Some(Status::Ok));
@@ -281,9 +339,13 @@ fn sobel_bit_exact() {
     for y in 1..h - 1 {
         for x in 1..w - 1 {
             let gx = p(x + 1, y - 1) + 2 * p(x + 1, y) + p(x + 1, y + 1)
-                - p(x - 1, y - 1) - 2 * p(x - 1, y) - p(x - 1, y + 1);
+                - p(x - 1, y - 1)
+                - 2 * p(x - 1, y)
+                - p(x - 1, y + 1);
             let gy = p(x - 1, y + 1) + 2 * p(x, y + 1) + p(x + 1, y + 1)
-                - p(x - 1, y - 1) - 2 * p(x, y - 1) - p(x + 1, y - 1);
+                - p(x - 1, y - 1)
+                - 2 * p(x, y - 1)
+                - p(x + 1, y - 1);
             want[y * w + x] = (gx.abs() + gy.abs()).min(255) as u8;
         }
     }
@@ -309,25 +371,56 @@ fn load_bitstream_from_the_allowlisted_library() {
         "#,
     )
     .unwrap();
-    std::fs::write(lib.path().join("secret.toml"), "[bitstream]\nname = \"secret\"\n").unwrap();
+    std::fs::write(
+        lib.path().join("secret.toml"),
+        "[bitstream]\nname = \"secret\"\n",
+    )
+    .unwrap();
     let libdir = lib.path().to_str().unwrap();
-    let d = Daemon::start(1, &["--library", libdir, "--allow", "hashes", "--allow", "absent"]);
+    let d = Daemon::start(
+        1,
+        &[
+            "--library",
+            libdir,
+            "--allow",
+            "hashes",
+            "--allow",
+            "absent",
+        ],
+    );
     let mut fe = d.connect(0);
     let load = |fe: &mut vfpga_vhu_frontend::VhuFrontend, name: &str| {
-        fe.call(0, Opcode::LoadBitstream, 0, &[Arg::In(ElemType::U8, name.as_bytes())], Layout::Direct)
-            .unwrap()
+        fe.call(
+            0,
+            Opcode::LoadBitstream,
+            0,
+            &[Arg::In(ElemType::U8, name.as_bytes())],
+            Layout::Direct,
+        )
+        .unwrap()
     };
     let old = open(&mut fe, "vadd_u32");
     assert_eq!(load(&mut fe, "secret").status(), Some(Status::Permission));
-    assert_eq!(load(&mut fe, "../etc/passwd").status(), Some(Status::Permission), "names are not paths");
-    assert_eq!(load(&mut fe, "absent").status(), Some(Status::UnknownKernel));
+    assert_eq!(
+        load(&mut fe, "../etc/passwd").status(),
+        Some(Status::Permission),
+        "names are not paths"
+    );
+    assert_eq!(
+        load(&mut fe, "absent").status(),
+        Some(Status::UnknownKernel)
+    );
     let ok = load(&mut fe, "hashes");
     assert_eq!((ok.status(), ok.resp.value), (Some(Status::Ok), 1));
     let s = open(&mut fe, "digest");
     let r = run(
         &mut fe,
         s,
-        &[Arg::In(ElemType::U8, b"hello"), Arg::Out(ElemType::U8, 32), Arg::Scalar(ElemType::U64, 5)],
+        &[
+            Arg::In(ElemType::U8, b"hello"),
+            Arg::Out(ElemType::U8, 32),
+            Arg::Scalar(ElemType::U64, 5),
+        ],
         Layout::Direct,
     );
     assert_eq!(r.outputs[0], sha2::Sha256::digest(b"hello").to_vec());
@@ -336,7 +429,12 @@ fn load_bitstream_from_the_allowlisted_library() {
     let r = run(
         &mut fe,
         old,
-        &[Arg::In(ElemType::U32, &a), Arg::In(ElemType::U32, &a), Arg::Out(ElemType::U32, 4), Arg::Scalar(ElemType::U32, 1)],
+        &[
+            Arg::In(ElemType::U32, &a),
+            Arg::In(ElemType::U32, &a),
+            Arg::Out(ElemType::U32, 4),
+            Arg::Scalar(ElemType::U32, 1),
+        ],
         Layout::Direct,
     );
     assert_eq!(r.status(), Some(Status::UnknownKernel));

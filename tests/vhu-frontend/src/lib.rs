@@ -4,6 +4,9 @@
 //! chains — well-formed requests built from the ABI, or any malformed chain a test
 //! crafts. Used by the daemon's tests, its benchmarks and the demo client.
 
+// Test tooling: sizes here are small constants and test-chosen lengths.
+#![allow(clippy::cast_possible_truncation)]
+
 mod memory;
 mod queue;
 mod request;
@@ -12,7 +15,9 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use vfpga_proto::DeviceConfig;
-use vhost::vhost_user::message::{VhostUserConfigFlags, VhostUserProtocolFeatures, VhostUserVirtioFeatures};
+use vhost::vhost_user::message::{
+    VhostUserConfigFlags, VhostUserProtocolFeatures, VhostUserVirtioFeatures,
+};
 use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
@@ -126,7 +131,8 @@ impl VhuFrontend {
                 | VhostUserProtocolFeatures::CONFIG
                 | VhostUserProtocolFeatures::REPLY_ACK),
         )?;
-        let num = usize::try_from(fe.get_queue_num()?).map_err(|_| Error::Protocol("queue count"))?;
+        let num =
+            usize::try_from(fe.get_queue_num()?).map_err(|_| Error::Protocol("queue count"))?;
         let mut mem = TestMemory::new(opts.mem_size)?;
         fe.set_mem_table(&[VhostUserMemoryRegionInfo {
             guest_phys_addr: 0,
@@ -181,7 +187,10 @@ impl VhuFrontend {
     /// Publishes `head` on queue `q`, kicks, and waits for its completion. Completions
     /// of other chains that arrive first are returned too, in order, before it.
     pub fn submit_and_wait(&mut self, q: usize, head: u16) -> Result<u32, Error> {
-        let queue = self.queues.get_mut(q).ok_or(Error::Protocol("no such queue"))?;
+        let queue = self
+            .queues
+            .get_mut(q)
+            .ok_or(Error::Protocol("no such queue"))?;
         queue.submit(&self.mem, head)?;
         loop {
             let (h, len) = queue.wait_used(&self.mem, self.opts.timeout)?;
@@ -193,7 +202,10 @@ impl VhuFrontend {
 
     /// Submits `segs` as one chain (direct descriptors) on queue `q` and waits for it.
     pub fn chain(&mut self, q: usize, segs: &[Seg]) -> Result<u32, Error> {
-        let queue = self.queues.get_mut(q).ok_or(Error::Protocol("no such queue"))?;
+        let queue = self
+            .queues
+            .get_mut(q)
+            .ok_or(Error::Protocol("no such queue"))?;
         let head = queue.add_chain(&self.mem, segs)?;
         self.submit_and_wait(q, head)
     }
@@ -203,7 +215,10 @@ impl VhuFrontend {
         let mark = self.mem.mark();
         let table = self.mem.alloc(16 * segs.len() as u64, 16)?;
         write_indirect_table(&self.mem, table, segs)?;
-        let queue = self.queues.get_mut(q).ok_or(Error::Protocol("no such queue"))?;
+        let queue = self
+            .queues
+            .get_mut(q)
+            .ok_or(Error::Protocol("no such queue"))?;
         let n = u32::try_from(segs.len()).map_err(|_| Error::Protocol("table too long"))?;
         let head = queue.add_indirect(&self.mem, table, n)?;
         let r = self.submit_and_wait(q, head);

@@ -130,7 +130,14 @@ impl SplitQueue {
         flags: u16,
         next: u16,
     ) -> Result<(), Error> {
-        write_desc(mem, self.desc.unchecked_add(16 * u64::from(idx)), addr, len, flags, next)
+        write_desc(
+            mem,
+            self.desc.unchecked_add(16 * u64::from(idx)),
+            addr,
+            len,
+            flags,
+            next,
+        )
     }
 
     /// Writes `segs` as a chain of free descriptors; returns the head (not yet published).
@@ -151,7 +158,12 @@ impl SplitQueue {
     }
 
     /// One descriptor naming the indirect table of `n` entries at `table`.
-    pub fn add_indirect(&mut self, mem: &TestMemory, table: GuestAddress, n: u32) -> Result<u16, Error> {
+    pub fn add_indirect(
+        &mut self,
+        mem: &TestMemory,
+        table: GuestAddress,
+        n: u32,
+    ) -> Result<u16, Error> {
         let head = self.take_desc()?;
         self.set_desc(mem, head, table.0, n.saturating_mul(16), F_INDIRECT, 0)?;
         Ok(head)
@@ -159,14 +171,20 @@ impl SplitQueue {
 
     /// Puts `head` in the available ring and publishes it.
     pub fn publish(&mut self, mem: &TestMemory, head: u16) -> Result<(), Error> {
-        let slot = self.avail.unchecked_add(4 + 2 * u64::from(self.avail_idx % self.size));
+        let slot = self
+            .avail
+            .unchecked_add(4 + 2 * u64::from(self.avail_idx % self.size));
         mem.mem()
             .write_obj(head.to_le(), slot)
             .map_err(|_| Error::Protocol("avail ring"))?;
         self.avail_idx = self.avail_idx.wrapping_add(1);
         fence(Ordering::Release);
         mem.mem()
-            .store(self.avail_idx.to_le(), self.avail.unchecked_add(2), Ordering::Release)
+            .store(
+                self.avail_idx.to_le(),
+                self.avail.unchecked_add(2),
+                Ordering::Release,
+            )
             .map_err(|_| Error::Protocol("avail idx"))
     }
 
@@ -191,8 +209,13 @@ impl SplitQueue {
         if idx == self.last_used {
             return Ok(None);
         }
-        let elem = self.used.unchecked_add(4 + 8 * u64::from(self.last_used % self.size));
-        let id: u32 = mem.mem().read_obj(elem).map_err(|_| Error::Protocol("used ring"))?;
+        let elem = self
+            .used
+            .unchecked_add(4 + 8 * u64::from(self.last_used % self.size));
+        let id: u32 = mem
+            .mem()
+            .read_obj(elem)
+            .map_err(|_| Error::Protocol("used ring"))?;
         let len: u32 = mem
             .mem()
             .read_obj(elem.unchecked_add(4))
@@ -216,11 +239,17 @@ impl SplitQueue {
             *used = false;
             self.free.push(cur);
             let d = self.desc.unchecked_add(16 * u64::from(cur));
-            let flags: u16 = mem.mem().read_obj(d.unchecked_add(12)).map_err(|_| Error::Protocol("desc"))?;
+            let flags: u16 = mem
+                .mem()
+                .read_obj(d.unchecked_add(12))
+                .map_err(|_| Error::Protocol("desc"))?;
             if u16::from_le(flags) & F_NEXT == 0 {
                 break;
             }
-            let next: u16 = mem.mem().read_obj(d.unchecked_add(14)).map_err(|_| Error::Protocol("desc"))?;
+            let next: u16 = mem
+                .mem()
+                .read_obj(d.unchecked_add(14))
+                .map_err(|_| Error::Protocol("desc"))?;
             cur = u16::from_le(next);
         }
         Ok(())
@@ -276,12 +305,23 @@ pub fn write_desc(
 }
 
 /// Writes `segs` as an indirect descriptor table at `table`.
-pub fn write_indirect_table(mem: &TestMemory, table: GuestAddress, segs: &[Seg]) -> Result<(), Error> {
+pub fn write_indirect_table(
+    mem: &TestMemory,
+    table: GuestAddress,
+    segs: &[Seg],
+) -> Result<(), Error> {
     for (i, s) in segs.iter().enumerate() {
         let last = i + 1 == segs.len();
         let flags = if s.write { F_WRITE } else { 0 } | if last { 0 } else { F_NEXT };
         let next = u16::try_from(i + 1).unwrap_or(0);
-        write_desc(mem, table.unchecked_add(16 * i as u64), s.addr, s.len, flags, if last { 0 } else { next })?;
+        write_desc(
+            mem,
+            table.unchecked_add(16 * i as u64),
+            s.addr,
+            s.len,
+            flags,
+            if last { 0 } else { next },
+        )?;
     }
     Ok(())
 }

@@ -73,7 +73,11 @@ fn push_buf(segs: &mut Vec<Seg>, at: GuestAddress, len: u64, write: bool, layout
     };
     let (mut addr, end) = (at.0, at.0 + len);
     while addr < end {
-        let boundary = if page == u64::MAX { end } else { (addr / page + 1) * page };
+        let boundary = if page == u64::MAX {
+            end
+        } else {
+            (addr / page + 1) * page
+        };
         let n = boundary.min(end) - addr;
         segs.push(Seg {
             addr,
@@ -99,7 +103,9 @@ impl VhuFrontend {
         }
         let mark = self.mem.mark();
         let tag = self.tag();
-        let mut head = RequestHeader::new(op, tag, session, args.len()).to_bytes().to_vec();
+        let mut head = RequestHeader::new(op, tag, session, args.len())
+            .to_bytes()
+            .to_vec();
         for a in args {
             let e = match *a {
                 Arg::Scalar(t, v) => ArgEntry::scalar(t, v),
@@ -119,7 +125,10 @@ impl VhuFrontend {
         for a in args {
             if let Arg::In(_, d) = *a {
                 // Start mid-page so buffers straddle page boundaries.
-                let at = self.mem.alloc(d.len() as u64 + 128, page)?.unchecked_add(100);
+                let at = self
+                    .mem
+                    .alloc(d.len() as u64 + 128, page)?
+                    .unchecked_add(100);
                 self.mem.write(at, d)?;
                 push_buf(&mut segs, at, d.len() as u64, false, layout);
             }
@@ -128,7 +137,8 @@ impl VhuFrontend {
         for a in args {
             if let Arg::Out(_, n) = *a {
                 let region = self.mem.alloc(n as u64 + 2 * GUARD + 100, page)?;
-                self.mem.write(region, &vec![GUARD_BYTE; n + 2 * GUARD as usize + 100])?;
+                self.mem
+                    .write(region, &vec![GUARD_BYTE; n + 2 * GUARD as usize + 100])?;
                 let at = region.unchecked_add(GUARD + 100);
                 push_buf(&mut segs, at, n as u64, true, layout);
                 outs.push((at, n));
@@ -156,9 +166,14 @@ impl VhuFrontend {
 
     /// Submits a prepared request and waits for its response. Allocates nothing.
     pub fn run_prepared(&mut self, p: &Prepared) -> Result<(Response, u32), Error> {
-        let queue = self.queues.get_mut(p.q).ok_or(Error::Protocol("no such queue"))?;
+        let queue = self
+            .queues
+            .get_mut(p.q)
+            .ok_or(Error::Protocol("no such queue"))?;
         let head = match p.table {
-            Some(t) => queue.add_indirect(&self.mem, t, u32::try_from(p.segs.len()).unwrap_or(0))?,
+            Some(t) => {
+                queue.add_indirect(&self.mem, t, u32::try_from(p.segs.len()).unwrap_or(0))?
+            }
             None => queue.add_chain(&self.mem, &p.segs)?,
         };
         let used = self.submit_and_wait(p.q, head)?;
@@ -167,9 +182,14 @@ impl VhuFrontend {
 
     /// Submits a prepared request without waiting; returns its head.
     pub fn start_prepared(&mut self, p: &Prepared) -> Result<u16, Error> {
-        let queue = self.queues.get_mut(p.q).ok_or(Error::Protocol("no such queue"))?;
+        let queue = self
+            .queues
+            .get_mut(p.q)
+            .ok_or(Error::Protocol("no such queue"))?;
         let head = match p.table {
-            Some(t) => queue.add_indirect(&self.mem, t, u32::try_from(p.segs.len()).unwrap_or(0))?,
+            Some(t) => {
+                queue.add_indirect(&self.mem, t, u32::try_from(p.segs.len()).unwrap_or(0))?
+            }
             None => queue.add_chain(&self.mem, &p.segs)?,
         };
         queue.submit(&self.mem, head)?;

@@ -20,13 +20,18 @@ impl Daemon {
     /// Starts the daemon for `guests` guests with extra command-line `args`.
     pub fn start(guests: usize, args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let sockets: Vec<PathBuf> = (0..guests).map(|i| dir.path().join(format!("vm{i}.sock"))).collect();
+        let sockets: Vec<PathBuf> = (0..guests)
+            .map(|i| dir.path().join(format!("vm{i}.sock")))
+            .collect();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_vfpgad"));
         for (i, s) in sockets.iter().enumerate() {
             cmd.arg("--socket").arg(format!("vm{i}={}", s.display()));
         }
         cmd.args(args)
-            .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()))
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdin(Stdio::null());
         let child = cmd.spawn().expect("start vfpgad");
         let d = Self {
@@ -41,7 +46,10 @@ impl Daemon {
     fn wait_for_sockets(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.sockets.iter().all(|s| s.exists()) {
-            assert!(Instant::now() < deadline, "vfpgad did not create its sockets");
+            assert!(
+                Instant::now() < deadline,
+                "vfpgad did not create its sockets"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -108,7 +116,13 @@ impl Drop for Daemon {
 /// Opens a session on `kernel`; panics unless the device says OK.
 pub fn open(fe: &mut VhuFrontend, kernel: &str) -> u64 {
     let r = fe
-        .call(0, Opcode::OpenSession, 0, &[Arg::In(ElemType::U8, kernel.as_bytes())], Layout::Direct)
+        .call(
+            0,
+            Opcode::OpenSession,
+            0,
+            &[Arg::In(ElemType::U8, kernel.as_bytes())],
+            Layout::Direct,
+        )
         .unwrap();
     assert_eq!(r.status(), Some(Status::Ok), "open {kernel}: {:?}", r.resp);
     r.resp.value
@@ -139,7 +153,9 @@ pub fn still_serves(fe: &mut VhuFrontend) {
     assert_eq!(r.status(), Some(Status::Ok));
     let want: Vec<u8> = (0..64u32).flat_map(|x| (2 * x).to_le_bytes()).collect();
     assert_eq!(r.outputs[0], want);
-    let c = fe.call(0, Opcode::CloseSession, s, &[], Layout::Direct).unwrap();
+    let c = fe
+        .call(0, Opcode::CloseSession, s, &[], Layout::Direct)
+        .unwrap();
     assert_eq!(c.status(), Some(Status::Ok));
 }
 
