@@ -384,10 +384,22 @@ pub trait Elem: Copy {
     fn read(r: &mut SgReader<'_>) -> Option<Self>;
     /// Writes one element.
     fn write(self, w: &mut SgWriter<'_>) -> bool;
+    /// Volatile little-endian load.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be aligned for `Self` and valid for reads of `SIZE` bytes.
+    unsafe fn load(p: *const u8) -> Self;
+    /// Volatile little-endian store.
+    ///
+    /// # Safety
+    ///
+    /// `p` must be aligned for `Self` and valid for writes of `SIZE` bytes.
+    unsafe fn store(self, p: *mut u8);
 }
 
 macro_rules! elem {
-    ($($t:ty),*) => {$(
+    ($($t:ty => $bits:ty),*) => {$(
         impl Elem for $t {
             const SIZE: usize = core::mem::size_of::<$t>();
             #[inline]
@@ -398,10 +410,94 @@ macro_rules! elem {
             fn write(self, w: &mut SgWriter<'_>) -> bool {
                 w.put(self.to_le_bytes())
             }
+            #[inline(always)]
+            unsafe fn load(p: *const u8) -> Self {
+                // SAFETY: the caller guarantees alignment and validity.
+                let bits = unsafe { ptr::read_volatile(p.cast::<$bits>()) };
+                <$t>::from_le_bytes(bits.to_ne_bytes())
+            }
+            #[inline(always)]
+            unsafe fn store(self, p: *mut u8) {
+                let bits = <$bits>::from_ne_bytes(self.to_le_bytes());
+                // SAFETY: the caller guarantees alignment and validity.
+                unsafe { ptr::write_volatile(p.cast::<$bits>(), bits) }
+            }
         }
     )*};
 }
-elem!(u8, i16, u16, i32, u32, f32, u64, i64, f64);
+elem!(u8 => u8, i16 => u16, u16 => u16, i32 => u32, u32 => u32, f32 => u32, u64 => u64, i64 => u64, f64 => u64);
+
+impl SgReader<'_> {
+    /// The contiguous bytes at the cursor (bounded by what remains), if any.
+    #[inline]
+    fn contiguous(&self) -> Option<(*mut u8, usize)> {
+        let seg = self.segs.get(self.idx)?;
+        let n = (seg.len - self.off).min(self.left);
+        // SAFETY: `off < seg.len` (kept by `normalize`), so the pointer is in the segment.
+        (n > 0).then(|| (unsafe { seg.ptr.add(self.off) }, n))
+    }
+
+    /// Moves past `n` bytes of the current contiguous run (`n` at most its length).
+    #[inline]
+    fn advance(&mut self, n: usize) {
+        self.off += n;
+        self.left -= n;
+        self.normalize();
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` for the next `n` elements of each cursor, streaming over
+/// the segments in place: tight aligned loops over each stretch the three buffers
+/// have contiguous, one element at a time across segment edges or misaligned data.
+/// Returns `false` if a cursor runs out first.
+#[inline]
+pub fn zip_map<A: Elem, B: Elem, O: Elem>(
+    a: &mut SgReader<'_>,
+    b: &mut SgReader<'_>,
+    out: &mut SgWriter<'_>,
+    n: usize,
+    mut f: impl FnMut(A, B) -> O,
+) -> bool {
+    let aligned = |p: *mut u8, align: usize| (p as usize) % align == 0;
+    let mut left = n;
+    while left > 0 {
+        let (Some((pa, la)), Some((pb, lb)), Some((po, lo))) =
+            (a.contiguous(), b.contiguous(), out.0.contiguous())
+        else {
+            return false;
+        };
+        let k = (la / A::SIZE).min(lb / B::SIZE).min(lo / O::SIZE).min(left);
+        if k > 0
+            && aligned(pa, core::mem::align_of::<A>())
+            && aligned(pb, core::mem::align_of::<B>())
+            && aligned(po, core::mem::align_of::<O>())
+        {
+            for i in 0..k {
+                // SAFETY: `i < k` elements fit in each contiguous run (computed above),
+                // the runs are valid for the view's lifetime (`SgBuf::new`'s contract),
+                // and the pointers are aligned for their element types.
+                unsafe {
+                    let x = A::load(pa.add(i * A::SIZE));
+                    let y = B::load(pb.add(i * B::SIZE));
+                    f(x, y).store(po.add(i * O::SIZE));
+                }
+            }
+            a.advance(k * A::SIZE);
+            b.advance(k * B::SIZE);
+            out.0.advance(k * O::SIZE);
+            left -= k;
+        } else {
+            let (Some(x), Some(y)) = (A::read(a), B::read(b)) else {
+                return false;
+            };
+            if !f(x, y).write(out) {
+                return false;
+            }
+            left -= 1;
+        }
+    }
+    true
+}
 
 #[cfg(test)]
 mod tests {
@@ -469,6 +565,43 @@ mod tests {
         assert!(r.skip(9));
         assert_eq!(r.remaining(), 1);
         assert!(!r.skip(2));
+    }
+
+    #[test]
+    fn zip_map_across_edges_and_misalignment() {
+        let mut mem: Vec<u8> = (0..=255).collect();
+        let mut out = vec![0u8; 64];
+        // Input at odd offsets with uneven cuts; output in one piece.
+        let s = stream(&mut mem[1..], &[6, 7, 3, 100]);
+        let o = stream(&mut out, &[5, 59]);
+        // SAFETY: the vectors outlive the views.
+        let (a, w) = unsafe {
+            (
+                SgBuf::new(s.segs(), 0, 64).unwrap(),
+                SgBuf::new(o.segs(), 0, 64).unwrap(),
+            )
+        };
+        let b = a.slice(0, 64).unwrap();
+        assert!(!zip_map(
+            &mut a.reader(),
+            &mut b.reader(),
+            &mut w.writer(),
+            17,
+            |x: u32, y: u32| x ^ y
+        ));
+        assert!(zip_map(
+            &mut a.reader(),
+            &mut b.reader(),
+            &mut w.writer(),
+            16,
+            |x: u32, y: u32| x.wrapping_add(y)
+        ));
+        drop((s, o));
+        for i in 0..16 {
+            let x = u32::from_le_bytes(mem[1 + 4 * i..5 + 4 * i].try_into().unwrap());
+            let got = u32::from_le_bytes(out[4 * i..4 * i + 4].try_into().unwrap());
+            assert_eq!(got, x.wrapping_add(x), "element {i}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! result is the textbook one bit for bit.
 
 use super::short;
+use crate::sg::zip_map;
 use crate::{Call, Elem, EngineError};
 
 pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
@@ -27,19 +28,19 @@ pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
         }
         for p in 0..k {
             let x = f32::read(&mut ra).ok_or(short(0))?;
-            let mut rb = b.slice(p * row, row).ok_or(short(1))?.reader();
-            let mut rc = c_row.reader();
+            let b_row = b.slice(p * row, row).ok_or(short(1))?;
             let mut wc = c_row.writer();
-            for _ in 0..n {
-                let y = f32::read(&mut rb).ok_or(short(1))?;
-                let acc = if p == 0 {
-                    0.0
-                } else {
-                    f32::read(&mut rc).ok_or(short(2))?
-                };
-                if !(acc + x * y).write(&mut wc) {
-                    return Err(short(2));
-                }
+            // The first product is added to +0.0, not to whatever `c` held: read the
+            // b row as a dummy accumulator then.
+            let first = p == 0;
+            let mut acc = if first {
+                b_row.reader()
+            } else {
+                c_row.reader()
+            };
+            let step = |acc: f32, y: f32| if first { 0.0 + x * y } else { acc + x * y };
+            if !zip_map(&mut acc, &mut b_row.reader(), &mut wc, n, step) {
+                return Err(short(2));
             }
         }
     }

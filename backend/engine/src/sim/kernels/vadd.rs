@@ -1,20 +1,18 @@
 //! `vadd_u32` and `vadd_f32`: element-wise sums.
 
 use super::short;
+use crate::sg::zip_map;
 use crate::{Call, Elem, EngineError};
 
 fn vadd<T: Elem>(call: &Call<'_>, add: impl Fn(T, T) -> T) -> Result<(), EngineError> {
     let n = call.count(3)?;
     let (mut a, mut b) = (call.buf(0)?.reader(), call.buf(1)?.reader());
     let mut c = call.buf(2)?.writer();
-    for _ in 0..n {
-        let x = T::read(&mut a).ok_or(short(0))?;
-        let y = T::read(&mut b).ok_or(short(1))?;
-        if !add(x, y).write(&mut c) {
-            return Err(short(2));
-        }
+    if zip_map(&mut a, &mut b, &mut c, n, add) {
+        Ok(())
+    } else {
+        Err(short(2))
     }
-    Ok(())
 }
 
 /// `c[i] = a[i] + b[i]` modulo 2^32.
