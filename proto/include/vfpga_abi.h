@@ -12,6 +12,7 @@
 #ifndef _VFPGA_ABI_H
 #define _VFPGA_ABI_H
 
+#include <linux/const.h>
 #include <linux/types.h>
 
 #define VFPGA_ABI_VERSION		1
@@ -27,10 +28,10 @@
 #define VIRTIO_VFPGA_F_LOAD_BITSTREAM	0
 
 /* Capability bits in vfpga_config.capabilities and vfpga_info.capabilities. */
-#define VFPGA_CAP_OUT_OF_ORDER		(1ULL << 0)
-#define VFPGA_CAP_ENGINE_SIM		(1ULL << 8)
-#define VFPGA_CAP_ENGINE_PL		(1ULL << 9)
-#define VFPGA_CAP_ENGINE_REMOTE		(1ULL << 10)
+#define VFPGA_CAP_OUT_OF_ORDER		_BITULL(0)
+#define VFPGA_CAP_ENGINE_SIM		_BITULL(8)
+#define VFPGA_CAP_ENGINE_PL		_BITULL(9)
+#define VFPGA_CAP_ENGINE_REMOTE		_BITULL(10)
 
 /* Opcodes (vfpga_req_hdr.opcode). */
 #define VFPGA_OP_GET_INFO		1

@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * virtio_vfpga: FPGA accelerators behind a vfpga virtio device.
+ *
+ * Module setup, probe and remove, the virtqueues and their completion
+ * callback. Queue 0 is the control queue, queues 1..N the request queues
+ * (N from the config space).
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/cdev.h>
+#include <linux/fs.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/uidgid.h>
+#include <linux/user_namespace.h>
+#include <linux/virtio.h>
+#include <linux/virtio_config.h>
+#include <linux/xarray.h>
+
+#include "vfpga.h"
+
+static unsigned int vfpga_device_id = VFPGA_DEFAULT_VIRTIO_ID;
+module_param_named(device_id, vfpga_device_id, uint, 0444);
+MODULE_PARM_DESC(device_id, "virtio device ID to bind (default 21)");
+
+static unsigned int vfpga_gid;
+module_param_named(gid, vfpga_gid, uint, 0444);
+MODULE_PARM_DESC(gid, "group of /dev/vfpgaN, mode 0660 (default 0; see 60-vfpga.rules)");
+
+struct workqueue_struct *vfpga_wq;
+
+static dev_t vfpga_devt;
+static struct cdev vfpga_cdev;
+/* minor -> struct vfpga_dev; an entry holds no reference of its own */
+static DEFINE_XARRAY_ALLOC(vfpga_devs);
+
+#ifdef VFPGA_CONST_DEVNODE
+static char *vfpga_devnode(const struct device *dev, umode_t *mode, kuid_t *uid, kgid_t *gid)
+#else
+static char *vfpga_devnode(struct device *dev, umode_t *mode, kuid_t *uid, kgid_t *gid)
+#endif
+{
+	kgid_t group = make_kgid(&init_user_ns, vfpga_gid);
+
+	if (mode)
+		*mode = 0660;
+	if (gid && gid_valid(group))
+		*gid = group;
+	return NULL;
+}
+
+static const struct device_type vfpga_device_type = {
+	.name = "vfpga",
+	.devnode = vfpga_devnode,
+};
+
+static struct class vfpga_class = {
+	.name = "vfpga",
+};
+
+static void vfpga_free(struct kref *ref)
+{
+	kfree(container_of(ref, struct vfpga_dev, ref));
+}
+
+void vfpga_put(struct vfpga_dev *vd)
+{
+	kref_put(&vd->ref, vfpga_free);
+}
+
+/* The device behind a minor with a reference for the caller, or NULL. */
+struct vfpga_dev *vfpga_get_by_minor(unsigned int minor)
+{
+	struct vfpga_dev *vd;
+
+	xa_lock(&vfpga_devs);
+	vd = xa_load(&vfpga_devs, minor);
+	if (vd)
+		vfpga_get(vd);
+	xa_unlock(&vfpga_devs);
+	return vd;
+}
+
+static void vfpga_dev_release(struct device *dev)
+{
+	vfpga_put(container_of(dev, struct vfpga_dev, dev));
+}
+
+static void vfpga_vq_done(struct virtqueue *vq)
+{
+	struct vfpga_dev *vd = vq->vdev->priv;
+	struct vfpga_queue *q = &vd->queues[vq->index];
+	struct vfpga_req *req;
+	unsigned long flags;
+	unsigned int len;
+	bool returned = false;
+
+	spin_lock_irqsave(&q->lock, flags);
+	/* Once dead, remove() takes every buffer back itself. */
+	if (vd->dead)
+		goto out;
+	do {
+		virtqueue_disable_cb(vq);
+		while ((req = virtqueue_get_buf(vq, &len))) {
+			vfpga_req_complete(req, 0, len);
+			returned = true;
+		}
+	} while (!virtqueue_enable_cb(vq));
+	if (returned) {
+		q->space_seq++;
+		wake_up_all(&q->space_wq);
+	}
+out:
+	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+#ifdef VFPGA_HAVE_VQ_INFO
+/* Linux 6.11 and later: find_vqs() takes struct virtqueue_info. */
+static int vfpga_find_vqs(struct virtio_device *vdev, struct vfpga_dev *vd,
+			  struct virtqueue **vqs)
+{
+	struct virtqueue_info *info;
+	unsigned int i;
+	int err;
+
+	info = kcalloc(vd->nr_queues, sizeof(*info), GFP_KERNEL);
+	if (!info)
+		return -ENOMEM;
+	for (i = 0; i < vd->nr_queues; i++) {
+		info[i].name = vd->queues[i].name;
+		info[i].callback = vfpga_vq_done;
+	}
+	err = virtio_find_vqs(vdev, vd->nr_queues, vqs, info, NULL);
+	kfree(info);
+	return err;
+}
+#else
+static int vfpga_find_vqs(struct virtio_device *vdev, struct vfpga_dev *vd,
+			  struct virtqueue **vqs)
+{
+	vq_callback_t **callbacks;
+	const char **names;
+	unsigned int i;
+	int err = -ENOMEM;
+
+	callbacks = kcalloc(vd->nr_queues, sizeof(*callbacks), GFP_KERNEL);
+	if (!callbacks)
+		return -ENOMEM;
+	names = kcalloc(vd->nr_queues, sizeof(*names), GFP_KERNEL);
+	if (!names)
+		goto out_callbacks;
+	for (i = 0; i < vd->nr_queues; i++) {
+		names[i] = vd->queues[i].name;
+		callbacks[i] = vfpga_vq_done;
+	}
+	err = virtio_find_vqs(vdev, vd->nr_queues, vqs, callbacks, names, NULL);
+	kfree(names);
+out_callbacks:
+	kfree(callbacks);
+	return err;
+}
+#endif
+
+static int vfpga_init_vqs(struct virtio_device *vdev, struct vfpga_dev *vd)
+{
+	struct virtqueue **vqs;
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < vd->nr_queues; i++) {
+		struct vfpga_queue *q = &vd->queues[i];
+
+		spin_lock_init(&q->lock);
+		init_waitqueue_head(&q->space_wq);
+		if (i == VFPGA_CONTROL_QUEUE)
+			strscpy(q->name, "control", sizeof(q->name));
+		else
+			snprintf(q->name, sizeof(q->name), "request.%u", i - 1);
+	}
+
+	vqs = kcalloc(vd->nr_queues, sizeof(*vqs), GFP_KERNEL);
+	if (!vqs)
+		return -ENOMEM;
+	err = vfpga_find_vqs(vdev, vd, vqs);
+	if (err)
+		goto out;
+	for (i = 0; i < vd->nr_queues; i++) {
+		struct vfpga_queue *q = &vd->queues[i];
+
+		q->vq = vqs[i];
+		/* A chain may not be longer than the ring, indirect or not. */
+		q->max_segs = min(vd->max_segments, virtqueue_get_vring_size(q->vq));
+	}
+out:
+	kfree(vqs);
+	return err;
+}
+
+static int vfpga_probe(struct virtio_device *vdev)
+{
+	struct vfpga_dev *vd;
+	u32 magic, max_segments, max_args;
+	u16 abi, nreq;
+	u64 max_bytes;
+	int err;
+
+	if (!vdev->config->get) {
+		dev_err(&vdev->dev, "no access to the config space\n");
+		return -EINVAL;
+	}
+	virtio_cread_le(vdev, struct vfpga_config, magic, &magic);
+	virtio_cread_le(vdev, struct vfpga_config, abi_version, &abi);
+	if (magic != VFPGA_CONFIG_MAGIC || abi != VFPGA_ABI_VERSION) {
+		dev_err(&vdev->dev, "config magic %#x ABI %u, expected %#x ABI %u\n",
+			magic, abi, VFPGA_CONFIG_MAGIC, VFPGA_ABI_VERSION);
+		return -ENODEV;
+	}
+	virtio_cread_le(vdev, struct vfpga_config, num_request_queues, &nreq);
+	virtio_cread_le(vdev, struct vfpga_config, max_segments, &max_segments);
+	virtio_cread_le(vdev, struct vfpga_config, max_args, &max_args);
+	virtio_cread_le(vdev, struct vfpga_config, max_request_bytes, &max_bytes);
+	if (!nreq) {
+		dev_err(&vdev->dev, "device has no request queue\n");
+		return -ENODEV;
+	}
+	if (nreq > VFPGA_MAX_REQUEST_QUEUES) {
+		dev_info(&vdev->dev, "using %u of %u request queues\n",
+			 VFPGA_MAX_REQUEST_QUEUES, nreq);
+		nreq = VFPGA_MAX_REQUEST_QUEUES;
+	}
+
+	vd = kzalloc(struct_size(vd, queues, nreq + 1), GFP_KERNEL);
+	if (!vd)
+		return -ENOMEM;
+	kref_init(&vd->ref);
+	vd->nr_queues = nreq + 1;
+	vd->max_args = min_t(u32, max_args, VFPGA_MAX_ARGS);
+	vd->max_segments = max_segments;
+	vd->max_request_bytes = min_t(u64, max_bytes, VFPGA_MAX_REQUEST_BYTES);
+	vd->max_seg_size = max_t(size_t, PAGE_SIZE,
+				 min_t(size_t, virtio_max_dma_size(vdev), UINT_MAX & PAGE_MASK));
+	vd->can_load = virtio_has_feature(vdev, VIRTIO_VFPGA_F_LOAD_BITSTREAM);
+
+	/* Reserve a minor; open() finds the device only once probe succeeded. */
+	err = xa_alloc(&vfpga_devs, &vd->minor, NULL,
+		       XA_LIMIT(0, VFPGA_MAX_DEVICES - 1), GFP_KERNEL);
+	if (err)
+		goto err_free;
+
+	vdev->priv = vd;
+	err = vfpga_init_vqs(vdev, vd);
+	if (err)
+		goto err_minor;
+
+	device_initialize(&vd->dev);
+	vfpga_get(vd);			/* dropped by vfpga_dev_release() */
+	vd->dev.class = &vfpga_class;
+	vd->dev.type = &vfpga_device_type;
+	vd->dev.parent = &vdev->dev;
+	vd->dev.devt = MKDEV(MAJOR(vfpga_devt), vd->minor);
+	vd->dev.release = vfpga_dev_release;
+	err = dev_set_name(&vd->dev, "vfpga%u", vd->minor);
+	if (err)
+		goto err_put_dev;
+
+	virtio_device_ready(vdev);
+	err = device_add(&vd->dev);
+	if (err)
+		goto err_reset;
+	err = xa_err(xa_store(&vfpga_devs, vd->minor, vd, GFP_KERNEL));
+	if (err)
+		goto err_del;
+
+	dev_info(&vd->dev, "%u request queues, %u segments, %llu bytes, %u args per request%s\n",
+		 nreq, vd->max_segments, vd->max_request_bytes, vd->max_args,
+		 vd->can_load ? ", bitstream loading" : "");
+	return 0;
+
+err_del:
+	device_del(&vd->dev);
+err_reset:
+	virtio_reset_device(vdev);
+err_put_dev:
+	put_device(&vd->dev);
+	vdev->config->del_vqs(vdev);
+err_minor:
+	xa_erase(&vfpga_devs, vd->minor);
+err_free:
+	vfpga_put(vd);
+	return err;
+}
+
+static void vfpga_remove(struct virtio_device *vdev)
+{
+	struct vfpga_dev *vd = vdev->priv;
+	struct vfpga_req *req;
+	unsigned int i;
+
+	/* No new open(); open files keep vd and see it dead. */
+	xa_erase(&vfpga_devs, vd->minor);
+	device_del(&vd->dev);
+
+	/* After this no submitter touches a vq: each checks dead under the lock. */
+	for (i = 0; i < vd->nr_queues; i++) {
+		struct vfpga_queue *q = &vd->queues[i];
+
+		spin_lock_irq(&q->lock);
+		WRITE_ONCE(vd->dead, true);
+		spin_unlock_irq(&q->lock);
+		wake_up_all(&q->space_wq);
+	}
+
+	/* The device stops using the rings; then take back what it still holds. */
+	virtio_reset_device(vdev);
+	for (i = 0; i < vd->nr_queues; i++) {
+		struct vfpga_queue *q = &vd->queues[i];
+
+		spin_lock_irq(&q->lock);
+		while ((req = virtqueue_detach_unused_buf(q->vq)))
+			vfpga_req_complete(req, -ENODEV, 0);
+		spin_unlock_irq(&q->lock);
+	}
+	vdev->config->del_vqs(vdev);
+
+	put_device(&vd->dev);
+	vfpga_put(vd);
+}
+
+static struct virtio_device_id vfpga_id_table[] = {
+	{ VFPGA_DEFAULT_VIRTIO_ID, VIRTIO_DEV_ANY_ID },
+	{ 0 },
+};
+MODULE_DEVICE_TABLE(virtio, vfpga_id_table);
+
+static unsigned int vfpga_features[] = {
+	VIRTIO_VFPGA_F_LOAD_BITSTREAM,
+};
+
+static struct virtio_driver vfpga_driver = {
+	.driver.name = KBUILD_MODNAME,
+	.driver.owner = THIS_MODULE,
+	.id_table = vfpga_id_table,
+	.feature_table = vfpga_features,
+	.feature_table_size = ARRAY_SIZE(vfpga_features),
+	.probe = vfpga_probe,
+	.remove = vfpga_remove,
+};
+
+static int __init vfpga_init(void)
+{
+	int err;
+
+	if (!vfpga_device_id || vfpga_device_id == VIRTIO_DEV_ANY_ID) {
+		pr_err("invalid device_id %u\n", vfpga_device_id);
+		return -EINVAL;
+	}
+	vfpga_id_table[0].device = vfpga_device_id;
+
+	err = vfpga_req_cache_init();
+	if (err)
+		return err;
+	vfpga_wq = alloc_workqueue("vfpga", WQ_UNBOUND, 0);
+	if (!vfpga_wq) {
+		err = -ENOMEM;
+		goto err_cache;
+	}
+	err = alloc_chrdev_region(&vfpga_devt, 0, VFPGA_MAX_DEVICES, "vfpga");
+	if (err)
+		goto err_wq;
+	err = class_register(&vfpga_class);
+	if (err)
+		goto err_region;
+	cdev_init(&vfpga_cdev, &vfpga_fops);
+	vfpga_cdev.owner = THIS_MODULE;
+	err = cdev_add(&vfpga_cdev, vfpga_devt, VFPGA_MAX_DEVICES);
+	if (err)
+		goto err_class;
+	err = register_virtio_driver(&vfpga_driver);
+	if (err)
+		goto err_cdev;
+	return 0;
+
+err_cdev:
+	cdev_del(&vfpga_cdev);
+err_class:
+	class_unregister(&vfpga_class);
+err_region:
+	unregister_chrdev_region(vfpga_devt, VFPGA_MAX_DEVICES);
+err_wq:
+	destroy_workqueue(vfpga_wq);
+err_cache:
+	vfpga_req_cache_exit();
+	return err;
+}
+
+static void __exit vfpga_exit(void)
+{
+	unregister_virtio_driver(&vfpga_driver);
+	cdev_del(&vfpga_cdev);
+	class_unregister(&vfpga_class);
+	unregister_chrdev_region(vfpga_devt, VFPGA_MAX_DEVICES);
+	/* Runs what is left: frees of returned requests, closes of released files. */
+	destroy_workqueue(vfpga_wq);
+	vfpga_req_cache_exit();
+}
+
+module_init(vfpga_init);
+module_exit(vfpga_exit);
+
+MODULE_DESCRIPTION("vfpga: FPGA accelerators through a virtio device");
+MODULE_LICENSE("GPL");
