@@ -3,6 +3,7 @@
 # for out-of-tree module builds. Prints the kernel directory. Idempotent.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib.sh
 . "$here/../../scripts/lib.sh"
 
 ver=${VFPGA_KERNEL:-}
@@ -19,15 +20,12 @@ if [ -f "$dir/.ready" ]; then
 	exit 0
 fi
 common=${ver%-amd64}-common
+kbuild=linux-kbuild-$(echo "$ver" | cut -d. -f1-2)
 debs=$VFPGA_CACHE/debs
-apt_download "$debs" "linux-image-$ver" "linux-headers-$ver" "linux-headers-$common" \
-	"linux-kbuild-${ver%%.[0-9]-*}" 2>/dev/null ||
-	apt_download "$debs" "linux-image-$ver" "linux-headers-$ver" "linux-headers-$common" \
-		"linux-kbuild-$(echo "$ver" | cut -d. -f1-2)"
+apt_download "$debs" "linux-image-$ver" "linux-headers-$ver" "linux-headers-$common" "$kbuild"
 rm -rf "$dir.tmp"
 mkdir -p "$dir.tmp"
-for p in "linux-image-$ver" "linux-headers-$ver" "linux-headers-$common" \
-	"linux-kbuild-$(echo "$ver" | cut -d. -f1-2)"; do
+for p in "linux-image-$ver" "linux-headers-$ver" "linux-headers-$common" "$kbuild"; do
 	dpkg -x "$(compgen -G "$debs/${p}_*.deb" | head -n1)" "$dir.tmp"
 done
 # The headers' Makefile includes the common tree by absolute path: point it here.
