@@ -1,0 +1,221 @@
+//! `vfpga`: run accelerator kernels from a guest.
+
+mod bench;
+mod bind;
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use vfpga::{Device, Error, DEFAULT_DEVICE};
+use vfpga_proto::{ArgKind, ElemType};
+
+const AFTER_HELP: &str = "\
+Examples:
+  vfpga info
+  vfpga kernels
+  vfpga run vadd_u32 --in a.bin --in b.bin --out c.bin        (n inferred from a.bin)
+  vfpga run mmult --arg m=64 --arg k=32 --arg n=16 --in a=A.bin --in b=B.bin --out c=C.bin
+  vfpga run sha256 --in data.bin                             (digest printed in hex)
+  vfpga bench --size 16M
+
+Buffers are raw little-endian element arrays, exactly as long as the kernel's
+signature says (`vfpga kernels` shows it). Exit status: 0 success, 1 the device or
+driver refused, 2 bad command line.";
+
+/// Run accelerator kernels on the vfpga virtio device.
+#[derive(Debug, Parser)]
+#[command(version, about = "Run accelerator kernels on the vfpga virtio device", after_help = AFTER_HELP)]
+struct Cli {
+    /// Device node.
+    #[arg(short, long, global = true, default_value = DEFAULT_DEVICE, value_name = "PATH")]
+    device: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the device: engine, bitstream, queues, limits.
+    Info,
+    /// List the kernels and their argument signatures.
+    Kernels,
+    /// Run a kernel on files.
+    Run {
+        /// Kernel name (see `vfpga kernels`).
+        kernel: String,
+        /// Scalar argument, as NAME=VALUE or VALUE (next scalar in signature order).
+        /// Integers take 0x and K/M/G suffixes.
+        #[arg(long = "arg", value_name = "[NAME=]VALUE")]
+        args: Vec<bind::Item>,
+        /// Input buffer from a file, as NAME=FILE or FILE (next input in order).
+        #[arg(long = "in", value_name = "[NAME=]FILE")]
+        ins: Vec<bind::Item>,
+        /// Output buffer to a file, as NAME=FILE or FILE. Outputs without a file are
+        /// printed (in hex, up to 64 bytes).
+        #[arg(long = "out", value_name = "[NAME=]FILE")]
+        outs: Vec<bind::Item>,
+        /// Run this many times (outputs from the last run).
+        #[arg(long, default_value_t = 1, value_name = "N")]
+        repeat: u32,
+    },
+    /// Measure null-op latency and kernel throughput.
+    Bench(bench::Opts),
+    /// Show device-wide statistics.
+    Stats,
+    /// Load a bitstream from the host's library (by name; the host decides which).
+    Load {
+        /// Bitstream name.
+        name: String,
+    },
+}
+
+/// A failure and its exit status.
+enum Fail {
+    Usage(String),
+    Device(Error),
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Usage(m) => Fail::Usage(m),
+            e => Fail::Device(e),
+        }
+    }
+}
+
+fn info(dev: &Device) -> Result<(), Fail> {
+    let i = dev.info()?;
+    let r = &i.raw;
+    println!("device:      {} ({})", dev.path().display(), i.name);
+    println!("engine:      {}", i.engine);
+    println!("bitstream:   {} ({} kernels)", i.bitstream, r.num_kernels);
+    println!("daemon:      vfpgad {}", i.daemon_version);
+    println!("ABI:         version {}", r.abi_version);
+    println!("queues:      1 control + {} request", r.num_request_queues);
+    println!(
+        "sessions:    {} open of {}",
+        r.open_sessions, r.max_sessions
+    );
+    println!(
+        "features:    {:#x}  capabilities: {:#x}",
+        r.features, r.capabilities
+    );
+    Ok(())
+}
+
+fn kernels(dev: &Device) -> Result<(), Fail> {
+    for k in dev.kernels()? {
+        println!("{}\n    {}", k.render(), k.doc);
+    }
+    Ok(())
+}
+
+fn print_output(name: &str, ty: ElemType, data: &[u8]) {
+    let shown: Vec<String> = data.iter().take(64).map(|b| format!("{b:02x}")).collect();
+    let more = if data.len() > 64 {
+        format!(" ... ({} bytes; use --out {name}=FILE to save)", data.len())
+    } else {
+        String::new()
+    };
+    println!(
+        "{name} ({}[{}]): {}{more}",
+        ty.name(),
+        data.len() / ty.size(),
+        shown.join("")
+    );
+}
+
+fn run(
+    dev: &Device,
+    kernel: &str,
+    args: &[bind::Item],
+    ins: &[bind::Item],
+    outs: &[bind::Item],
+    repeat: u32,
+) -> Result<(), Fail> {
+    let session = dev.session(kernel)?;
+    let sig = session.signature().clone();
+    let mut bound =
+        bind::bind(&sig, args, ins, outs).map_err(|e| Fail::Usage(format!("{kernel}: {e}")))?;
+    let mut stats = None;
+    let start = Instant::now();
+    for _ in 0..repeat.max(1) {
+        let mut list = bound.args(&sig);
+        stats = Some(session.run(&mut list)?);
+    }
+    let wall = start.elapsed() / repeat.max(1);
+    for (a, out) in sig.args.iter().zip(&bound.outputs) {
+        let (ArgKind::Out, Some((buf, file))) = (a.kind, out) else {
+            continue;
+        };
+        match file {
+            Some(f) => std::fs::write(f, buf.as_slice())
+                .map_err(|e| Fail::Usage(format!("cannot write {}: {e}", f.display())))?,
+            None => print_output(&a.name, a.ty, buf.as_slice()),
+        }
+    }
+    if let Some(s) = stats {
+        eprintln!(
+            "{kernel}: ok, {} bytes out, engine {:.1} us, round trip {:.1} us",
+            s.written,
+            s.engine.as_secs_f64() * 1e6,
+            wall.as_secs_f64() * 1e6
+        );
+    }
+    session.close()?;
+    Ok(())
+}
+
+fn stats(dev: &Device) -> Result<(), Fail> {
+    let s = dev.stats()?;
+    println!(
+        "requests:      {} ({} errors, {} busy)",
+        s.requests, s.errors, s.busy
+    );
+    println!("kernel runs:   {}", s.runs);
+    println!("bytes in/out:  {} / {}", s.bytes_in, s.bytes_out);
+    println!("engine time:   {:.3} ms", s.engine_ns as f64 / 1e6);
+    println!("open sessions: {}", s.open_sessions);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = Device::open(&cli.device)
+        .map_err(Fail::from)
+        .and_then(|dev| match &cli.command {
+            Command::Info => info(&dev),
+            Command::Kernels => kernels(&dev),
+            Command::Run {
+                kernel,
+                args,
+                ins,
+                outs,
+                repeat,
+            } => run(&dev, kernel, args, ins, outs, *repeat),
+            Command::Bench(opts) => bench::run(&dev, opts).map_err(Fail::from),
+            Command::Stats => stats(&dev),
+            Command::Load { name } => {
+                dev.load_bitstream(name)?;
+                println!("loaded bitstream {name}");
+                Ok(())
+            }
+        });
+    let _ = std::io::stdout().flush();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail::Usage(m)) => {
+            eprintln!("vfpga: {m}");
+            ExitCode::from(2)
+        }
+        Err(Fail::Device(e)) => {
+            eprintln!("vfpga: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
