@@ -6,6 +6,8 @@
 //! engine = "sim"            # the accelerator back end
 //! engine_threads = 2        # threads running long kernels (default: CPU count)
 //! inline_cost = 65536       # runs estimated cheaper than this stay on the queue's thread
+//! socket_mode = "0660"      # socket permissions (default: umask)
+//! socket_group = "kvm"      # socket group: the one QEMU runs in
 //!
 //! [device]                  # limits announced to every guest in the config space
 //! request_queues = 2
@@ -81,6 +83,10 @@ pub struct DaemonConfig {
     pub engine_threads: usize,
     /// Estimated cost (element operations) above which a run leaves the queue thread.
     pub inline_cost: u64,
+    /// Permissions of the sockets, in octal ("0660"); default: as the umask leaves them.
+    pub socket_mode: Option<String>,
+    /// Group owning the sockets (name or number), e.g. the group QEMU runs in.
+    pub socket_group: Option<String>,
 }
 
 impl Default for DaemonConfig {
@@ -89,6 +95,8 @@ impl Default for DaemonConfig {
             engine: "sim".into(),
             engine_threads: 0,
             inline_cost: 1 << 16,
+            socket_mode: None,
+            socket_group: None,
         }
     }
 }
@@ -155,6 +163,47 @@ impl Config {
         })
     }
 
+    /// The socket permission bits, if configured.
+    pub fn socket_mode(&self) -> Result<Option<u32>, ConfigError> {
+        self.daemon
+            .socket_mode
+            .as_deref()
+            .map(|m| {
+                u32::from_str_radix(m, 8)
+                    .ok()
+                    .filter(|v| *v <= 0o777)
+                    .ok_or_else(|| {
+                        ConfigError::Invalid(format!(
+                            "[daemon] socket_mode = {m:?}: give octal permission bits such as \"0660\""
+                        ))
+                    })
+            })
+            .transpose()
+    }
+
+    /// The socket group id, if configured (looked up in /etc/group by name).
+    pub fn socket_gid(&self) -> Result<Option<u32>, ConfigError> {
+        let Some(g) = self.daemon.socket_group.as_deref() else {
+            return Ok(None);
+        };
+        if let Ok(n) = g.parse::<u32>() {
+            return Ok(Some(n));
+        }
+        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        groups
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.split(':');
+                Some((f.next()?, f.nth(1)?))
+            })
+            .find(|(name, _)| *name == g)
+            .and_then(|(_, gid)| gid.parse().ok())
+            .map(Some)
+            .ok_or_else(|| {
+                ConfigError::Invalid(format!("[daemon] socket_group = {g:?}: no such group"))
+            })
+    }
+
     /// Engine threads to start.
     pub fn engine_threads(&self) -> usize {
         match self.daemon.engine_threads {
@@ -173,6 +222,8 @@ impl Config {
                 self.daemon.engine
             ));
         }
+        self.socket_mode()?;
+        self.socket_gid()?;
         if self.daemon.engine_threads > 256 {
             return bad("[daemon] engine_threads must be at most 256".into());
         }
@@ -291,6 +342,11 @@ mod tests {
                 "not a bitstream",
             ),
             (String::new(), "no guest"),
+            (format!("{base}[daemon]\nsocket_mode = \"999\"\n"), "octal"),
+            (
+                format!("{base}[daemon]\nsocket_group = \"no-such-group-here\"\n"),
+                "no such group",
+            ),
         ];
         for (text, want) in cases {
             let e = parse(&text).validate().unwrap_err().to_string();

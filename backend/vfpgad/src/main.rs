@@ -67,6 +67,14 @@ struct Cli {
     #[arg(long = "allow", value_name = "NAME")]
     allow: Vec<String>,
 
+    /// Permissions of the sockets, in octal (e.g. 0660).
+    #[arg(long, value_name = "MODE")]
+    socket_mode: Option<String>,
+
+    /// Group owning the sockets (name or number): the group QEMU runs in.
+    #[arg(long, value_name = "GROUP")]
+    socket_group: Option<String>,
+
     /// Check the configuration, print it as used, and exit.
     #[arg(long)]
     check: bool,
@@ -106,6 +114,12 @@ impl Cli {
         d.max_sessions = self.max_sessions.unwrap_or(d.max_sessions);
         if let Some(n) = self.engine_threads {
             c.daemon.engine_threads = n;
+        }
+        if self.socket_mode.is_some() {
+            c.daemon.socket_mode.clone_from(&self.socket_mode);
+        }
+        if self.socket_group.is_some() {
+            c.daemon.socket_group.clone_from(&self.socket_group);
         }
         if let Some(dir) = &self.library {
             c.library = Some(LibraryConfig {

@@ -4,7 +4,7 @@
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,6 +41,9 @@ pub enum ServerError {
     /// Threads or events could not be created.
     #[error("cannot start: {0}")]
     Start(#[from] io::Error),
+    /// The configuration cannot be applied.
+    #[error(transparent)]
+    Config(crate::config::ConfigError),
 }
 
 /// Shared stop signal: a flag, an eventfd to wake threads waiting for connections, and
@@ -92,9 +95,11 @@ impl Server {
             event: EventFd::new(EFD_NONBLOCK)?,
             conns: Mutex::new(Vec::new()),
         });
+        let mode = config.socket_mode().map_err(ServerError::Config)?;
+        let gid = config.socket_gid().map_err(ServerError::Config)?;
         let mut listeners = Vec::with_capacity(config.guests.len());
         for g in &config.guests {
-            let l = bind(&g.socket).map_err(|source| ServerError::Listen {
+            let l = bind(&g.socket, mode, gid).map_err(|source| ServerError::Listen {
                 guest: g.name.clone(),
                 path: g.socket.clone(),
                 source,
@@ -149,8 +154,8 @@ impl Server {
 }
 
 /// Creates the listening socket, replacing a stale socket file but never a live
-/// socket or another kind of file.
-fn bind(path: &Path) -> io::Result<UnixListener> {
+/// socket or another kind of file, and gives it the configured mode and group.
+fn bind(path: &Path, mode: Option<u32>, gid: Option<u32>) -> io::Result<UnixListener> {
     match std::fs::symlink_metadata(path) {
         Ok(m) if !m.file_type().is_socket() => {
             return Err(io::Error::new(
@@ -168,7 +173,14 @@ fn bind(path: &Path) -> io::Result<UnixListener> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    UnixListener::bind(path)
+    let listener = UnixListener::bind(path)?;
+    if let Some(gid) = gid {
+        std::os::unix::fs::chown(path, None, Some(gid))?;
+    }
+    if let Some(mode) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    Ok(listener)
 }
 
 /// Waits until `fd` is readable (`true`) or the stop event fires (`false`).

@@ -204,3 +204,19 @@ fn a_second_daemon_refuses_a_live_socket() {
     );
     still_serves(&mut d.connect(0));
 }
+
+#[test]
+fn sockets_get_the_configured_mode_and_group() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let d = Daemon::start(1, &["--socket-mode", "0660", "--socket-group", "0"]);
+    let m = std::fs::metadata(&d.sockets[0]).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o660);
+    assert_eq!(m.gid(), 0);
+    still_serves(&mut d.connect(0));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vfpgad"))
+        .args(["--socket", "/tmp/x.sock", "--socket-mode", "abc", "--check"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("octal"));
+}
