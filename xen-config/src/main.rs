@@ -1,0 +1,290 @@
+//! `vfpga-xen`: configure Xen guests and PCI passthrough for vfpga accelerators.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use vfpga_xen::guest::{parse_version, GuestSpec, Host};
+use vfpga_xen::pci::{assignment_lines, Bdf, PassDriver, PciDevice, Sysfs};
+
+const AFTER_HELP: &str = "\
+Examples:
+  vfpga-xen guest-config vm1.toml -o /etc/xen/vm1.cfg
+  vfpga-xen pci groups
+  vfpga-xen pci sriov enable 0000:03:00.0 2
+  vfpga-xen pci bind 0000:03:10.0 --driver vfio-pci
+  vfpga-xen pci lines 0000:03:10.0
+  vfpga-xen --dry-run pci sriov enable 0000:03:00.0 4      (show the sysfs writes only)
+
+The guest description format is documented in docs/xen.md.";
+
+/// Xen guest configuration and PCI passthrough helpers for vfpga.
+#[derive(Debug, Parser)]
+#[command(version, about = "Xen guest configuration and PCI passthrough helpers for vfpga", after_help = AFTER_HELP)]
+struct Cli {
+    /// Where sysfs is mounted (for tests and chroots).
+    #[arg(long, global = true, default_value = "/sys", value_name = "DIR")]
+    sysfs_root: PathBuf,
+
+    /// Print the sysfs writes instead of making them.
+    #[arg(long, global = true)]
+    dry_run: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write xl.cfg for a guest described in TOML.
+    GuestConfig {
+        /// Guest description (TOML).
+        description: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Target host architecture (default: this machine's).
+        #[arg(long, value_name = "ARCH")]
+        arch: Option<String>,
+        /// Target Xen version, e.g. 4.18 (default: the running hypervisor's).
+        #[arg(long, value_name = "X.Y")]
+        xen_version: Option<String>,
+    },
+    /// PCI functions, IOMMU groups, SR-IOV and driver binding.
+    Pci {
+        #[command(subcommand)]
+        command: PciCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PciCommand {
+    /// List PCI functions with drivers, IOMMU groups and SR-IOV state.
+    List,
+    /// List IOMMU groups and the functions in each.
+    Groups,
+    /// SR-IOV: list physical functions and their VFs, or enable/disable VFs.
+    Sriov {
+        #[command(subcommand)]
+        command: Option<SriovCommand>,
+    },
+    /// Bind a function to vfio-pci or pciback for passthrough.
+    Bind {
+        /// The function, e.g. 0000:03:10.0.
+        bdf: Bdf,
+        /// vfio-pci (QEMU/KVM, user space) or pciback (Xen).
+        #[arg(long, value_name = "DRIVER")]
+        driver: PassDriver,
+    },
+    /// Give a function back to its normal host driver.
+    Unbind {
+        /// The function.
+        bdf: Bdf,
+    },
+    /// Print the xl and QEMU lines that hand a function to a guest.
+    Lines {
+        /// The function.
+        bdf: Bdf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SriovCommand {
+    /// Enable N virtual functions (driver autoprobing off).
+    Enable {
+        /// Physical function.
+        pf: Bdf,
+        /// Number of VFs.
+        n: u32,
+    },
+    /// Remove all virtual functions.
+    Disable {
+        /// Physical function.
+        pf: Bdf,
+    },
+}
+
+fn describe(d: &PciDevice) -> String {
+    let mut s = format!(
+        "{} [{:04x}:{:04x}] class {:06x} driver {}",
+        d.bdf,
+        d.vendor,
+        d.device,
+        d.class,
+        d.driver.as_deref().unwrap_or("-")
+    );
+    if let Some(g) = d.iommu_group {
+        s.push_str(&format!(" iommu_group {g}"));
+    }
+    if let Some((n, t)) = d.sriov {
+        s.push_str(&format!(" sriov {n}/{t} VFs"));
+    }
+    if let Some(pf) = d.physfn {
+        s.push_str(&format!(" VF of {pf}"));
+    }
+    s
+}
+
+fn pci(sys: &Sysfs, cmd: &PciCommand) -> Result<(), String> {
+    match cmd {
+        PciCommand::List => {
+            for d in sys.devices().map_err(|e| e.to_string())? {
+                println!("{}", describe(&d));
+            }
+        }
+        PciCommand::Groups => {
+            let groups = sys.iommu_groups().map_err(|e| e.to_string())?;
+            if groups.is_empty() {
+                println!("no IOMMU groups: the IOMMU is off or absent (boot Linux with intel_iommu=on or amd_iommu=on; Xen enables it with iommu=1)");
+            }
+            for g in groups {
+                let shared = if g.devices.len() > 1 {
+                    "  (shared: pass all of these together)"
+                } else {
+                    ""
+                };
+                println!("group {}{shared}", g.id);
+                for d in &g.devices {
+                    println!("  {}", describe(d));
+                }
+            }
+        }
+        PciCommand::Sriov { command: None } => {
+            let pfs: Vec<PciDevice> = sys
+                .devices()
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|d| d.sriov.is_some())
+                .collect();
+            if pfs.is_empty() {
+                println!("no SR-IOV physical functions");
+            }
+            for pf in pfs {
+                println!("{}", describe(&pf));
+                for vf in sys.vfs(pf.bdf) {
+                    match sys.device(vf) {
+                        Ok(d) => println!("  {}", describe(&d)),
+                        Err(_) => println!("  {vf}"),
+                    }
+                }
+            }
+        }
+        PciCommand::Sriov {
+            command: Some(SriovCommand::Enable { pf, n }),
+        } => {
+            let vfs = sys.sriov_enable(*pf, *n).map_err(|e| e.to_string())?;
+            println!("{pf}: {n} VFs enabled, driver autoprobe off");
+            for vf in vfs {
+                println!("  {vf}");
+            }
+        }
+        PciCommand::Sriov {
+            command: Some(SriovCommand::Disable { pf }),
+        } => {
+            sys.sriov_disable(*pf).map_err(|e| e.to_string())?;
+            println!("{pf}: VFs removed");
+        }
+        PciCommand::Bind { bdf, driver } => {
+            let r = sys.bind(*bdf, *driver).map_err(|e| e.to_string())?;
+            for w in &r.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{bdf}: bound to {} (was {})",
+                driver.sysfs_name(),
+                r.previous.as_deref().unwrap_or("unbound")
+            );
+            for l in assignment_lines(*bdf) {
+                println!("  {l}");
+            }
+        }
+        PciCommand::Unbind { bdf } => {
+            let now = sys.unbind(*bdf).map_err(|e| e.to_string())?;
+            println!(
+                "{bdf}: released (driver now {})",
+                now.as_deref().unwrap_or("none")
+            );
+        }
+        PciCommand::Lines { bdf } => {
+            sys.device(*bdf).map_err(|e| e.to_string())?;
+            let l = assignment_lines(*bdf);
+            println!(
+                "# Xen: make it assignable (binds it to pciback), then in xl.cfg:\n{}\n{}",
+                l[0], l[1]
+            );
+            println!(
+                "# QEMU/KVM (after `vfpga-xen pci bind {bdf} --driver vfio-pci`):\n{}",
+                l[2]
+            );
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::GuestConfig {
+            description,
+            output,
+            arch,
+            xen_version,
+        } => guest_config(
+            &cli,
+            description,
+            output.as_deref(),
+            arch.as_deref(),
+            xen_version.as_deref(),
+        ),
+        Command::Pci { command } => {
+            let sys = Sysfs::new(&cli.sysfs_root, cli.dry_run);
+            let r = pci(&sys, command);
+            if cli.dry_run {
+                for (path, value) in sys.journal() {
+                    println!("would write {:?} to {}", value, path.display());
+                }
+            }
+            r
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vfpga-xen: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn guest_config(
+    cli: &Cli,
+    description: &std::path::Path,
+    output: Option<&std::path::Path>,
+    arch: Option<&str>,
+    xen_version: Option<&str>,
+) -> Result<(), String> {
+    let spec = GuestSpec::load(description).map_err(|e| e.to_string())?;
+    let mut host = Host::this_machine();
+    host.sysfs.clone_from(&cli.sysfs_root);
+    if let Some(a) = arch {
+        host.arch = a.to_owned();
+    }
+    if let Some(v) = xen_version {
+        host.xen = Some(
+            parse_version(v)
+                .ok_or_else(|| format!("--xen-version {v:?}: give MAJOR.MINOR, e.g. 4.18"))?,
+        );
+    }
+    spec.validate(&host)
+        .map_err(|e| format!("{}: {e}", description.display()))?;
+    let text = spec.to_xl_cfg(&description.display().to_string());
+    match output {
+        Some(p) => {
+            std::fs::write(p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
+        }
+        None => {
+            print!("{text}");
+            Ok(())
+        }
+    }
+}
