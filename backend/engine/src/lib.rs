@@ -8,6 +8,7 @@
 
 pub mod library;
 pub mod manifest;
+pub mod pl;
 pub mod sg;
 pub mod sim;
 

@@ -72,6 +72,16 @@ struct BitstreamSection {
     name: String,
     #[serde(default)]
     description: String,
+    /// Bitstream file in the library folder, loaded through fpga_manager.
+    file: Option<String>,
+    /// Device-tree overlay in the library folder, applied through configfs instead.
+    overlay: Option<String>,
+    /// Partial reconfiguration (fpga_manager flags bit 0).
+    #[serde(default)]
+    partial: bool,
+    /// u-dma-buf buffers the pl engine stages data through.
+    #[serde(default)]
+    dma: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -81,7 +91,26 @@ struct KernelEntry {
     #[serde(default)]
     doc: String,
     sim: Option<String>,
+    core: Option<CoreToml>,
     args: Vec<ArgEntryToml>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CoreToml {
+    uio: String,
+    #[serde(default = "default_true")]
+    irq: bool,
+    #[serde(default = "default_timeout_ms")]
+    timeout_ms: u64,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_timeout_ms() -> u64 {
+    2000
 }
 
 #[derive(Deserialize)]
@@ -94,6 +123,34 @@ struct ArgEntryToml {
     #[serde(default)]
     dims: Vec<String>,
     count: Option<u16>,
+    /// Register offset in the HLS core's AXI-lite map (64-bit addresses take two words).
+    reg: Option<u32>,
+}
+
+/// How the pl engine drives a kernel's HLS core.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HwCore {
+    /// Name of the core's UIO device (its sysfs `name`).
+    pub uio: String,
+    /// Wait for completion by interrupt (else poll `ap_done`).
+    pub irq: bool,
+    /// Longest a run may take.
+    pub timeout: std::time::Duration,
+    /// Register offset of each argument, in signature order.
+    pub regs: Vec<u32>,
+}
+
+/// How the pl engine loads a bitstream and where it stages data.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BitstreamHw {
+    /// Bitstream file (fpga_manager), relative to the library folder.
+    pub file: Option<String>,
+    /// Overlay file (configfs), relative to the library folder.
+    pub overlay: Option<String>,
+    /// Partial reconfiguration.
+    pub partial: bool,
+    /// u-dma-buf device names.
+    pub dma: Vec<String>,
 }
 
 /// A kernel of a catalogue.
@@ -105,6 +162,8 @@ pub struct Kernel {
     pub desc: KernelDesc,
     /// Name of the software implementation, if the manifest gives one.
     pub sim: Option<String>,
+    /// Its HLS core, if the manifest describes one.
+    pub core: Option<HwCore>,
     /// Generation of the catalogue it belongs to.
     pub generation: u64,
 }
@@ -118,6 +177,8 @@ pub struct Catalog {
     pub description: String,
     /// Kernels, in manifest order.
     pub kernels: Vec<Arc<Kernel>>,
+    /// Loading and DMA details for hardware engines.
+    pub hw: BitstreamHw,
     /// Unique per catalogue built in this process; sessions opened on an older
     /// catalogue are refused after a bitstream load.
     pub generation: u64,
@@ -165,19 +226,51 @@ impl Catalog {
             }
             let sig = signature(&k).map_err(&invalid)?;
             sig.validate().map_err(|e| invalid(e.to_string()))?;
+            let core = hw_core(&k).map_err(&invalid)?;
             kernels.push(Arc::new(Kernel {
                 desc: sig.to_desc(),
                 sig,
                 sim: k.sim,
+                core,
                 generation,
             }));
         }
+        let b = file.bitstream;
+        if b.file.is_some() && b.overlay.is_some() {
+            return Err(invalid(
+                "give either file (fpga_manager) or overlay (configfs), not both".into(),
+            ));
+        }
+        for f in b.file.iter().chain(&b.overlay) {
+            if f.is_empty() || f.contains('/') || f.starts_with('.') {
+                return Err(invalid(format!(
+                    "{f:?} must be a file name in the library folder, not a path"
+                )));
+            }
+        }
         Ok(Self {
-            name: file.bitstream.name,
-            description: file.bitstream.description,
+            name: b.name,
+            description: b.description,
             kernels,
+            hw: BitstreamHw {
+                file: b.file,
+                overlay: b.overlay,
+                partial: b.partial,
+                dma: b.dma,
+            },
             generation,
         })
+    }
+
+    /// A catalogue without kernels (no bitstream loaded).
+    pub fn empty(name: &str, description: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            kernels: Vec::new(),
+            hw: BitstreamHw::default(),
+            generation: GENERATION.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// The kernel called `name`.
@@ -192,6 +285,43 @@ pub fn valid_name(s: &str) -> bool {
         && s.bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
         && !s.starts_with('.')
+}
+
+fn hw_core(k: &KernelEntry) -> Result<Option<HwCore>, String> {
+    let Some(c) = &k.core else {
+        if let Some(a) = k.args.iter().find(|a| a.reg.is_some()) {
+            return Err(format!(
+                "kernel `{}`, argument `{}`: reg without a core",
+                k.name, a.name
+            ));
+        }
+        return Ok(None);
+    };
+    let mut regs = Vec::with_capacity(k.args.len());
+    for a in &k.args {
+        let reg = a.reg.ok_or_else(|| {
+            format!(
+                "kernel `{}`, argument `{}`: the core needs its reg offset",
+                k.name, a.name
+            )
+        })?;
+        if reg < 0x10 || reg % 4 != 0 {
+            return Err(format!(
+                "kernel `{}`, argument `{}`: reg {reg:#x} must be word-aligned and at least 0x10 (0x00-0x0c are ap_ctrl, GIE, IER, ISR)",
+                k.name, a.name
+            ));
+        }
+        regs.push(reg);
+    }
+    if c.timeout_ms == 0 {
+        return Err(format!("kernel `{}`: timeout_ms must be positive", k.name));
+    }
+    Ok(Some(HwCore {
+        uio: c.uio.clone(),
+        irq: c.irq,
+        timeout: std::time::Duration::from_millis(c.timeout_ms),
+        regs,
+    }))
 }
 
 fn signature(k: &KernelEntry) -> Result<KernelSig, String> {

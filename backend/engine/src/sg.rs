@@ -227,6 +227,35 @@ impl<'a> SgBuf<'a> {
         src.iter().all(|&b| w.put([b]))
     }
 
+    /// Copies the whole view into `dst` (same length), a piece at a time, with volatile
+    /// word loads: for engines that must stage data (hardware DMA buffers, network).
+    pub fn copy_to_slice(&self, dst: &mut [u8]) -> bool {
+        if dst.len() != self.len {
+            return false;
+        }
+        let mut off = 0;
+        for (p, n) in self.pieces() {
+            // SAFETY: each piece is valid for reads of `n` bytes (`SgBuf::new`'s contract).
+            unsafe { volatile_copy(p, dst[off..off + n].as_mut_ptr(), n) };
+            off += n;
+        }
+        true
+    }
+
+    /// Copies `src` (same length as the view) into the view, with volatile word stores.
+    pub fn copy_from_slice(&self, src: &[u8]) -> bool {
+        if src.len() != self.len {
+            return false;
+        }
+        let mut off = 0;
+        for (p, n) in self.pieces() {
+            // SAFETY: each piece is valid for writes of `n` bytes (`SgBuf::new`'s contract).
+            unsafe { volatile_copy(src[off..off + n].as_ptr().cast_mut(), p, n) };
+            off += n;
+        }
+        true
+    }
+
     /// Element `idx` (of type `T`, little-endian) by random access.
     pub fn get<T: Elem>(&self, idx: usize) -> Option<T> {
         T::read(&mut self.slice(idx.checked_mul(T::SIZE)?, T::SIZE)?.reader())
@@ -252,6 +281,38 @@ impl<'a> SgBuf<'a> {
     /// A sequential writer from the start of the view.
     pub fn writer(&self) -> SgWriter<'a> {
         SgWriter(self.reader())
+    }
+}
+
+/// Copies `n` bytes with volatile accesses: 8-byte words where both sides are aligned,
+/// bytes elsewhere.
+///
+/// # Safety
+///
+/// `src` must be valid for reads and `dst` for writes of `n` bytes; they may not overlap.
+unsafe fn volatile_copy(src: *mut u8, dst: *mut u8, n: usize) {
+    let mut i = 0;
+    // SAFETY: every access is within `[0, n)` of both ranges (the caller's contract);
+    // word accesses happen only where both addresses are 8-aligned.
+    unsafe {
+        while i < n && (src.add(i) as usize % 8 != 0 || dst.add(i) as usize % 8 != 0) {
+            if (src as usize ^ dst as usize) % 8 != 0 {
+                break;
+            }
+            ptr::write_volatile(dst.add(i), ptr::read_volatile(src.add(i)));
+            i += 1;
+        }
+        if (src.add(i) as usize) % 8 == 0 && (dst.add(i) as usize) % 8 == 0 {
+            while i + 8 <= n {
+                let w = ptr::read_volatile(src.add(i).cast::<u64>());
+                ptr::write_volatile(dst.add(i).cast::<u64>(), w);
+                i += 8;
+            }
+        }
+        while i < n {
+            ptr::write_volatile(dst.add(i), ptr::read_volatile(src.add(i)));
+            i += 1;
+        }
     }
 }
 
@@ -602,6 +663,23 @@ mod tests {
             let got = u32::from_le_bytes(out[4 * i..4 * i + 4].try_into().unwrap());
             assert_eq!(got, x.wrapping_add(x), "element {i}");
         }
+    }
+
+    #[test]
+    fn bulk_copies_cover_the_view() {
+        let mut mem: Vec<u8> = (0..=200).collect();
+        let s = stream(&mut mem, &[3, 50, 1, 147]);
+        // SAFETY: `mem` outlives the view.
+        let buf = unsafe { SgBuf::new(s.segs(), 2, 190) }.unwrap();
+        let mut out = vec![0u8; 190];
+        assert!(buf.copy_to_slice(&mut out));
+        assert!(!buf.copy_to_slice(&mut [0u8; 3]));
+        assert_eq!(out, (2u8..192).collect::<Vec<_>>());
+        let back: Vec<u8> = out.iter().map(|b| b.wrapping_mul(3)).collect();
+        assert!(buf.copy_from_slice(&back));
+        drop(s);
+        assert_eq!(&mem[2..192], &back[..]);
+        assert_eq!((mem[1], mem[192]), (1, 192));
     }
 
     #[test]

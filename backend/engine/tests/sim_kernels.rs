@@ -3,24 +3,12 @@
 //! irregular segments so elements straddle segment boundaries.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-use sha2::Digest;
+mod common;
+
+use common::Rng;
 use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Call, Engine, EngineError, SegStream, SgBuf};
 use vfpga_proto::{ArgEntry, ArgKind, ElemType, Status, MAX_ARGS};
-
-/// xorshift64*: deterministic test data without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
 
 /// One argument of a test call.
 enum Arg {
@@ -146,8 +134,8 @@ fn vadd_f32_is_ieee() {
     )
     .unwrap();
     let got = f32s(&out[0]);
-    for i in 0..n {
-        assert_eq!(got[i].to_bits(), (a[i] + b[i]).to_bits(), "element {i}");
+    for (i, want) in common::vadd_f32(&a, &b).iter().enumerate() {
+        assert_eq!(got[i].to_bits(), want.to_bits(), "element {i}");
     }
 }
 
@@ -254,7 +242,7 @@ fn sha256_matches_sha2_crate() {
             ],
         )
         .unwrap();
-        assert_eq!(out[0], sha2::Sha256::digest(&data).to_vec(), "n={n}");
+        assert_eq!(out[0], common::sha256(&data), "n={n}");
     }
 }
 
@@ -273,25 +261,7 @@ fn sobel_matches_definition() {
             ],
         )
         .unwrap();
-        let p = |x: usize, y: usize| i32::from(img[y * w + x]);
-        for y in 0..h {
-            for x in 0..w {
-                let want = if x == 0 || y == 0 || x + 1 >= w || y + 1 >= h {
-                    0
-                } else {
-                    let gx = p(x + 1, y - 1) + 2 * p(x + 1, y) + p(x + 1, y + 1)
-                        - p(x - 1, y - 1)
-                        - 2 * p(x - 1, y)
-                        - p(x - 1, y + 1);
-                    let gy = p(x - 1, y + 1) + 2 * p(x, y + 1) + p(x + 1, y + 1)
-                        - p(x - 1, y - 1)
-                        - 2 * p(x, y - 1)
-                        - p(x + 1, y - 1);
-                    (gx.abs() + gy.abs()).min(255)
-                };
-                assert_eq!(i32::from(out[0][y * w + x]), want, "({x},{y}) of {w}x{h}");
-            }
-        }
+        assert_eq!(out[0], common::sobel(&img, w, h), "{w}x{h}");
     }
 }
 
