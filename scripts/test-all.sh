@@ -15,7 +15,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "licences, bans, sources"
 cargo deny --locked check licenses bans sources
 log "shell scripts"
-shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system
+shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh
 log "unit and protocol tests"
 cargo test --workspace --locked
 log "all tests passed"

@@ -250,8 +250,12 @@ static int vfpga_probe(struct virtio_device *vdev)
 
 	vdev->priv = vd;
 	err = vfpga_init_vqs(vdev, vd);
-	if (err)
+	if (err) {
+		/* Typically the VMM's virtqueue count (QEMU num_vqs) is below 1 + N. */
+		dev_err(&vdev->dev, "cannot set up %u virtqueues (control + %u request queues): %d\n",
+			vd->nr_queues, nreq, err);
 		goto err_minor;
+	}
 
 	device_initialize(&vd->dev);
 	vfpga_get(vd);			/* dropped by vfpga_dev_release() */

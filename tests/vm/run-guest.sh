@@ -1,0 +1,308 @@
+#!/usr/bin/env bash
+# Usage: tests/vm/run-guest.sh [--scenario NAME] [options] [-- QEMU ARGS...]
+#   --scenario NAME    scenario to run in the guest: /scenarios/NAME.sh (default: smoke)
+#   --vfpga SOCKET     attach a vfpga device served by vfpgad on this vhost-user socket;
+#                      repeatable (guest /dev/vfpga0, /dev/vfpga1, ... in that order;
+#                      QEMU chardev ids vfpga0, ..., device ids vfpgadev0, ...)
+#   --queues N         virtqueues per vfpga device: control queue + request queues
+#                      (default 3, i.e. vfpgad's default of 2 request queues)
+#   --vq-size N        descriptors per virtqueue (QEMU's vq_size; default: QEMU's, 64):
+#                      a power of two, at most 1024 (QEMU aborts above) and at most
+#                      vfpgad's --queue-size (default 256; QEMU aborts when the daemon
+#                      refuses the size). The driver never builds a chain longer than
+#                      the ring, so this bounds the scatter-gather entries of a request
+#   --share DIR        export DIR to the guest over 9p (tag `host`, mounted at /host, the
+#                      scenario's working folder; security_model=none: files the guest
+#                      writes as root are plain files of this user on the host)
+#   --timeout SECS     stop QEMU after SECS seconds (default 120)
+#   --mem MB           guest memory, shared memfd (vhost-user needs it) (default 512)
+#   --smp N            guest CPUs (multi-threaded TCG) (default 2)
+#   --log FILE         console log (default: $VFPGA_CACHE/run-guest/NAME.log)
+#   --append ARGS      more kernel command line, e.g. 'vfpga.modargs="gid=5"'
+#   --guest DIR        output of tests/vm/build-guest.sh (default: $VFPGA_CACHE/guest)
+#   --qmp SOCKET       also serve QMP on this unix socket for other tools (one client at
+#                      a time; free once the devices are attached), e.g. for device_del
+#   -- ARGS            everything after -- goes to QEMU as is
+#
+# Boots the guest built by tests/vm/build-guest.sh under TCG with tests/vm/qemu-system
+# (QEMU 11), with the kernel command line
+#   console=ttyS0 panic=-1 quiet vfpga.scenario=NAME ARGS
+# The serial console goes to stdout and to the log. The guest's /init runs the scenario,
+# prints `VFPGA-DONE rc=N` and powers off; this script exits with that N. It exits 124
+# when the timeout stopped QEMU, and 125 when QEMU failed or the guest ended without a
+# DONE line, with a message on stderr in every case. QEMU never outlives the script: it
+# runs under `timeout`, and an EXIT trap stops it by PID; it is also stopped when it has
+# not exited 10 s after the DONE line.
+#
+# vhost-user, reconnect-ms and a missing socket (measured with QEMU 11.1.3): a
+# vhost-user-test-device-pci given with -device on the command line whose chardev has
+# reconnect-ms=N makes QEMU exit at once, with "Failed to set msg fds." and
+# "vhost_backend_init failed: Protocol error", whether or not the socket exists: with
+# reconnect-ms the chardev connects asynchronously, and vhost-user-base's realize calls
+# vhost_dev_init() without waiting for it (vhost-user-blk waits; -base does not). Without
+# reconnect-ms, the socket must exist at start ("Failed to connect to ...: No such file")
+# and a daemon restart is never reconnected. So this script starts QEMU paused (-S) with
+# a QMP socket and the chardevs (reconnect-ms=1000), waits until each chardev has
+# connected to its socket (the guest does not start before every vfpgad listens; the
+# wait counts against --timeout), then adds the devices with QMP device_add and starts
+# the guest (cont).
+#
+# A vfpgad restart under a running guest (measured, QEMU 11.1.3): while vfpgad is gone,
+# requests in flight stay pending in the guest (killable) and QEMU retries the socket
+# every second; when the new vfpgad accepts, QEMU aborts with "vhost_dev_start:
+# Assertion `hdev->vhost_ops' failed" (vhost-user-base's reconnect path restarts the
+# device without re-initialising its vhost_dev), so the guest dies. What works is a
+# hot-unplug: QMP device_del (the guest driver fails what is in flight with ENODEV and
+# /dev/vfpgaN goes away), restart vfpgad, then device_add the same device again (use
+# --qmp to reach QEMU; with vfpgad alive, the first device_add after an unplug fails
+# with "vhost_init_features failed" because QEMU reuses the old connection and
+# vhost-user-backend refuses its second SET_OWNER; QEMU then reconnects and a second
+# device_add succeeds).
+# Environment: VFPGA_CACHE, VFPGA_QEMU_ROOT (see qemu-system).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/../../scripts/lib.sh
+. "$here/../../scripts/lib.sh"
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
+
+scenario=smoke queues=3 vq_size='' share='' limit=120 mem=512 smp=2 logf='' append='' qmp=''
+guest=$VFPGA_CACHE/guest
+socks=() extra=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--scenario | --vfpga | --queues | --vq-size | --share | --timeout | --mem | --smp | --log | --append | --guest | --qmp)
+		[ $# -ge 2 ] || die "$1 needs a value (see --help)"
+		case $1 in
+		--scenario) scenario=$2 ;;
+		--vfpga) socks+=("$2") ;;
+		--queues) queues=$2 ;;
+		--vq-size) vq_size=$2 ;;
+		--share) share=$2 ;;
+		--timeout) limit=$2 ;;
+		--mem) mem=$2 ;;
+		--smp) smp=$2 ;;
+		--log) logf=$2 ;;
+		--append) append=$2 ;;
+		--guest) guest=$2 ;;
+		--qmp) qmp=$2 ;;
+		esac
+		shift 2
+		;;
+	--) shift && extra=("$@") && break ;;
+	-h | --help) usage && exit 0 ;;
+	*) die "unknown argument: $1 (see --help)" ;;
+	esac
+done
+
+case $scenario in '' | *[!A-Za-z0-9_.-]* | .*) die "--scenario $scenario: expected [A-Za-z0-9_.-]+" ;; esac
+isnum() { case $2 in '' | *[!0-9]*) die "$1 $2: expected a positive integer" ;; esac; [ "$2" -gt 0 ] || die "$1 $2: must be > 0"; }
+isnum --queues "$queues"
+[ "$queues" -ge 2 ] || die "--queues $queues: a vfpga device needs the control queue and at least one request queue"
+isnum --timeout "$limit"
+isnum --mem "$mem"
+isnum --smp "$smp"
+if [ -n "$vq_size" ]; then
+	isnum --vq-size "$vq_size"
+	# QEMU aborts (no message) on a virtqueue larger than its VIRTQUEUE_MAX_SIZE, 1024.
+	if [ "$vq_size" -gt 1024 ] || [ $((vq_size & (vq_size - 1))) != 0 ]; then
+		die "--vq-size $vq_size: must be a power of two, at most 1024 (QEMU's limit)"
+	fi
+fi
+[ -z "$share" ] || [ -d "$share" ] || die "--share $share: not a directory"
+for s in "${socks[@]}"; do
+	case $s in *,*) die "--vfpga $s: a socket path with a comma cannot be passed to QEMU" ;; esac
+done
+case $share$qmp in *,*) die "--share/--qmp: a path with a comma cannot be passed to QEMU" ;; esac
+
+[ -d "$guest" ] || die "no guest in $guest: run tests/vm/build-guest.sh first"
+kernel=$guest/vmlinux
+[ -f "$kernel" ] || kernel=$guest/vmlinuz
+[ -f "$kernel" ] || die "no vmlinux or vmlinuz in $guest: run tests/vm/build-guest.sh"
+[ -f "$guest/initrd.gz" ] || die "no initrd.gz in $guest: run tests/vm/build-guest.sh"
+[ -f "${VFPGA_QEMU_ROOT:-$VFPGA_CACHE/qemu-root}/.ready" ] ||
+	die "no QEMU root in ${VFPGA_QEMU_ROOT:-$VFPGA_CACHE/qemu-root}: run tests/vm/build-qemu-root.sh first"
+
+logf=${logf:-$VFPGA_CACHE/run-guest/$scenario.log}
+mkdir -p "$(dirname "$logf")"
+
+# shellcheck disable=SC2054 # commas inside QEMU option values
+args=(-accel tcg -cpu max -smp "$smp" -m "${mem}M"
+	-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem
+	-nographic -no-reboot -nic none
+	-kernel "$kernel" -initrd "$guest/initrd.gz"
+	-append "console=ttyS0 panic=-1 quiet vfpga.scenario=$scenario${append:+ $append}")
+# The vfpga devices are added through QMP once their chardevs are connected (see above).
+work=$(mktemp -d "${TMPDIR:-/tmp}/vfpga-run.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+qmp=${qmp:-$work/qmp.sock}
+devs=()
+i=0
+for s in "${socks[@]}"; do
+	args+=(-chardev "socket,id=vfpga$i,path=$s,reconnect-ms=1000")
+	devs+=("vfpga$i" "{\"driver\":\"vhost-user-test-device-pci\",\"id\":\"vfpgadev$i\",\"chardev\":\"vfpga$i\",\"virtio-id\":21,\"num_vqs\":$queues,\"config_size\":40${vq_size:+,\"vq_size\":$vq_size}}")
+	i=$((i + 1))
+done
+if [ ${#socks[@]} -gt 0 ] || [ "$qmp" != "$work/qmp.sock" ]; then
+	[ ! -S "$qmp" ] || rm -f "$qmp" # a stale socket of an earlier run
+	args+=(-qmp "unix:$qmp,server=on,wait=off")
+fi
+[ ${#socks[@]} -eq 0 ] || args+=(-S)
+if [ -n "$share" ]; then
+	# shellcheck disable=SC2054 # commas inside QEMU option values
+	args+=(-fsdev "local,id=host,path=$(realpath "$share"),security_model=none"
+		-device virtio-9p-pci,fsdev=host,mount_tag=host)
+fi
+args+=("${extra[@]}")
+
+qpid='' tpid=''
+# Children of PID $1, read from /proc (no procps needed).
+children_of() {
+	local f s st
+	for f in /proc/[0-9]*/stat; do
+		s=$(cat "$f" 2>/dev/null) || continue
+		read -r -a st <<<"${s##*) }" # state ppid ...
+		[ "${st[1]}" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
+	done
+	return 0
+}
+# Stops the timeout process we started and the QEMU below it, by PID only.
+stop_qemu() {
+	[ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null || return 0
+	local kids n=0
+	kids=$(children_of "$qpid")
+	kill -TERM "$qpid" 2>/dev/null || true # timeout forwards it to QEMU
+	while kill -0 "$qpid" 2>/dev/null && [ $((n += 1)) -le 50 ]; do sleep 0.1; done
+	# shellcheck disable=SC2086 # PID list
+	kill -KILL $kids "$qpid" 2>/dev/null || true
+	wait "$qpid" 2>/dev/null || true
+}
+# shellcheck disable=SC2317 # called by the EXIT trap
+cleanup() {
+	stop_qemu
+	if [ -n "$tpid" ]; then kill "$tpid" 2>/dev/null || true; fi
+	rm -rf "$work"
+	return 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# attach QMP-SOCKET [CHARDEV-ID DEVICE-JSON]...: waits for each chardev to be connected,
+# device_adds each device, then starts the guest. Perl (perl-base, always on Debian):
+# bash cannot talk to a unix socket.
+attach() {
+	# shellcheck disable=SC2016 # Perl code
+	perl -e '
+use strict; use warnings; use IO::Socket::UNIX;
+$| = 1;
+my $path = shift;
+my ($s, $t);
+for ($t = 0; $t < 300; $t++) {
+	$s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path) and last;
+	select(undef, undef, undef, 0.1);
+}
+die "cannot connect to QMP at $path\n" unless $s;
+# The greeting, or a reply; events ({"timestamp": ..., "event": ...}) are skipped.
+sub reply { while (defined(my $l = <$s>)) { return $l if $l =~ /^\{"(QMP|return|error)"/; } die "QEMU closed QMP\n"; }
+sub cmd {
+	print $s $_[0];
+	my $r = reply();
+	die "QMP $_[0] failed: $1\n" if $r =~ /"error".*"desc":\s*"([^"]*)"/;
+	return $r;
+}
+reply();
+cmd(q({"execute":"qmp_capabilities"}));
+my %dev = @ARGV;
+my ($waited, $said) = (0, 0);
+for (;;) {
+	my $r = cmd(q({"execute":"query-chardev"}));
+	my @down;
+	for my $obj ($r =~ /\{[^{}]*\}/g) {
+		my ($label) = $obj =~ /"label":\s*"([^"]*)"/;
+		push @down, $label if defined $label && exists $dev{$label} && $obj =~ /"filename":\s*"disconnected:/;
+	}
+	last unless @down;
+	if (!$said && $waited >= 2) {
+		print STDERR "[vfpga] waiting for vfpgad to listen (chardevs @down)\n";
+		$said = 1;
+	}
+	select(undef, undef, undef, 0.1);
+	$waited += 0.1;
+}
+for my $id (sort { substr($a, 5) <=> substr($b, 5) } keys %dev) {
+	cmd(qq({"execute":"device_add","arguments":$dev{$id}}));
+}
+cmd(q({"execute":"cont"}));
+' "$@"
+}
+
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+: >"$logf" # before QEMU starts: the poll below must not see an old run's lines
+log "scenario $scenario: booting $(basename "$kernel") (${#socks[@]} vfpga, ${mem} MB, $smp CPUs, timeout $limit s, log $logf)"
+t0=$EPOCHREALTIME
+timeout -k 5 "$limit" "$here/qemu-system" "${args[@]}" </dev/null >>"$logf" 2>&1 &
+qpid=$!
+tail -n +1 -s 0.1 -f --pid="$qpid" "$logf" &
+tpid=$!
+if [ ${#socks[@]} -gt 0 ] && ! attach "$qmp" "${devs[@]}"; then
+	qrc=0
+	# QEMU may be on its way out (stopped by the timeout): let timeout report it.
+	for _ in $(seq 30); do
+		kill -0 "$qpid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -0 "$qpid" 2>/dev/null || wait "$qpid" || qrc=$?
+	stop_qemu
+	qpid=''
+	if [ "$qrc" = 124 ]; then
+		log "error: timed out after $limit s waiting for vfpgad on ${socks[*]} (console: $logf)"
+		exit 124
+	fi
+	log "error: could not attach the vfpga devices through QMP (console: $logf)"
+	exit 125
+fi
+
+t_init='' t_done=''
+while kill -0 "$qpid" 2>/dev/null; do
+	if [ -z "$t_init" ] && grep -aq 'vfpga-init: kernel' "$logf"; then t_init=$(since "$t0"); fi
+	if [ -z "$t_done" ] && grep -aq 'VFPGA-DONE rc=' "$logf"; then
+		t_done=$(since "$t0") done_at=$SECONDS
+	fi
+	if [ -n "$t_done" ] && [ $((SECONDS - done_at)) -ge 10 ]; then
+		log "warning: QEMU still running 10 s after the DONE line; stopping it"
+		stop_qemu
+		break
+	fi
+	sleep 0.1
+done
+qrc=0
+wait "$qpid" || qrc=$?
+qpid=''
+wait "$tpid" 2>/dev/null || true
+tpid=''
+total=$(since "$t0")
+t_init=${t_init:-$total} t_done=${t_done:-$total}
+
+line=$(grep -a -m1 -o 'VFPGA-DONE rc=[0-9]*' "$logf" || true)
+err=$(grep -a -m1 'VFPGA-ERROR' "$logf" | tr -d '\r' || true)
+if [ -z "$line" ]; then
+	[ -z "$err" ] || log "guest: $err"
+	if [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
+		log "error: scenario $scenario timed out after $limit s without a DONE line (console: $logf)"
+		exit 124
+	fi
+	if grep -aq 'Kernel panic' "$logf"; then
+		log "error: the guest kernel panicked (console: $logf)"
+	elif [ "$qrc" != 0 ]; then
+		log "error: QEMU failed with status $qrc (console: $logf)"
+	else
+		log "error: the guest powered off without a VFPGA-DONE line (console: $logf)"
+	fi
+	exit 125
+fi
+rc=${line#VFPGA-DONE rc=}
+[ -z "$err" ] || log "guest: $err"
+[ "$qrc" = 0 ] || log "warning: QEMU exited with status $qrc after the DONE line"
+log "scenario $scenario: rc=$rc; /init after $t_init s, DONE after $t_done s, QEMU gone after $total s"
+exit "$rc"
