@@ -105,22 +105,24 @@ impl ArgEntry {
         }
     }
 
-    /// Checks the entry at position `index` on its own: known kind and type, zero
-    /// flags and reserved fields, scalar bits that fit the type, buffer length a whole
-    /// number of elements.
+    /// Checks the entry at position `index` on its own. Unknown kinds or types and
+    /// non-zero flags or reserved fields are framing errors (`BAD_REQUEST`); a scalar
+    /// with bits above its type's width or a buffer that is not a whole number of
+    /// elements is a bad argument (`BAD_ARGUMENT`). Either way `detail` is `index`.
     pub fn check(&self, index: usize) -> Result<(ArgKind, ElemType), AbiError> {
-        let bad = |reason| AbiError::arg(Status::BadRequest, index, reason);
-        let kind = ArgKind::from_raw(self.kind).ok_or(bad("unknown argument kind"))?;
-        let ty = ElemType::from_raw(self.ty).ok_or(bad("unknown element type"))?;
+        let framing = |reason| AbiError::arg(Status::BadRequest, index, reason);
+        let value = |reason| AbiError::arg(Status::BadArgument, index, reason);
+        let kind = ArgKind::from_raw(self.kind).ok_or(framing("unknown argument kind"))?;
+        let ty = ElemType::from_raw(self.ty).ok_or(framing("unknown element type"))?;
         if self.flags != 0 || self.reserved != 0 {
-            return Err(bad("non-zero argument flags or reserved field"));
+            return Err(framing("non-zero argument flags or reserved field"));
         }
         match kind {
             ArgKind::Scalar if !ty.scalar_fits(self.value) => {
-                Err(bad("scalar has bits above its type's width"))
+                Err(value("scalar has bits above its type's width"))
             }
             ArgKind::In | ArgKind::Out if self.value % ty.size() as u64 != 0 => {
-                Err(bad("buffer length is not a whole number of elements"))
+                Err(value("buffer length is not a whole number of elements"))
             }
             _ => Ok((kind, ty)),
         }
@@ -221,7 +223,10 @@ mod tests {
     #[test]
     fn arg_entries_are_checked() {
         assert!(ArgEntry::scalar(ElemType::U32, 5).check(0).is_ok());
-        assert!(ArgEntry::scalar(ElemType::U32, 1 << 32).check(0).is_err());
+        let wide = ArgEntry::scalar(ElemType::U32, 1 << 32)
+            .check(2)
+            .unwrap_err();
+        assert_eq!((wide.status, wide.detail), (Status::BadArgument, 2));
         assert!(ArgEntry::scalar(ElemType::U64, u64::MAX).check(0).is_ok());
         assert!(ArgEntry::input(ElemType::U32, 6).check(0).is_err());
         let mut bad = ArgEntry::input(ElemType::U8, 6);

@@ -11,7 +11,7 @@
 //!
 //! [device]                  # limits announced to every guest in the config space
 //! request_queues = 2
-//! queue_size = 256
+//! queue_size = 1024       # QEMU's largest vq_size
 //! max_segments = 16384
 //! max_request_bytes = 67108864
 //! max_sessions = 64
@@ -121,7 +121,7 @@ impl Default for DeviceLimits {
     fn default() -> Self {
         Self {
             request_queues: 2,
-            queue_size: 256,
+            queue_size: 1024,
             max_segments: 16384,
             max_request_bytes: 64 << 20,
             max_sessions: 64,
@@ -315,7 +315,7 @@ mod tests {
             "#,
         );
         assert_eq!(c.device.request_queues, 4);
-        assert_eq!(c.device.queue_size, 256);
+        assert_eq!(c.device.queue_size, 1024);
         assert_eq!(c.daemon.engine, "sim");
         c.validate().unwrap();
     }

@@ -21,11 +21,12 @@ Examples:
   Check a configuration file and print the QEMU options for its guests:
     vfpgad --config /etc/vfpga/vfpgad.toml --check --print-qemu-args
 
-Each guest's QEMU connects to its socket with (reconnect-ms lets QEMU survive a
-daemon restart):
+Each guest's QEMU (10.2 or later) attaches to its socket with (start vfpgad first):
   -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem
-  -chardev socket,id=vfpga0,path=SOCKET,reconnect-ms=1000
-  -device vhost-user-test-device-pci,chardev=vfpga0,virtio-id=21,num_vqs=1+QUEUES,config_size=40
+  -chardev socket,id=vfpga0,path=SOCKET
+  -device vhost-user-test-device-pci,chardev=vfpga0,virtio-id=21,num_vqs=1+QUEUES,vq_size=1024,config_size=40
+docs/qemu.md explains each option, libvirt, and how to re-attach a guest after a
+daemon restart (QEMU 11.1 cannot reconnect this device type by itself).
 
 Logging: RUST_LOG=debug (or info, warn, vfpgad=trace, ...). SIGTERM or SIGINT stops
 the daemon cleanly: connections are closed, running kernels finish, sockets go.";
@@ -137,12 +138,14 @@ impl Cli {
 fn print_qemu_args(c: &Config) {
     for (i, g) in c.guests.iter().enumerate() {
         println!(
-            "# guest {}\n-object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
-             -chardev socket,id=vfpga{i},path={},reconnect-ms=1000 \
-             -device vhost-user-test-device-pci,chardev=vfpga{i},virtio-id={DEFAULT_VIRTIO_ID},num_vqs={},config_size={}",
+            "# guest {} (start vfpgad before QEMU; see docs/qemu.md)\n\
+             -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
+             -chardev socket,id=vfpga{i},path={} \
+             -device vhost-user-test-device-pci,chardev=vfpga{i},virtio-id={DEFAULT_VIRTIO_ID},num_vqs={},vq_size={},config_size={}",
             g.name,
             g.socket.display(),
             1 + c.device.request_queues,
+            c.device.queue_size.min(1024),
             vfpga_proto::DeviceConfig::SIZE,
         );
     }

@@ -242,7 +242,7 @@ fn header_fields_checked() {
         RequestHeader::new(Opcode::ListKernels, 1, 0, 1),
         &[wide],
     );
-    assert_eq!(resp.status(), Some(Status::BadRequest));
+    assert_eq!((resp.status(), resp.detail), (Some(Status::BadArgument), 0));
     still_serves(&mut fe);
 }
 
