@@ -4,16 +4,14 @@
 //! maps, failed loads and bad manifests.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-mod common;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{le, Rng};
 use vfpga_engine::pl::model::{CoreSpec, Faults, HlsModel, ModelSpec};
 use vfpga_engine::pl::{PlConfig, PlEngine};
 use vfpga_engine::{Call, Engine, EngineError, Library, SegStream, SgBuf};
 use vfpga_proto::{ArgEntry, ArgKind, ElemType, Status, MAX_ARGS};
+use vfpga_reference::{self as common, le, Rng};
 
 const MANIFEST: &str = r#"
 [bitstream]

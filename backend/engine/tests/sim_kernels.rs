@@ -3,12 +3,10 @@
 //! irregular segments so elements straddle segment boundaries.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-mod common;
-
-use common::Rng;
 use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Call, Engine, EngineError, SegStream, SgBuf};
 use vfpga_proto::{ArgEntry, ArgKind, ElemType, Status, MAX_ARGS};
+use vfpga_reference::{self as common, Rng};
 
 /// One argument of a test call.
 enum Arg {

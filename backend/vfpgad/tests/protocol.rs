@@ -5,8 +5,8 @@
 mod common;
 
 use common::{open, run, Daemon, Rng};
-use sha2::Digest;
 use vfpga_proto::*;
+use vfpga_reference::le;
 use vfpga_vhu_frontend::{Arg, Layout};
 
 const LAYOUTS: [Layout; 3] = [Layout::Direct, Layout::Indirect, Layout::Paged(4096)];
@@ -168,10 +168,6 @@ fn sessions_open_close_and_limits() {
     open(&mut fe, "fir");
 }
 
-fn le<T: Copy, const N: usize>(v: &[T], f: impl Fn(T) -> [u8; N]) -> Vec<u8> {
-    v.iter().flat_map(|&x| f(x)).collect()
-}
-
 #[test]
 fn vadd_u32_and_f32_bit_exact() {
     let d = Daemon::start(1, &[]);
@@ -195,7 +191,7 @@ fn vadd_u32_and_f32_bit_exact() {
             layout,
         );
         assert_eq!(r.status(), Some(Status::Ok), "{layout:?}");
-        let want: Vec<u32> = a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect();
+        let want = vfpga_reference::vadd_u32(&a, &b);
         assert_eq!(r.outputs[0], le(&want, u32::to_le_bytes), "{layout:?}");
         assert_eq!(r.resp.written, (n * 4) as u64);
     }
@@ -213,7 +209,7 @@ fn vadd_u32_and_f32_bit_exact() {
         ],
         Layout::Paged(4096),
     );
-    let want: Vec<f32> = fa.iter().zip(&fb).map(|(x, y)| x + y).collect();
+    let want = vfpga_reference::vadd_f32(&fa, &fb);
     assert_eq!(r.outputs[0], le(&want, f32::to_le_bytes));
 }
 
@@ -244,16 +240,7 @@ fn mmult_bit_exact() {
         Layout::Paged(4096),
     );
     assert_eq!(r.status(), Some(Status::Ok));
-    let mut want = vec![0f32; m * n];
-    for i in 0..m {
-        for j in 0..n {
-            let mut acc = 0f32;
-            for p in 0..k {
-                acc += a[i * k + p] * b[p * n + j];
-            }
-            want[i * n + j] = acc;
-        }
-    }
+    let want = vfpga_reference::mmult(&a, &b, m, k, n);
     assert_eq!(r.outputs[0], le(&want, f32::to_le_bytes));
 }
 
@@ -279,15 +266,7 @@ fn fir_bit_exact() {
         Layout::Paged(4096),
     );
     assert_eq!(r.status(), Some(Status::Ok));
-    let want: Vec<i32> = (0..n)
-        .map(|i| {
-            let mut acc = 0i32;
-            for j in 0..t.min(i + 1) {
-                acc = acc.wrapping_add(taps[j].wrapping_mul(i32::from(x[i - j])));
-            }
-            acc
-        })
-        .collect();
+    let want = vfpga_reference::fir(&x, &taps);
     assert_eq!(r.outputs[0], le(&want, i32::to_le_bytes));
 }
 
@@ -310,7 +289,7 @@ fn sha256_bit_exact() {
             Layout::Paged(4096),
         );
         assert_eq!(r.status(), Some(Status::Ok));
-        assert_eq!(r.outputs[0], sha2::Sha256::digest(&data).to_vec(), "n={n}");
+        assert_eq!(r.outputs[0], vfpga_reference::sha256(&data), "n={n}");
     }
 }
 
@@ -334,21 +313,7 @@ fn sobel_bit_exact() {
         Layout::Paged(4096),
     );
     assert_eq!(r.status(), Some(Status::Ok));
-    let p = |x: usize, y: usize| i32::from(img[y * w + x]);
-    let mut want = vec![0u8; w * h];
-    for y in 1..h - 1 {
-        for x in 1..w - 1 {
-            let gx = p(x + 1, y - 1) + 2 * p(x + 1, y) + p(x + 1, y + 1)
-                - p(x - 1, y - 1)
-                - 2 * p(x - 1, y)
-                - p(x - 1, y + 1);
-            let gy = p(x - 1, y + 1) + 2 * p(x, y + 1) + p(x + 1, y + 1)
-                - p(x - 1, y - 1)
-                - 2 * p(x, y - 1)
-                - p(x + 1, y - 1);
-            want[y * w + x] = (gx.abs() + gy.abs()).min(255) as u8;
-        }
-    }
+    let want = vfpga_reference::sobel(&img, w, h);
     assert_eq!(r.outputs[0], want);
 }
 
@@ -423,7 +388,7 @@ fn load_bitstream_from_the_allowlisted_library() {
         ],
         Layout::Direct,
     );
-    assert_eq!(r.outputs[0], sha2::Sha256::digest(b"hello").to_vec());
+    assert_eq!(r.outputs[0], vfpga_reference::sha256(b"hello"));
     // The session opened on the previous bitstream no longer runs.
     let a = [0u8; 4];
     let r = run(

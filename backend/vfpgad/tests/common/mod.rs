@@ -159,16 +159,4 @@ pub fn still_serves(fe: &mut VhuFrontend) {
     assert_eq!(c.status(), Some(Status::Ok));
 }
 
-/// xorshift64* test data.
-pub struct Rng(pub u64);
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
+pub use vfpga_reference::Rng;

@@ -1,8 +1,11 @@
-//! Independent references for every kernel, written as plainly as possible on ordinary
-//! slices (and the `sha2` crate for SHA-256), and test data.
-#![allow(dead_code, clippy::cast_possible_truncation)]
+//! Independent references for every vfpga kernel, written as plainly as possible on
+//! ordinary slices (and the `sha2` crate for SHA-256), and deterministic test data.
+//! Tests compare engine, daemon and guest results with these; none of this code is
+//! shared with the implementations under test.
+#![allow(clippy::cast_possible_truncation, missing_docs)]
 
 /// xorshift64*: deterministic test data without a dependency.
+#[derive(Debug)]
 pub struct Rng(pub u64);
 
 impl Rng {
