@@ -14,7 +14,7 @@ use vm_memory::GuestMemoryAtomic;
 
 use crate::chain::Scratch;
 use crate::config::DeviceLimits;
-use crate::executor::{Executor, Job};
+use crate::executor::{Executor, Job, JobQueue};
 
 use crate::sessions::Sessions;
 use crate::stats::Counters;
@@ -114,7 +114,7 @@ pub struct Device {
     /// The engine (shared by all guests).
     pub engine: Arc<dyn Engine>,
     /// Queue of the engine threads (shared by all guests); `None` when shutting down.
-    pub jobs_tx: Option<crossbeam_channel::Sender<Box<Job>>>,
+    pub jobs_tx: Option<JobQueue>,
     /// Runs estimated costlier than this go to the engine threads.
     pub inline_cost: u64,
     /// Open sessions.

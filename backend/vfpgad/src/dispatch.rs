@@ -283,9 +283,8 @@ impl Device {
         ctx.start_job();
         match tx.try_send(job) {
             Ok(()) => true,
-            Err(e) => {
+            Err(mut job) => {
                 // Engine threads saturated: take the streams back and run here.
-                let mut job = e.into_inner();
                 std::mem::swap(&mut job.rd, &mut scratch.rd);
                 std::mem::swap(&mut job.wr, &mut scratch.wr);
                 job.unload();

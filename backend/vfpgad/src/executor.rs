@@ -5,10 +5,10 @@
 //! streams, the decoded request — and returns itself to its queue's pool afterwards, so
 //! deferring a run allocates nothing.
 
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
 use tracing::{debug, error, warn};
 use vfpga_engine::SegStream;
 use vhost_user_backend::VringRwLock;
@@ -118,44 +118,82 @@ impl Job {
         };
         let resp = dev.run_now(&session, &req, &self.rd, &self.wr);
         let queue = &dev.queues[self.queue];
-        if queue.epoch() == self.epoch {
+        let current = queue.epoch() == self.epoch;
+        let used = if current {
             let used = write_response(&self.wr, req.resp_off, &resp).unwrap_or(0);
             dev.counters
                 .request(resp.status().unwrap_or(vfpga_proto::Status::EngineError));
-            // The used ring entry goes out only after the response is written, and the
-            // memory guard is dropped only after both.
-            complete_one(&vring, req.head, used, true);
+            Some(used)
         } else {
             warn!(guest = %dev.name, queue = self.queue, head = req.head, "queue stopped during the run; result dropped");
-        }
+            None
+        };
+        // Done with guest memory: release it and put the job back before the driver
+        // learns of the completion, so its next request finds this (warm) job.
         drop(mem);
+        drop(session);
         self.rd.clear();
         self.wr.clear();
         lock(&queue.jobs).push(self);
+        if let Some(used) = used {
+            complete_one(&vring, req.head, used, true);
+        }
         queue.finish_job();
     }
 }
 
-/// A fixed pool of engine threads shared by all devices. Devices hold a sender each;
-/// the threads exit once the pool and every device have dropped theirs.
+/// The shared job queue: a preallocated ring under a mutex, with a condition variable
+/// for the engine threads. (Unlike a channel it never allocates once created, not even
+/// in threads that merely wait.)
+#[derive(Debug)]
+struct Inner {
+    queue: Mutex<(VecDeque<Box<Job>>, bool)>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+/// The submitting side of the engine threads' queue, held by each device.
+#[derive(Clone, Debug)]
+pub struct JobQueue(Arc<Inner>);
+
+impl JobQueue {
+    /// Queues a job; gives it back if the queue is full or shutting down.
+    pub fn try_send(&self, job: Box<Job>) -> Result<(), Box<Job>> {
+        let mut q = lock(&self.0.queue);
+        if q.1 || q.0.len() >= self.0.capacity {
+            return Err(job);
+        }
+        q.0.push_back(job);
+        drop(q);
+        self.0.ready.notify_one();
+        Ok(())
+    }
+}
+
+/// A fixed pool of engine threads shared by all devices.
 #[derive(Debug)]
 pub struct Executor {
-    tx: Mutex<Option<Sender<Box<Job>>>>,
+    inner: Arc<Inner>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Executor {
     /// Starts `threads` engine threads.
     pub fn new(threads: usize) -> std::io::Result<Arc<Self>> {
-        let (tx, rx) = crossbeam_channel::bounded::<Box<Job>>(4096);
+        const CAPACITY: usize = 4096;
+        let inner = Arc::new(Inner {
+            queue: Mutex::new((VecDeque::with_capacity(CAPACITY), false)),
+            ready: Condvar::new(),
+            capacity: CAPACITY,
+        });
         let mut handles = Vec::with_capacity(threads);
         for i in 0..threads.max(1) {
-            let rx: Receiver<Box<Job>> = rx.clone();
+            let inner = inner.clone();
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("vfpga-engine-{i}"))
                     .spawn(move || {
-                        while let Ok(job) = rx.recv() {
+                        while let Some(job) = next_job(&inner) {
                             job.run();
                         }
                         debug!("engine thread exits");
@@ -163,25 +201,42 @@ impl Executor {
             );
         }
         Ok(Arc::new(Self {
-            tx: Mutex::new(Some(tx)),
+            inner,
             threads: Mutex::new(handles),
         }))
     }
 
-    /// A sender for a new device; `None` once the pool is shutting down.
-    pub fn sender(&self) -> Option<Sender<Box<Job>>> {
-        lock(&self.tx).clone()
+    /// The queue for a new device; `None` once the pool is shutting down.
+    pub fn sender(&self) -> Option<JobQueue> {
+        (!lock(&self.inner.queue).1).then(|| JobQueue(self.inner.clone()))
     }
 
-    /// Stops taking devices, lets queued jobs finish and joins the threads (once every
-    /// device is gone).
+    /// Stops taking jobs, lets queued ones finish and joins the threads.
     pub fn shutdown(&self) {
-        drop(lock(&self.tx).take());
+        lock(&self.inner.queue).1 = true;
+        self.inner.ready.notify_all();
         let handles = std::mem::take(&mut *lock(&self.threads));
         for h in handles {
             if h.join().is_err() {
                 error!("an engine thread panicked");
             }
         }
+    }
+}
+
+/// The next job, or `None` when the pool is closed and drained.
+fn next_job(inner: &Inner) -> Option<Box<Job>> {
+    let mut q = lock(&inner.queue);
+    loop {
+        if let Some(job) = q.0.pop_front() {
+            return Some(job);
+        }
+        if q.1 {
+            return None;
+        }
+        q = match inner.ready.wait(q) {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
     }
 }
