@@ -159,4 +159,5 @@ pub fn still_serves(fe: &mut VhuFrontend) {
     assert_eq!(c.status(), Some(Status::Ok));
 }
 
+#[allow(unused_imports)]
 pub use vfpga_reference::Rng;
