@@ -15,7 +15,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "licences, bans, sources"
 cargo deny --locked check licenses bans sources
 log "shell scripts"
-shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh
+shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh guest-driver/kmod/*.sh
 log "unit and protocol tests"
 cargo test --workspace --locked
+log "guest kernel module: checkpatch --strict"
+guest-driver/kmod/checkpatch.sh
+log "VM tests: guests under QEMU against vfpgad"
+cargo build --release --locked -p vfpgad
+cli=$(scripts/build-guest-cli.sh)
+tests/vm/build-qemu-root.sh >/dev/null
+VFPGA_CLI=$cli cargo test --locked -p vfpga-vm-tests -- --ignored
 log "all tests passed"

@@ -5,6 +5,7 @@
 # warning or check.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=SCRIPTDIR/../../scripts/lib.sh
 . "$here/../../scripts/lib.sh"
 
 pkg=${VFPGA_CHECKPATCH_SOURCE:-linux-source-6.1}

@@ -8,9 +8,10 @@
 #                      (default 3, i.e. vfpgad's default of 2 request queues)
 #   --vq-size N        descriptors per virtqueue (QEMU's vq_size; default: QEMU's, 64):
 #                      a power of two, at most 1024 (QEMU aborts above) and at most
-#                      vfpgad's --queue-size (default 256; QEMU aborts when the daemon
-#                      refuses the size). The driver never builds a chain longer than
-#                      the ring, so this bounds the scatter-gather entries of a request
+#                      vfpgad's --queue-size (default 1024; QEMU aborts when the daemon
+#                      refuses the size). With indirect descriptors (vfpgad offers them) a
+#                      request may have up to the device's max_segments descriptors
+#                      whatever the ring size; only without them does the ring bound it
 #   --share DIR        export DIR to the guest over 9p (tag `host`, mounted at /host, the
 #                      scenario's working folder; security_model=none: files the guest
 #                      writes as root are plain files of this user on the host)

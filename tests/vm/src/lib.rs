@@ -1,0 +1,441 @@
+//! Harness for the VM tests: builds the guest image once, runs real `vfpgad`
+//! processes, boots the guest under QEMU (TCG) through `tests/vm/run-guest.sh` with a
+//! 9p share for inputs and outputs, follows its console, and drives QEMU over QMP.
+//!
+//! Nothing outlives a test: daemons are killed on drop, `run-guest.sh` stops its QEMU
+//! itself (timeout and trap) and is killed on drop too. Only one VM runs at a time
+//! ([`vm_lock`]): the machines running these tests have two cores.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Where everything the tests need is.
+#[derive(Debug)]
+pub struct Env {
+    /// Repository root.
+    pub repo: PathBuf,
+    /// Output of `tests/vm/build-guest.sh`.
+    pub guest: PathBuf,
+    /// The daemon binary.
+    pub vfpgad: PathBuf,
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn build_env() -> Result<Env, String> {
+    let repo = repo().canonicalize().map_err(|e| e.to_string())?;
+    let from = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo.join(default))
+    };
+    let vfpgad = from("VFPGA_VFPGAD", "target/release/vfpgad");
+    let cli = from(
+        "VFPGA_CLI",
+        "target/guest/x86_64-unknown-linux-gnu/release/vfpga",
+    );
+    for (what, p, how) in [
+        ("vfpgad", &vfpgad, "cargo build --release -p vfpgad"),
+        ("the static vfpga CLI", &cli, "scripts/build-guest-cli.sh"),
+    ] {
+        if !p.is_file() {
+            return Err(format!(
+                "{what} not found at {} (build it: {how})",
+                p.display()
+            ));
+        }
+    }
+    let out = Command::new(repo.join("tests/vm/build-guest.sh"))
+        .arg("--bin")
+        .arg(format!("{}:/bin/vfpga", cli.display()))
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run tests/vm/build-guest.sh: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("tests/vm/build-guest.sh failed ({})", out.status));
+    }
+    let guest = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    Ok(Env {
+        repo,
+        guest,
+        vfpgad,
+    })
+}
+
+/// The environment, built once per test binary. Panics with what to do if a
+/// prerequisite is missing.
+pub fn env() -> &'static Env {
+    static ENV: OnceLock<Result<Env, String>> = OnceLock::new();
+    match ENV.get_or_init(build_env) {
+        Ok(e) => e,
+        Err(e) => panic!("VM test environment: {e}"),
+    }
+}
+
+/// Serialises VMs: hold the guard while one runs.
+pub fn vm_lock() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A `vfpgad` process serving one socket per guest name.
+#[derive(Debug)]
+pub struct Daemon {
+    child: Option<Child>,
+    args: Vec<String>,
+    /// Sockets, in the order of the names given.
+    pub sockets: Vec<PathBuf>,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `vfpgad` with a socket per name and extra arguments.
+    pub fn start(names: &[&str], extra: &[&str]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let sockets: Vec<PathBuf> = names
+            .iter()
+            .map(|n| dir.path().join(format!("{n}.sock")))
+            .collect();
+        let mut args = Vec::new();
+        for (n, s) in names.iter().zip(&sockets) {
+            args.push("--socket".to_owned());
+            args.push(format!("{n}={}", s.display()));
+        }
+        args.extend(extra.iter().map(|s| (*s).to_owned()));
+        let mut d = Self {
+            child: None,
+            args,
+            sockets,
+            _dir: dir,
+        };
+        d.spawn();
+        d
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(&env().vfpgad)
+            .args(&self.args)
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start vfpgad");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.sockets.iter().all(|s| s.exists()) {
+            assert!(
+                Instant::now() < deadline,
+                "vfpgad did not create its sockets"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Kills the daemon with SIGKILL (as a crash would).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the daemon again on the same sockets.
+    pub fn restart(&mut self) {
+        self.kill();
+        for s in &self.sockets {
+            let _ = std::fs::remove_file(s);
+        }
+        self.spawn();
+    }
+
+    /// Stops the daemon with SIGTERM; returns whether it exited cleanly in time.
+    pub fn stop(&mut self) -> bool {
+        let Some(mut c) = self.child.take() else {
+            return false;
+        };
+        let Ok(pid) = i32::try_from(c.id()) else {
+            return false;
+        };
+        // SAFETY: kill(2) on our own, not yet reaped child.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Some(st)) = c.try_wait() {
+                return st.success();
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                let _ = c.wait();
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// How to boot the guest.
+#[derive(Clone, Debug)]
+pub struct GuestOpts {
+    /// Scenario (`tests/vm/guest/scenarios/<name>.sh`).
+    pub scenario: String,
+    /// vfpga devices, one per socket.
+    pub sockets: Vec<PathBuf>,
+    /// Folder shared with the guest as /host.
+    pub share: PathBuf,
+    /// Seconds before QEMU is stopped.
+    pub timeout: u32,
+    /// Guest memory, MiB.
+    pub mem: u32,
+    /// QMP socket to expose.
+    pub qmp: Option<PathBuf>,
+}
+
+impl GuestOpts {
+    /// A scenario with one device and a share.
+    pub fn new(scenario: &str, sockets: &[PathBuf], share: &Path) -> Self {
+        Self {
+            scenario: scenario.to_owned(),
+            sockets: sockets.to_vec(),
+            share: share.to_owned(),
+            timeout: 240,
+            mem: 1024,
+            qmp: None,
+        }
+    }
+}
+
+/// A running guest.
+#[derive(Debug)]
+pub struct Guest {
+    child: Option<Child>,
+    lines: Receiver<String>,
+    console: Arc<Mutex<String>>,
+}
+
+/// How a guest run ended.
+#[derive(Debug)]
+pub struct Outcome {
+    /// run-guest.sh's exit status: the scenario's, or 124 (timeout), 125 (failure).
+    pub rc: i32,
+    /// Everything the console printed.
+    pub console: String,
+}
+
+impl Guest {
+    /// Boots the guest; returns at once.
+    pub fn spawn(o: &GuestOpts) -> Self {
+        let e = env();
+        let mut cmd = Command::new(e.repo.join("tests/vm/run-guest.sh"));
+        cmd.arg("--scenario")
+            .arg(&o.scenario)
+            .arg("--guest")
+            .arg(&e.guest)
+            .arg("--share")
+            .arg(&o.share)
+            .arg("--timeout")
+            .arg(o.timeout.to_string())
+            .arg("--mem")
+            .arg(o.mem.to_string())
+            .arg("--vq-size")
+            .arg("1024")
+            .arg("--log")
+            .arg(o.share.join("console.log"));
+        for s in &o.sockets {
+            cmd.arg("--vfpga").arg(s);
+        }
+        if let Some(q) = &o.qmp {
+            cmd.arg("--qmp").arg(q);
+        }
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start run-guest.sh");
+        let (tx, rx) = mpsc::channel();
+        let console = Arc::new(Mutex::new(String::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let (tx, console) = (tx.clone(), console.clone());
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    if let Ok(mut c) = console.lock() {
+                        c.push_str(&line);
+                        c.push('\n');
+                    }
+                    let _ = tx.send(line);
+                }
+            });
+        }
+        Self {
+            child: Some(child),
+            lines: rx,
+            console,
+        }
+    }
+
+    /// Waits until a console line contains `needle`.
+    pub fn wait_for(&self, needle: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l.contains(needle) => return true,
+                Ok(_) => {}
+                Err(_) => return false,
+            }
+        }
+        false
+    }
+
+    /// Waits for the run to end.
+    pub fn finish(mut self) -> Outcome {
+        let rc = self
+            .child
+            .take()
+            .and_then(|mut c| c.wait().ok())
+            .and_then(|s| s.code())
+            .unwrap_or(-1);
+        // Let the reader threads drain the pipes.
+        while self.lines.recv_timeout(Duration::from_millis(200)).is_ok() {}
+        let console = self.console.lock().map(|c| c.clone()).unwrap_or_default();
+        Outcome { rc, console }
+    }
+}
+
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // run-guest.sh's trap stops its QEMU on SIGTERM.
+            if let Ok(pid) = i32::try_from(c.id()) {
+                // SAFETY: kill(2) on our own child.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+            }
+            let deadline = Instant::now() + Duration::from_secs(15);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Boots the guest and waits for the scenario to end.
+pub fn run(o: &GuestOpts) -> Outcome {
+    Guest::spawn(o).finish()
+}
+
+/// A QMP connection.
+#[derive(Debug)]
+pub struct Qmp {
+    w: UnixStream,
+    r: BufReader<UnixStream>,
+}
+
+impl Qmp {
+    /// Connects (waiting for the socket) and negotiates capabilities.
+    pub fn connect(path: &Path, timeout: Duration) -> Result<Self, String> {
+        let deadline = Instant::now() + timeout;
+        let s = loop {
+            match UnixStream::connect(path) {
+                Ok(s) => break s,
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(e) => return Err(format!("QMP {}: {e}", path.display())),
+            }
+        };
+        s.set_read_timeout(Some(Duration::from_secs(30)))
+            .map_err(|e| e.to_string())?;
+        let r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+        let mut q = Self { w: s, r };
+        q.line()?; // greeting
+        q.execute(r#"{"execute":"qmp_capabilities"}"#)?;
+        Ok(q)
+    }
+
+    fn line(&mut self) -> Result<String, String> {
+        let mut l = String::new();
+        match self.r.read_line(&mut l) {
+            Ok(0) => Err("QMP closed".into()),
+            Ok(_) => Ok(l),
+            Err(e) => Err(format!("QMP read: {e}")),
+        }
+    }
+
+    /// Sends a command (JSON); returns its `return` line, skipping events. Errors carry
+    /// QEMU's message.
+    pub fn execute(&mut self, json: &str) -> Result<String, String> {
+        self.w
+            .write_all(json.as_bytes())
+            .map_err(|e| e.to_string())?;
+        self.w.write_all(b"\n").map_err(|e| e.to_string())?;
+        loop {
+            let l = self.line()?;
+            if l.contains("\"return\"") {
+                return Ok(l);
+            }
+            if l.contains("\"error\"") {
+                return Err(l.trim().to_owned());
+            }
+        }
+    }
+
+    /// Waits for an event line containing `needle`.
+    pub fn wait_event(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            match self.line() {
+                Ok(l) if l.contains(needle) => return Ok(l),
+                Ok(_) => {}
+                Err(e) if e.contains("WouldBlock") || e.contains("timed out") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(format!("no QMP event {needle} within {timeout:?}"))
+    }
+}
+
+/// Writes `data` to `share/rel`, creating folders.
+pub fn put(share: &Path, rel: &str, data: &[u8]) {
+    let p = share.join(rel);
+    if let Some(d) = p.parent() {
+        std::fs::create_dir_all(d).expect("create share folder");
+    }
+    std::fs::write(&p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+}
+
+/// Reads `share/rel`.
+pub fn get(share: &Path, rel: &str) -> Vec<u8> {
+    let p = share.join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
