@@ -37,10 +37,21 @@
 #define VFPGA_MAX_REQUEST_QUEUES	64
 /* Driver ceiling on one request, whatever the device allows: bounds the pinned pages. */
 #define VFPGA_MAX_REQUEST_BYTES		SZ_1G
+/*
+ * Driver ceiling on the descriptors of one chain with indirect descriptors,
+ * whatever the device's max_segments: virtio_ring puts such a chain in one
+ * table it kmalloc()s with GFP_ATOMIC, VFPGA_INDIRECT_ENTRY_BYTES per entry at
+ * most (a vring_desc; newer kernels add a vring_desc_extra), so 2 MiB at most,
+ * and a split ring's next field is 16 bits. vfpga_init_vqs() also keeps the
+ * table within KMALLOC_MAX_SIZE.
+ */
+#define VFPGA_MAX_INDIRECT_SEGS		65535U
+#define VFPGA_INDIRECT_ENTRY_BYTES	32U
 
 struct vfpga_queue {
 	spinlock_t lock;		/* vq, space_seq; taken from the vq interrupt */
 	struct virtqueue *vq;		/* valid while the device is not dead */
+	unsigned int ring_size;		/* descriptors in the ring */
 	unsigned int max_segs;		/* descriptors one chain may use on this queue */
 	unsigned int space_seq;		/* bumped whenever the device returns buffers */
 	wait_queue_head_t space_wq;	/* submitters waiting for ring space */
@@ -53,6 +64,7 @@ struct vfpga_dev {
 	u32 minor;
 	bool dead;			/* set once, under every queue lock, by remove() */
 	bool can_load;			/* VIRTIO_VFPGA_F_LOAD_BITSTREAM negotiated */
+	bool indirect;			/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 	u32 max_args;			/* min(config, VFPGA_MAX_ARGS) */
 	u32 max_segments;		/* config max_segments */
 	u64 max_request_bytes;		/* min(config, VFPGA_MAX_REQUEST_BYTES) */
@@ -101,6 +113,7 @@ struct vfpga_req {
 	unsigned int n_args;
 	unsigned int n_rd;		/* device-readable scatterlists in sgs */
 	unsigned int n_wr;		/* device-writable scatterlists in sgs */
+	unsigned int segs;		/* descriptors in the chain */
 	struct scatterlist *sgs[VFPGA_MAX_ARGS + 2];
 	struct scatterlist head_sg;
 	struct scatterlist resp_sg;

@@ -16,6 +16,7 @@
 #include <linux/user_namespace.h>
 #include <linux/virtio.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
 #include <linux/xarray.h>
 
 #include "vfpga.h"
@@ -164,8 +165,8 @@ out_callbacks:
 
 static int vfpga_init_vqs(struct virtio_device *vdev, struct vfpga_dev *vd)
 {
+	unsigned int i, indirect_max;
 	struct virtqueue **vqs;
-	unsigned int i;
 	int err;
 
 	for (i = 0; i < vd->nr_queues; i++) {
@@ -185,12 +186,26 @@ static int vfpga_init_vqs(struct virtio_device *vdev, struct vfpga_dev *vd)
 	err = vfpga_find_vqs(vdev, vd, vqs);
 	if (err)
 		goto out;
+
+	/*
+	 * Descriptors per chain. With indirect descriptors virtio_ring puts a
+	 * chain of any length in one table that takes a single ring entry, and
+	 * the device takes up to max_segments descriptors after indirect
+	 * expansion (docs/protocol.md, section 2), so the ring size does not
+	 * bound a request: the precedent is virtio-blk, whose virtblk_probe()
+	 * hands the config's seg_max (sg_elems, capped at
+	 * VIRTIO_BLK_MAX_SG_ELEMS - 2) to the block layer whatever the ring
+	 * size. Only without indirect descriptors is a chain at most the ring.
+	 */
+	indirect_max = min_t(size_t, VFPGA_MAX_INDIRECT_SEGS,
+			     KMALLOC_MAX_SIZE / VFPGA_INDIRECT_ENTRY_BYTES);
+	vd->indirect = virtio_has_feature(vdev, VIRTIO_RING_F_INDIRECT_DESC);
 	for (i = 0; i < vd->nr_queues; i++) {
 		struct vfpga_queue *q = &vd->queues[i];
 
 		q->vq = vqs[i];
-		/* A chain may not be longer than the ring, indirect or not. */
-		q->max_segs = min(vd->max_segments, virtqueue_get_vring_size(q->vq));
+		q->ring_size = virtqueue_get_vring_size(q->vq);
+		q->max_segs = min(vd->max_segments, vd->indirect ? indirect_max : q->ring_size);
 	}
 out:
 	kfree(vqs);
@@ -276,9 +291,11 @@ static int vfpga_probe(struct virtio_device *vdev)
 	if (err)
 		goto err_del;
 
-	dev_info(&vd->dev, "%u request queues, %u segments, %llu bytes, %u args per request%s\n",
-		 nreq, vd->max_segments, vd->max_request_bytes, vd->max_args,
-		 vd->can_load ? ", bitstream loading" : "");
+	dev_info(&vd->dev, "%u request queues, ring %u; per request %u descriptors (device %u, %s), %llu bytes, %u args%s\n",
+		 nreq, vd->queues[1].ring_size, vd->queues[1].max_segs, vd->max_segments,
+		 vd->indirect ? "indirect" : "no indirect",
+		 vd->max_request_bytes, vd->max_args,
+		 vd->can_load ? "; bitstream loading" : "");
 	return 0;
 
 err_del:

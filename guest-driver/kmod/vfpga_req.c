@@ -7,8 +7,9 @@
  * header, argument table, names and response live in the request itself.
  *
  * Who frees a request:
- * - not submitted (bad argument, too large, no space and killed, device
- *   dead): its submitter, in vfpga_req_put().
+ * - not submitted (bad argument, too large, no memory for its indirect
+ *   table, no space and killed, device dead): its submitter, in
+ *   vfpga_req_put().
  * - submitted: the device's reference is dropped by vfpga_req_complete(),
  *   called from the virtqueue callback or, for buffers the device never
  *   returned, from remove() after the device reset. The submitter's
@@ -286,7 +287,9 @@ static int vfpga_req_prepare(struct vfpga_req *req)
 	sg_init_one(&req->resp_sg, &req->resp, sizeof(req->resp));
 	req->sgs[n++] = &req->resp_sg;
 	req->n_wr = n - req->n_rd;
+	req->segs = segs;
 
+	/* The ring size, or with indirect descriptors max_segments (vfpga_init_vqs()). */
 	if (segs > req->q->max_segs)
 		vfpga_req_local(req, VFPGA_S_TOO_LARGE);
 	return 0;
@@ -294,12 +297,14 @@ static int vfpga_req_prepare(struct vfpga_req *req)
 
 /*
  * Puts the chain on its queue. With may_wait, waits (killably) for ring space
- * when the queue is full; otherwise returns -ENOSPC.
+ * when the queue is full; otherwise returns -ENOSPC. A chain longer than the
+ * ring whose indirect table cannot be allocated fails with -ENOMEM at once.
  */
 static int vfpga_req_submit(struct vfpga_req *req, bool may_wait)
 {
 	struct vfpga_dev *vd = req->vd;
 	struct vfpga_queue *q = req->q;
+	bool table_only = false;
 	unsigned int seq;
 	int err;
 
@@ -308,8 +313,17 @@ static int vfpga_req_submit(struct vfpga_req *req, bool may_wait)
 		if (vd->dead) {
 			err = -ENODEV;
 		} else {
+			/*
+			 * virtio_ring tries an indirect table whenever the ring
+			 * has a free entry, and falls back to the ring itself
+			 * when the table cannot be allocated (atomically: we hold
+			 * the lock the interrupt takes). A chain longer than the
+			 * ring only fits as a table, so -ENOSPC with a free entry
+			 * means no memory for it: more ring space would not help.
+			 */
+			table_only = req->segs > q->ring_size && q->vq->num_free;
 			err = virtqueue_add_sgs(q->vq, req->sgs, req->n_rd, req->n_wr, req,
-						GFP_ATOMIC);
+						GFP_ATOMIC | __GFP_NOWARN);
 			if (!err) {
 				/* The device's reference, dropped by vfpga_req_complete(). */
 				refcount_inc(&req->ref);
@@ -320,6 +334,11 @@ static int vfpga_req_submit(struct vfpga_req *req, bool may_wait)
 		seq = q->space_seq;
 		spin_unlock_irq(&q->lock);
 
+		if (err == -ENOSPC && table_only) {
+			dev_warn_ratelimited(&vd->dev, "request %llu: no memory for an indirect table of %u descriptors\n",
+					     req->tag, req->segs);
+			return -ENOMEM;
+		}
 		if (err != -ENOSPC || !may_wait)
 			return err;
 		if (wait_event_killable(q->space_wq,
