@@ -42,6 +42,7 @@
 #define VFPGA_OP_LOAD_BITSTREAM		6
 #define VFPGA_OP_GET_STATS		7
 #define VFPGA_OP_NOP			8
+#define VFPGA_OP_UPLOAD_BITSTREAM	9	/* board agents only */
 
 /* Status codes (vfpga_resp.status). */
 #define VFPGA_S_OK			0

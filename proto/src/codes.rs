@@ -53,6 +53,9 @@ code_enum! {
         GetStats = 7 => "VFPGA_OP_GET_STATS",
         /// Do nothing and answer OK (round-trip measurement).
         Nop = 8 => "VFPGA_OP_NOP",
+        /// Store a bitstream and its manifest in a board agent's library (stream
+        /// transport only; virtio devices answer `UNSUPPORTED`).
+        UploadBitstream = 9 => "VFPGA_OP_UPLOAD_BITSTREAM",
     }
 }
 

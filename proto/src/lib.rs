@@ -15,6 +15,7 @@ mod abi;
 mod codes;
 mod request;
 mod signature;
+pub mod stream;
 pub mod wire;
 
 pub use abi::{

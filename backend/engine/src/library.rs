@@ -11,7 +11,7 @@ use crate::{Catalog, EngineError};
 pub struct Library {
     /// Folder holding `NAME.toml` manifests (and, for hardware, their bitstreams).
     pub dir: PathBuf,
-    /// Names guests may load; nothing else is.
+    /// Names guests may load; nothing else is. `*` allows every manifest in `dir`.
     pub allow: Vec<String>,
 }
 
@@ -24,7 +24,7 @@ impl Library {
                 name.escape_debug()
             )));
         }
-        if !self.allow.iter().any(|a| a == name) {
+        if !self.allow.iter().any(|a| a == name || a == "*") {
             return Err(EngineError::Permission(format!(
                 "bitstream `{name}` is not in the allowlist"
             )));

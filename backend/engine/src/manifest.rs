@@ -262,6 +262,29 @@ impl Catalog {
         })
     }
 
+    /// A catalogue of kernels known by signature only (e.g. a remote board's).
+    pub fn from_signatures(name: &str, description: &str, sigs: Vec<KernelSig>) -> Self {
+        let generation = GENERATION.fetch_add(1, Ordering::Relaxed);
+        Self {
+            name: name.to_owned(),
+            description: description.to_owned(),
+            kernels: sigs
+                .into_iter()
+                .map(|sig| {
+                    Arc::new(Kernel {
+                        desc: sig.to_desc(),
+                        sig,
+                        sim: None,
+                        core: None,
+                        generation,
+                    })
+                })
+                .collect(),
+            hw: BitstreamHw::default(),
+            generation,
+        }
+    }
+
     /// A catalogue without kernels (no bitstream loaded).
     pub fn empty(name: &str, description: &str) -> Self {
         Self {

@@ -20,6 +20,18 @@
 //! dir = "/var/lib/vfpga/bitstreams"
 //! allow = ["sim-base"]
 //!
+//! [pl]                      # engine = "pl": this board's programmable logic
+//! bitstream = "base"        # loaded at start from [library]
+//!
+//! [remote]                  # engine = "remote": boards running vfpga-agent
+//! ca = "/etc/vfpga/pki/ca.pem"
+//! cert = "/etc/vfpga/pki/client.pem"
+//! key = "/etc/vfpga/pki/client.key"
+//! timeout_ms = 10000
+//! [[remote.board]]
+//! name = "pynq1"
+//! address = "192.168.42.20:7447"
+//!
 //! [[guest]]                 # one vhost-user socket per guest
 //! name = "vm0"
 //! socket = "/run/vfpga/vm0.sock"
@@ -71,6 +83,80 @@ pub struct Config {
     /// Guests, one socket each.
     #[serde(default, rename = "guest")]
     pub guests: Vec<GuestConfig>,
+    /// The pl engine (`engine = "pl"`).
+    pub pl: Option<PlSection>,
+    /// The remote engine (`engine = "remote"`).
+    pub remote: Option<RemoteSection>,
+}
+
+/// `[pl]`: this board's programmable logic (a Zynq-class SoC running vfpgad itself).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlSection {
+    /// Prefix of sysfs and /dev paths (for tests and chroots).
+    #[serde(default = "slash")]
+    pub root: PathBuf,
+    /// Bitstream to load at start (from `[library]`).
+    pub bitstream: Option<String>,
+    /// fpga_manager instance.
+    #[serde(default = "fpga0")]
+    pub fpga: String,
+}
+
+fn slash() -> PathBuf {
+    PathBuf::from("/")
+}
+
+fn fpga0() -> String {
+    "fpga0".into()
+}
+
+/// `[remote]`: boards running `vfpga-agent`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RemoteSection {
+    /// CA certificate the boards' certificates are signed by.
+    pub ca: PathBuf,
+    /// This host's client certificate.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// Longest a request may take, end to end.
+    #[serde(default = "default_remote_timeout")]
+    pub timeout_ms: u64,
+    /// Connections (concurrent requests) per board.
+    #[serde(default = "default_connections")]
+    pub connections: usize,
+    /// Pause between health checks.
+    #[serde(default = "default_health")]
+    pub health_interval_ms: u64,
+    /// The boards.
+    #[serde(rename = "board")]
+    pub boards: Vec<BoardSection>,
+}
+
+fn default_remote_timeout() -> u64 {
+    10_000
+}
+
+fn default_connections() -> usize {
+    2
+}
+
+fn default_health() -> u64 {
+    1_000
+}
+
+/// `[[remote.board]]`.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BoardSection {
+    /// Name for logs.
+    pub name: String,
+    /// `host:port` of its agent.
+    pub address: String,
+    /// Name in its certificate (default: the host part of `address`).
+    pub server_name: Option<String>,
 }
 
 /// `[daemon]`.
@@ -216,11 +302,26 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         let d = &self.device;
-        if self.daemon.engine != "sim" {
-            return bad(format!(
-                "[daemon] engine = {:?}: this build knows the engine \"sim\"",
-                self.daemon.engine
-            ));
+        match self.daemon.engine.as_str() {
+            "sim" => {}
+            "pl" => {
+                if self.library.is_none() {
+                    return bad("[daemon] engine = \"pl\" needs a [library] (manifests and bitstream files)".into());
+                }
+            }
+            "remote" => match &self.remote {
+                None => return bad("[daemon] engine = \"remote\" needs a [remote] section with its boards".into()),
+                Some(r) if r.boards.is_empty() => return bad("[remote] lists no [[remote.board]]".into()),
+                Some(r) if r.timeout_ms == 0 || r.connections == 0 => {
+                    return bad("[remote] timeout_ms and connections must be positive".into())
+                }
+                Some(_) => {}
+            },
+            other => {
+                return bad(format!(
+                    "[daemon] engine = {other:?}: use \"sim\" (software model), \"pl\" (this board's FPGA) or \"remote\" (boards running vfpga-agent)"
+                ))
+            }
         }
         self.socket_mode()?;
         self.socket_gid()?;
@@ -337,6 +438,14 @@ mod tests {
                 "share",
             ),
             (format!("{base}[daemon]\nengine = \"gpu\"\n"), "engine"),
+            (
+                format!("{base}[daemon]\nengine = \"remote\"\n"),
+                "needs a [remote]",
+            ),
+            (
+                format!("{base}[daemon]\nengine = \"pl\"\n"),
+                "needs a [library]",
+            ),
             (
                 format!("{base}[library]\ndir = \"/x\"\nallow = [\"../x\"]\n"),
                 "not a bitstream",

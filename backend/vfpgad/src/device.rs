@@ -134,14 +134,14 @@ impl Device {
         name: &str,
         limits: DeviceLimits,
         engine: Arc<dyn Engine>,
-        exec: Arc<Executor>,
+        exec: Option<&Arc<Executor>>,
         inline_cost: u64,
     ) -> Self {
         Self {
             name: name.to_owned(),
             limits,
             engine,
-            jobs_tx: exec.sender(),
+            jobs_tx: exec.and_then(|e| e.sender()),
             inline_cost,
             sessions: Sessions::new(limits.max_sessions as usize),
             counters: Counters::default(),

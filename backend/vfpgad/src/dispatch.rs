@@ -109,8 +109,9 @@ impl Device {
         Some(self.answer(req, &bufs))
     }
 
-    /// Answers every operation but `RUN` (which `dispatch` handles first).
-    fn answer(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
+    /// Answers every operation but `RUN` (which `dispatch` handles first): the same for
+    /// every transport (the board agent calls it too).
+    pub fn answer(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
         match req.op {
             Opcode::Nop => expect(req, &[]).map(|()| Response::new(Status::Ok, 0)),
             Opcode::GetInfo => self.op_info(req, bufs),
@@ -120,6 +121,10 @@ impl Device {
             Opcode::LoadBitstream => self.op_load(req, bufs),
             Opcode::GetStats => self.op_stats(req, bufs),
             Opcode::Run => Err(AbiError::new(Status::BadRequest, "RUN needs a session")),
+            Opcode::UploadBitstream => Err(AbiError::new(
+                Status::Unsupported,
+                "bitstream upload is for board agents; guests load by name",
+            )),
         }
     }
 
@@ -234,13 +239,10 @@ impl Device {
         vring: &VringRwLock,
         scratch: &mut Scratch,
     ) -> Option<OpResult> {
-        let Some(session) = self.sessions.get(req.hdr.session) else {
-            return Some(Err(AbiError::new(Status::BadSession, "no such session")));
+        let session = match self.session_for(req) {
+            Ok(s) => s,
+            Err(e) => return Some(Err(e)),
         };
-        if let Err(e) = session.kernel.sig.check_call(req.args()) {
-            session.counters.request(e.status);
-            return Some(Err(e));
-        }
         let cost = {
             // SAFETY: `mem` keeps the streams mapped while the views live (this block).
             let bufs = unsafe { bind(req.args(), req.layout.head_bytes, &scratch.rd, &scratch.wr) };
@@ -251,6 +253,20 @@ impl Device {
             return None;
         }
         Some(Ok(self.run_now(&session, req, &scratch.rd, &scratch.wr)))
+    }
+
+    /// The session a `RUN` names, once its arguments are checked against the kernel's
+    /// signature.
+    pub fn session_for(&self, req: &Request) -> Result<Arc<Session>, AbiError> {
+        let session = self
+            .sessions
+            .get(req.hdr.session)
+            .ok_or(AbiError::new(Status::BadSession, "no such session"))?;
+        if let Err(e) = session.kernel.sig.check_call(req.args()) {
+            session.counters.request(e.status);
+            return Err(e);
+        }
+        Ok(session)
     }
 
     /// Hands a run to the engine threads; `false` if none can take it now.
@@ -338,7 +354,8 @@ impl Device {
     }
 }
 
-type Bufs<'a> = [Option<SgBuf<'a>>; MAX_ARGS];
+/// Views of a request's buffer arguments, by argument index.
+pub type Bufs<'a> = [Option<SgBuf<'a>>; MAX_ARGS];
 
 /// Checks the argument table of a control operation against its fixed shape.
 fn expect(req: &Request, shape: &[(ArgKind, ElemType)]) -> Result<(), AbiError> {

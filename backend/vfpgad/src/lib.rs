@@ -18,6 +18,7 @@ pub mod vhu_vfpga;
 
 use std::sync::Arc;
 
+use vfpga_engine::pl::{PlConfig, PlEngine};
 use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Engine, Library};
 
@@ -40,6 +41,55 @@ pub fn build_engine(config: &Config) -> Result<Arc<dyn Engine>, String> {
         "sim" => SimEngine::new(library)
             .map(|e| Arc::new(e) as Arc<dyn Engine>)
             .map_err(|e| e.to_string()),
+        "pl" => {
+            let pl = config.pl.clone().unwrap_or(config::PlSection {
+                root: "/".into(),
+                bitstream: None,
+                fpga: "fpga0".into(),
+            });
+            let library = library.ok_or("engine pl needs a [library]")?;
+            PlEngine::new(PlConfig {
+                root: pl.root,
+                library,
+                bitstream: pl.bitstream,
+                fpga: pl.fpga,
+                load_timeout: std::time::Duration::from_secs(30),
+            })
+            .map(|e| Arc::new(e) as Arc<dyn Engine>)
+            .map_err(|e| format!("pl engine: {e}"))
+        }
+        "remote" => {
+            let r = config
+                .remote
+                .as_ref()
+                .ok_or("engine remote needs a [remote] section")?;
+            let tls = vfpga_remote::client_config(&vfpga_remote::TlsFiles {
+                ca: r.ca.clone(),
+                cert: r.cert.clone(),
+                key: r.key.clone(),
+            })
+            .map_err(|e| format!("remote engine: {e}"))?;
+            let boards = r
+                .boards
+                .iter()
+                .map(|b| vfpga_remote::BoardConfig {
+                    name: b.name.clone(),
+                    address: b.address.clone(),
+                    server_name: b.server_name.clone().unwrap_or_else(|| {
+                        b.address
+                            .rsplit_once(':')
+                            .map_or(b.address.clone(), |(h, _)| h.to_owned())
+                    }),
+                })
+                .collect();
+            Ok(vfpga_remote::RemoteEngine::new(vfpga_remote::RemoteConfig {
+                boards,
+                tls,
+                timeout: std::time::Duration::from_millis(r.timeout_ms),
+                connections: r.connections,
+                health_interval: std::time::Duration::from_millis(r.health_interval_ms),
+            }) as Arc<dyn Engine>)
+        }
         other => Err(format!("unknown engine {other:?}")),
     }
 }

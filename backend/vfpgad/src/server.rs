@@ -253,7 +253,7 @@ impl GuestLoop {
             name,
             self.limits,
             self.engine.clone(),
-            self.exec.clone(),
+            Some(&self.exec),
             self.inline_cost,
         ));
         let backend = VhuVfpga::new(dev.clone());

@@ -1,0 +1,285 @@
+//! `vfpga-agent`: share a board's accelerator with vfpgad hosts on the network.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use vfpga_agent::{cert, Agent, AgentConfig};
+use vfpga_engine::pl::{PlConfig, PlEngine};
+use vfpga_engine::sim::SimEngine;
+use vfpga_engine::{Engine, Library};
+use vfpga_remote::{Conn, TlsFiles};
+
+const AFTER_HELP: &str = "\
+Examples:
+  Create a CA and certificates (board reachable as pynq1 / 192.168.42.20):
+    vfpga-agent cert init --dir /etc/vfpga/pki --server-name pynq1 --server-name 192.168.42.20
+  Serve the board's programmable logic:
+    vfpga-agent serve --pki /etc/vfpga/pki --engine pl --library /lib/firmware/vfpga --bitstream base
+  Serve the software model (no FPGA):
+    vfpga-agent serve --pki ./pki --listen 127.0.0.1:7447
+  Upload a bitstream from a host:
+    vfpga-agent upload --to pynq1:7447 --pki ./pki --name base base.toml base.bit.bin
+
+docs/remote.md covers building for the PYNQ-Z1 (armv7) and running as a service.
+SIGTERM or SIGINT stops the agent: running kernels finish, connections close.";
+
+/// Serves a board's FPGA (or its software model) to vfpgad hosts over TCP with mutual TLS.
+#[derive(Debug, Parser)]
+#[command(version, about = "Serve a board's FPGA accelerator to vfpgad hosts over TCP with mutual TLS", after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Pki {
+    /// Folder holding ca.pem and this side's certificate and key (from `cert init`).
+    #[arg(long, value_name = "DIR")]
+    pki: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the accelerator.
+    Serve {
+        #[command(flatten)]
+        pki: Pki,
+        /// Address and port to listen on.
+        #[arg(long, default_value = "0.0.0.0:7447")]
+        listen: SocketAddr,
+        /// `pl` (this board's programmable logic) or `sim` (software model).
+        #[arg(long, default_value = "sim")]
+        engine: String,
+        /// Bitstream library: NAME.toml manifests and their files (uploads go here).
+        #[arg(long, value_name = "DIR")]
+        library: Option<PathBuf>,
+        /// Bitstream to load at start (pl engine).
+        #[arg(long, value_name = "NAME")]
+        bitstream: Option<String>,
+        /// Root of sysfs and /dev for the pl engine.
+        #[arg(long, default_value = "/", value_name = "DIR")]
+        root: PathBuf,
+        /// Most host connections at once.
+        #[arg(long, default_value_t = 16)]
+        max_connections: usize,
+        /// Most kernels running at once.
+        #[arg(long, default_value_t = 2)]
+        max_concurrent: usize,
+        /// Largest request in MiB (inputs plus outputs).
+        #[arg(long, default_value_t = 256, value_name = "MIB")]
+        max_request_mib: u64,
+    },
+    /// Create or extend the deployment's certificates.
+    Cert {
+        #[command(subcommand)]
+        command: CertCommand,
+    },
+    /// Upload a bitstream and its manifest to an agent (and optionally load it).
+    Upload {
+        #[command(flatten)]
+        pki: Pki,
+        /// Agent address (host:port).
+        #[arg(long, value_name = "HOST:PORT")]
+        to: String,
+        /// Name in the agent's certificate (default: the host part of --to).
+        #[arg(long)]
+        server_name: Option<String>,
+        /// Bitstream name (the manifest's [bitstream] name).
+        #[arg(long)]
+        name: String,
+        /// Load it once uploaded.
+        #[arg(long)]
+        load: bool,
+        /// The manifest (TOML).
+        manifest: PathBuf,
+        /// The bitstream (or overlay) file the manifest names.
+        bitstream: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CertCommand {
+    /// Create a CA plus server.pem/key (for agents) and client.pem/key (for vfpgad).
+    Init {
+        /// Folder to create them in.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Names (DNS or IP) the board is reached by; repeatable.
+        #[arg(long = "server-name", required = true)]
+        server_names: Vec<String>,
+        /// Name of the client certificate.
+        #[arg(long, default_value = "vfpgad")]
+        client_name: String,
+    },
+    /// Issue another server certificate (e.g. for a second board) as PREFIX.pem/key.
+    Server {
+        /// Folder holding the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// File prefix.
+        #[arg(long)]
+        prefix: String,
+        /// Names (DNS or IP) the board is reached by; repeatable.
+        #[arg(long = "name", required = true)]
+        names: Vec<String>,
+    },
+    /// Issue another client certificate as PREFIX.pem/key.
+    Client {
+        /// Folder holding the CA.
+        #[arg(long)]
+        dir: PathBuf,
+        /// File prefix.
+        #[arg(long)]
+        prefix: String,
+        /// The client's name.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+fn files(pki: &Pki, side: &str) -> TlsFiles {
+    TlsFiles {
+        ca: pki.pki.join("ca.pem"),
+        cert: pki.pki.join(format!("{side}.pem")),
+        key: pki.pki.join(format!("{side}.key")),
+    }
+}
+
+fn serve(cmd: Command) -> Result<(), String> {
+    let Command::Serve {
+        pki,
+        listen,
+        engine,
+        library,
+        bitstream,
+        root,
+        max_connections,
+        max_concurrent,
+        max_request_mib,
+    } = cmd
+    else {
+        return Err("internal: not a serve command".into());
+    };
+    let tls = vfpga_remote::server_config(&files(&pki, "server")).map_err(|e| e.to_string())?;
+    let lib = library.clone().map(|dir| Library {
+        dir,
+        allow: vec!["*".into()],
+    });
+    let engine: Arc<dyn Engine> = match engine.as_str() {
+        "sim" => Arc::new(SimEngine::new(lib).map_err(|e| e.to_string())?),
+        "pl" => {
+            let library =
+                lib.ok_or("--engine pl needs --library DIR (manifests and bitstreams)")?;
+            Arc::new(
+                PlEngine::new(PlConfig {
+                    root,
+                    library,
+                    bitstream,
+                    fpga: "fpga0".into(),
+                    load_timeout: Duration::from_secs(30),
+                })
+                .map_err(|e| format!("pl engine: {e}"))?,
+            )
+        }
+        other => return Err(format!("--engine {other}: use pl or sim")),
+    };
+    let mut signals = Signals::new([SIGTERM, SIGINT]).map_err(|e| e.to_string())?;
+    let agent = Agent::start(AgentConfig {
+        listen,
+        tls,
+        engine,
+        library,
+        max_connections,
+        max_concurrent,
+        max_request_bytes: max_request_mib.saturating_mul(1 << 20),
+    })
+    .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    if let Some(sig) = signals.forever().next() {
+        tracing::info!(signal = sig, "stopping");
+    }
+    agent.shutdown(Duration::from_secs(30));
+    Ok(())
+}
+
+fn upload(cmd: Command) -> Result<(), String> {
+    let Command::Upload {
+        pki,
+        to,
+        server_name,
+        name,
+        load,
+        manifest,
+        bitstream,
+    } = cmd
+    else {
+        return Err("internal: not an upload command".into());
+    };
+    let text =
+        std::fs::read_to_string(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    let mut file =
+        std::fs::File::open(&bitstream).map_err(|e| format!("{}: {e}", bitstream.display()))?;
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let tls = vfpga_remote::client_config(&files(&pki, "client")).map_err(|e| e.to_string())?;
+    let host = server_name.unwrap_or_else(|| {
+        to.rsplit_once(':')
+            .map_or(to.clone(), |(h, _)| h.to_owned())
+    });
+    let mut conn = Conn::connect(&to, &host, tls, Duration::from_secs(10))
+        .map_err(|e| format!("{to}: {e}"))?;
+    conn.set_timeout(Duration::from_secs(120))
+        .map_err(|e| e.to_string())?;
+    let mut last = u64::MAX;
+    conn.upload(&name, &text, &mut file, len, &mut |sent, total| {
+        let pct = (sent * 100).checked_div(total).unwrap_or(100);
+        if pct / 10 != last / 10 || sent == total {
+            println!("uploading {name}: {pct:3}% ({sent}/{total} bytes)");
+            last = pct;
+        }
+    })
+    .map_err(|e| format!("upload to {to}: {e}"))?;
+    if load {
+        let n = conn.load(&name).map_err(|e| format!("load on {to}: {e}"))?;
+        println!("loaded {name} on {to}: {n} kernels");
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let r = match cli.command {
+        c @ Command::Serve { .. } => serve(c),
+        c @ Command::Upload { .. } => upload(c),
+        Command::Cert { command } => match command {
+            CertCommand::Init {
+                dir,
+                server_names,
+                client_name,
+            } => cert::init(&dir, &server_names, &client_name).map(|()| {
+                println!("created ca.pem/key, server.pem/key ({}) and client.pem/key ({client_name}) in {}", server_names.join(", "), dir.display());
+                println!("keep ca.key offline; give boards server.*, hosts client.*, both ca.pem");
+            }),
+            CertCommand::Server { dir, prefix, names } => cert::issue(&dir, &prefix, &names, true),
+            CertCommand::Client { dir, prefix, name } => cert::issue(&dir, &prefix, &[name], false),
+        },
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vfpga-agent: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

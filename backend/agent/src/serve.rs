@@ -1,0 +1,409 @@
+//! The agent's server: TCP with mutual TLS, one thread per connection, each connection a
+//! device of its own (its sessions end with it), runs bounded by a semaphore, and a
+//! graceful stop that lets running kernels finish.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use tracing::{debug, info, warn};
+use vfpga_engine::manifest::valid_name;
+use vfpga_engine::{Catalog, Engine, SegStream};
+use vfpga_proto::stream::{read_request, StreamError, StreamRequest};
+use vfpga_proto::{AbiError, ArgKind, ChainLayout, Opcode, Response, Status};
+use vfpgad::chain::{bind, Request};
+use vfpgad::config::DeviceLimits;
+use vfpgad::device::Device;
+
+/// What the agent serves and how much of it.
+#[derive(Debug)]
+pub struct AgentConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Server TLS configuration (client certificates required).
+    pub tls: Arc<ServerConfig>,
+    /// The board's engine.
+    pub engine: Arc<dyn Engine>,
+    /// Library folder uploads go to (none: uploads refused).
+    pub library: Option<PathBuf>,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Most kernels running at once.
+    pub max_concurrent: usize,
+    /// Largest request (inputs plus outputs) accepted.
+    pub max_request_bytes: u64,
+}
+
+/// A counting semaphore for running kernels.
+#[derive(Debug)]
+struct Slots {
+    free: Mutex<usize>,
+    cv: Condvar,
+}
+
+impl Slots {
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut n = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *n == 0 {
+            n = self.cv.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n -= 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.cv.notify_one();
+    }
+}
+
+struct Shared {
+    cfg: AgentConfig,
+    slots: Slots,
+    stop: AtomicBool,
+    active: AtomicUsize,
+    /// Sockets of live connections, to wake their readers at shutdown.
+    conns: Mutex<Vec<(u64, TcpStream)>>,
+}
+
+/// A running agent.
+#[derive(Debug)]
+pub struct Agent {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Binds and starts serving.
+    pub fn start(cfg: AgentConfig) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(cfg.listen)?;
+        listener.set_nonblocking(true)?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            slots: Slots {
+                free: Mutex::new(cfg.max_concurrent.max(1)),
+                cv: Condvar::new(),
+            },
+            stop: AtomicBool::new(false),
+            active: AtomicUsize::new(0),
+            conns: Mutex::new(Vec::new()),
+            cfg,
+        });
+        let s = shared.clone();
+        let accept = std::thread::Builder::new()
+            .name("agent-accept".into())
+            .spawn(move || accept_loop(&s, &listener))?;
+        info!(%addr, "agent listening");
+        Ok(Self {
+            shared,
+            addr,
+            accept: Some(accept),
+        })
+    }
+
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, lets running requests finish (up to `grace`), closes the rest.
+    pub fn shutdown(mut self, grace: Duration) {
+        self.shared.stop.store(true, Ordering::Release);
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+        // Idle connections are blocked reading the next request: end their reads.
+        for (_, s) in self
+            .shared
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            let _ = s.shutdown(Shutdown::Read);
+        }
+        let deadline = Instant::now() + grace;
+        while self.shared.active.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let left = self.shared.active.load(Ordering::Acquire);
+        if left > 0 {
+            warn!("{left} connections still busy after {grace:?}; closing them");
+            for (_, s) in self
+                .shared
+                .conns
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+            {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+        info!("agent stopped");
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    let mut next_id = 0u64;
+    while !shared.stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((tcp, peer)) => {
+                if shared.active.load(Ordering::Acquire) >= shared.cfg.max_connections {
+                    warn!(%peer, "refused: {} connections already", shared.cfg.max_connections);
+                    continue;
+                }
+                next_id += 1;
+                let id = next_id;
+                let _ = tcp.set_nonblocking(false);
+                if let Ok(clone) = tcp.try_clone() {
+                    shared
+                        .conns
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((id, clone));
+                }
+                shared.active.fetch_add(1, Ordering::AcqRel);
+                let s = shared.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("agent-conn-{id}"))
+                    .spawn(move || {
+                        serve_conn(&s, tcp, peer);
+                        s.conns
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .retain(|(i, _)| *i != id);
+                        s.active.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if spawned.is_err() {
+                    shared.active.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
+            Err(e) => {
+                warn!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+type Tls = StreamOwned<ServerConnection, TcpStream>;
+
+fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
+    let _ = tcp.set_nodelay(true);
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
+    let Ok(conn) = ServerConnection::new(shared.cfg.tls.clone()) else {
+        return;
+    };
+    let mut tls = StreamOwned::new(conn, tcp);
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                debug!(%peer, "closed before the TLS handshake (port probe?)");
+            } else {
+                warn!(%peer, "refused: TLS handshake failed: {e}");
+            }
+            return;
+        }
+    }
+    let who = tls
+        .conn
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map_or_else(|| peer.to_string(), |_| format!("{peer} (authenticated)"));
+    info!(peer = %who, "host connected");
+    // Between requests a connection may idle as long as the host keeps it.
+    let _ = tls.sock.set_read_timeout(None);
+    let limits = DeviceLimits {
+        max_request_bytes: shared.cfg.max_request_bytes,
+        ..DeviceLimits::default()
+    };
+    let dev = Device::new(
+        &peer.ip().to_string(),
+        limits,
+        shared.cfg.engine.clone(),
+        None,
+        u64::MAX,
+    );
+    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+    loop {
+        let req = match read_request(&mut tls, shared.cfg.max_request_bytes) {
+            Ok(r) => r,
+            Err(StreamError::Closed) => break,
+            Err(StreamError::Abi(e)) => {
+                // The stream cannot be resynchronised after a bad header: answer, close.
+                let _ = send(&mut tls, &Response::error(&e, 0), &[]);
+                break;
+            }
+            Err(StreamError::Io(e)) => {
+                debug!(peer = %who, "connection ended: {e}");
+                break;
+            }
+        };
+        let resp = match receive_and_answer(shared, &dev, &mut tls, &req, &mut inputs, &mut outputs)
+        {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(peer = %who, "connection ended in a request: {e}");
+                break;
+            }
+        };
+        let ok = resp.status == Status::Ok.raw();
+        let written = if ok {
+            usize::try_from(resp.written)
+                .unwrap_or(0)
+                .min(outputs.len())
+        } else {
+            0
+        };
+        if send(&mut tls, &resp, &outputs[..written]).is_err() {
+            break;
+        }
+    }
+    info!(peer = %who, "host disconnected");
+}
+
+fn send(tls: &mut Tls, resp: &Response, outputs: &[u8]) -> std::io::Result<()> {
+    tls.write_all(&resp.to_bytes())?;
+    tls.write_all(outputs)?;
+    tls.flush()
+}
+
+/// Reads the request's inputs and computes its response (outputs into `outputs`).
+fn receive_and_answer(
+    shared: &Shared,
+    dev: &Device,
+    tls: &mut Tls,
+    req: &StreamRequest,
+    inputs: &mut Vec<u8>,
+    outputs: &mut Vec<u8>,
+) -> std::io::Result<Response> {
+    let n_in = usize::try_from(req.layout.in_bytes).map_err(|_| std::io::ErrorKind::InvalidData)?;
+    let n_out =
+        usize::try_from(req.layout.out_bytes).map_err(|_| std::io::ErrorKind::InvalidData)?;
+    inputs.clear();
+    inputs.resize(n_in, 0);
+    tls.read_exact(inputs)?;
+    outputs.clear();
+    outputs.resize(n_out, 0);
+    let tag = req.hdr.tag;
+    let result = if req.op == Opcode::UploadBitstream {
+        upload(shared, req, inputs)
+    } else {
+        answer(shared, dev, req, inputs, outputs)
+    };
+    Ok(match result {
+        Ok(r) => Response { tag, ..r },
+        Err(e) => Response::error(&e, tag),
+    })
+}
+
+/// Runs the operation through the same device logic vfpgad uses.
+fn answer(
+    shared: &Shared,
+    dev: &Device,
+    req: &StreamRequest,
+    inputs: &mut [u8],
+    outputs: &mut [u8],
+) -> Result<Response, AbiError> {
+    let mut rd = SegStream::with_capacity(1);
+    let mut wr = SegStream::with_capacity(1);
+    rd.push(inputs.as_mut_ptr(), inputs.len());
+    wr.push(outputs.as_mut_ptr(), outputs.len());
+    let r = Request {
+        head: 0,
+        hdr: req.hdr,
+        op: req.op,
+        args: req.args,
+        n_args: req.n_args,
+        layout: ChainLayout {
+            head_bytes: 0,
+            ..req.layout
+        },
+        resp_off: 0,
+    };
+    if req.op == Opcode::Run {
+        let session = dev.session_for(&r)?;
+        let _slot = shared.slots.acquire();
+        return Ok(dev.run_now(&session, &r, &rd, &wr));
+    }
+    // SAFETY: the streams map `inputs` and `outputs`, borrowed mutably for this whole
+    // function; the lengths are the table's (checked by `read_request`).
+    let bufs = unsafe { bind(r.args(), 0, &rd, &wr) };
+    dev.answer(&r, &bufs)
+}
+
+/// Stores an uploaded bitstream: `[name][manifest][file]`, all U8 inputs.
+fn upload(shared: &Shared, req: &StreamRequest, inputs: &[u8]) -> Result<Response, AbiError> {
+    let Some(dir) = &shared.cfg.library else {
+        return Err(AbiError::new(
+            Status::Unsupported,
+            "this agent has no library to upload into",
+        ));
+    };
+    let args = req.args();
+    if args.len() != 3 || args.iter().any(|a| a.kind != ArgKind::In.raw()) {
+        return Err(AbiError::new(
+            Status::BadArgument,
+            "upload takes three inputs: name, manifest, file",
+        ));
+    }
+    let lens: Vec<usize> = args
+        .iter()
+        .map(|a| usize::try_from(a.value).unwrap_or(usize::MAX))
+        .collect();
+    let (name, rest) = inputs.split_at(lens[0]);
+    let (manifest, file) = rest.split_at(lens[1]);
+    let bad = |i, r| AbiError::arg(Status::BadArgument, i, r);
+    let name = std::str::from_utf8(name).map_err(|_| bad(0, "name is not UTF-8"))?;
+    if !valid_name(name) {
+        return Err(bad(0, "not a bitstream name"));
+    }
+    let text = std::str::from_utf8(manifest).map_err(|_| bad(1, "manifest is not UTF-8"))?;
+    let catalog = Catalog::from_toml(text, "upload").map_err(|e| {
+        warn!("upload {name}: {e}");
+        bad(1, "manifest does not parse")
+    })?;
+    if catalog.name != name {
+        return Err(bad(1, "manifest names another bitstream"));
+    }
+    let file_name = catalog
+        .hw
+        .file
+        .as_deref()
+        .or(catalog.hw.overlay.as_deref())
+        .ok_or(bad(1, "manifest names no bitstream file"))?;
+    let store = |path: PathBuf, data: &[u8]| {
+        std::fs::write(&path, data).map_err(|e| {
+            warn!("upload {name}: cannot write {}: {e}", path.display());
+            AbiError::new(Status::EngineError, "cannot store the upload")
+        })
+    };
+    store(dir.join(file_name), file)?;
+    store(dir.join(format!("{name}.toml")), manifest)?;
+    info!(bitstream = name, bytes = file.len(), "bitstream uploaded");
+    Ok(Response {
+        value: file.len() as u64,
+        ..Response::new(Status::Ok, 0)
+    })
+}

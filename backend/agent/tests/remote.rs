@@ -1,0 +1,604 @@
+//! The remote path end to end: `vfpga-agent` processes (sim engine) on loopback behind
+//! an in-process vfpgad with the remote engine, driven by the vhost-user test frontend:
+//! bit-exact results, an agent killed mid-request, a stalled link, a client without a
+//! valid certificate, one of two agents down, and bitstream upload.
+#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use vfpga_proto::{ElemType, Opcode, Status};
+use vfpga_reference::{self as reference, le, Rng};
+use vfpga_remote::{Conn, TlsFiles};
+use vfpga_vhu_frontend::{Arg, Layout, VhuFrontend};
+use vfpgad::config::{BoardSection, Config, GuestConfig, RemoteSection};
+use vfpgad::{build_engine, Server};
+
+/// A deployment's certificates in a temporary folder.
+fn pki() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    vfpga_agent::cert::init(
+        d.path(),
+        &["localhost".into(), "127.0.0.1".into()],
+        "vfpgad",
+    )
+    .unwrap();
+    d
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A `vfpga-agent` process.
+struct AgentProc {
+    child: Option<Child>,
+    port: u16,
+    pki: PathBuf,
+    extra: Vec<String>,
+}
+
+impl AgentProc {
+    fn start(pki: &Path, port: u16, extra: &[&str]) -> Self {
+        let mut a = Self {
+            child: None,
+            port,
+            pki: pki.to_owned(),
+            extra: extra.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        a.spawn();
+        a
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new(env!("CARGO_BIN_EXE_vfpga-agent"))
+            .args(["serve", "--pki"])
+            .arg(&self.pki)
+            .args(["--listen", &format!("127.0.0.1:{}", self.port)])
+            .args(&self.extra)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(Instant::now() < deadline, "agent did not listen");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for AgentProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// vfpgad (in this process) with the remote engine over `boards`, and a frontend.
+struct Host {
+    fe: VhuFrontend,
+    server: Option<Server>,
+    _dir: tempfile::TempDir,
+}
+
+impl Host {
+    fn start(pki: &Path, boards: &[String], timeout_ms: u64) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("vm0.sock");
+        let mut config = Config {
+            guests: vec![GuestConfig {
+                name: "vm0".into(),
+                socket: socket.clone(),
+            }],
+            remote: Some(RemoteSection {
+                ca: pki.join("ca.pem"),
+                cert: pki.join("client.pem"),
+                key: pki.join("client.key"),
+                timeout_ms,
+                connections: 2,
+                health_interval_ms: 100,
+                boards: boards
+                    .iter()
+                    .enumerate()
+                    .map(|(i, a)| BoardSection {
+                        name: format!("board{i}"),
+                        address: a.clone(),
+                        server_name: None,
+                    })
+                    .collect(),
+            }),
+            ..Config::default()
+        };
+        config.daemon.engine = "remote".into();
+        config.validate().unwrap();
+        let server = Server::start(&config, build_engine(&config).unwrap()).unwrap();
+        let fe = VhuFrontend::connect(&socket, Default::default()).unwrap();
+        Self {
+            fe,
+            server: Some(server),
+            _dir: dir,
+        }
+    }
+
+    fn open(&mut self, kernel: &str) -> u64 {
+        let r = self
+            .fe
+            .call(
+                0,
+                Opcode::OpenSession,
+                0,
+                &[Arg::In(ElemType::U8, kernel.as_bytes())],
+                Layout::Direct,
+            )
+            .unwrap();
+        assert_eq!(r.status(), Some(Status::Ok), "open {kernel}");
+        r.resp.value
+    }
+
+    /// Waits until a board answers: a small run goes through.
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let r = self
+                .fe
+                .call(
+                    0,
+                    Opcode::OpenSession,
+                    0,
+                    &[Arg::In(ElemType::U8, b"vadd_u32")],
+                    Layout::Direct,
+                )
+                .unwrap();
+            if r.status() == Some(Status::Ok) {
+                let s = r.resp.value;
+                let ok = self.vadd(s, 16, &mut Rng(1)) == (Some(Status::Ok), true);
+                self.fe
+                    .call(0, Opcode::CloseSession, s, &[], Layout::Direct)
+                    .unwrap();
+                if ok {
+                    return;
+                }
+            }
+            assert!(Instant::now() < deadline, "no board answered");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn vadd(&mut self, session: u64, n: usize, rng: &mut Rng) -> (Option<Status>, bool) {
+        let a: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
+        let b: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
+        let r = self
+            .fe
+            .call(
+                1,
+                Opcode::Run,
+                session,
+                &[
+                    Arg::In(ElemType::U32, &le(&a, u32::to_le_bytes)),
+                    Arg::In(ElemType::U32, &le(&b, u32::to_le_bytes)),
+                    Arg::Out(ElemType::U32, n * 4),
+                    Arg::Scalar(ElemType::U32, n as u64),
+                ],
+                Layout::Paged(4096),
+            )
+            .unwrap();
+        let exact = r.outputs[0] == le(&reference::vadd_u32(&a, &b), u32::to_le_bytes);
+        (r.status(), exact)
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.shutdown(Duration::from_secs(5));
+        }
+    }
+}
+
+#[test]
+fn every_kernel_bit_exact_through_an_agent() {
+    let pki = pki();
+    let agent = AgentProc::start(pki.path(), free_port(), &[]);
+    let mut host = Host::start(pki.path(), &[agent.address()], 10_000);
+    host.wait_ready();
+    let mut rng = Rng(41);
+    let s = host.open("vadd_u32");
+    assert_eq!(
+        host.vadd(s, 300_000, &mut rng),
+        (Some(Status::Ok), true),
+        "1.2 MB vectors"
+    );
+
+    let (m, k, n) = (33usize, 47usize, 29usize);
+    let a: Vec<f32> = (0..m * k)
+        .map(|_| (rng.next() % 999) as f32 / 7.0)
+        .collect();
+    let b: Vec<f32> = (0..k * n)
+        .map(|_| (rng.next() % 999) as f32 / 9.0)
+        .collect();
+    let s = host.open("mmult");
+    let r = host
+        .fe
+        .call(
+            1,
+            Opcode::Run,
+            s,
+            &[
+                Arg::In(ElemType::F32, &le(&a, f32::to_le_bytes)),
+                Arg::In(ElemType::F32, &le(&b, f32::to_le_bytes)),
+                Arg::Out(ElemType::F32, m * n * 4),
+                Arg::Scalar(ElemType::U32, m as u64),
+                Arg::Scalar(ElemType::U32, k as u64),
+                Arg::Scalar(ElemType::U32, n as u64),
+            ],
+            Layout::Paged(4096),
+        )
+        .unwrap();
+    assert_eq!(
+        r.outputs[0],
+        le(&reference::mmult(&a, &b, m, k, n), f32::to_le_bytes),
+        "mmult"
+    );
+
+    let x: Vec<i16> = (0..5000).map(|_| rng.next() as i16).collect();
+    let taps: Vec<i32> = (0..33).map(|_| (rng.next() as i32) >> 9).collect();
+    let s = host.open("fir");
+    let r = host
+        .fe
+        .call(
+            1,
+            Opcode::Run,
+            s,
+            &[
+                Arg::In(ElemType::I16, &le(&x, i16::to_le_bytes)),
+                Arg::In(ElemType::I32, &le(&taps, i32::to_le_bytes)),
+                Arg::Out(ElemType::I32, 20_000),
+                Arg::Scalar(ElemType::U32, 5000),
+                Arg::Scalar(ElemType::U32, 33),
+            ],
+            Layout::Paged(4096),
+        )
+        .unwrap();
+    assert_eq!(
+        r.outputs[0],
+        le(&reference::fir(&x, &taps), i32::to_le_bytes),
+        "fir"
+    );
+
+    let data = rng.bytes(200_001);
+    let s = host.open("sha256");
+    let r = host
+        .fe
+        .call(
+            1,
+            Opcode::Run,
+            s,
+            &[
+                Arg::In(ElemType::U8, &data),
+                Arg::Out(ElemType::U8, 32),
+                Arg::Scalar(ElemType::U64, 200_001),
+            ],
+            Layout::Paged(4096),
+        )
+        .unwrap();
+    assert_eq!(r.outputs[0], reference::sha256(&data), "sha256");
+
+    let (w, h) = (211usize, 97usize);
+    let img = rng.bytes(w * h);
+    let s = host.open("sobel");
+    let r = host
+        .fe
+        .call(
+            1,
+            Opcode::Run,
+            s,
+            &[
+                Arg::In(ElemType::U8, &img),
+                Arg::Out(ElemType::U8, w * h),
+                Arg::Scalar(ElemType::U32, w as u64),
+                Arg::Scalar(ElemType::U32, h as u64),
+            ],
+            Layout::Paged(4096),
+        )
+        .unwrap();
+    assert_eq!(r.outputs[0], reference::sobel(&img, w, h), "sobel");
+
+    // Arguments the board refuses come back as the board's status.
+    let s = host.open("fir");
+    let r = host
+        .fe
+        .call(
+            1,
+            Opcode::Run,
+            s,
+            &[
+                Arg::In(ElemType::I16, &[0u8; 2]),
+                Arg::In(ElemType::I32, &[0u8; 300 * 4]),
+                Arg::Out(ElemType::I32, 4),
+                Arg::Scalar(ElemType::U32, 1),
+                Arg::Scalar(ElemType::U32, 300),
+            ],
+            Layout::Direct,
+        )
+        .unwrap();
+    assert_eq!((r.status(), r.resp.detail), (Some(Status::BadArgument), 4));
+}
+
+#[test]
+fn an_agent_killed_mid_request_fails_it_with_link_down_and_recovers() {
+    let pki = pki();
+    let mut agent = AgentProc::start(pki.path(), free_port(), &[]);
+    let mut host = Host::start(pki.path(), &[agent.address()], 20_000);
+    host.wait_ready();
+    let s = host.open("mmult");
+    // A multiplication the (debug-built) agent needs seconds for.
+    let n = 400usize;
+    let a = le(&vec![1.0f32; n * n], f32::to_le_bytes);
+    let p = host
+        .fe
+        .prepare(
+            1,
+            Opcode::Run,
+            s,
+            &[
+                Arg::In(ElemType::F32, &a),
+                Arg::In(ElemType::F32, &a),
+                Arg::Out(ElemType::F32, n * n * 4),
+                Arg::Scalar(ElemType::U32, n as u64),
+                Arg::Scalar(ElemType::U32, n as u64),
+                Arg::Scalar(ElemType::U32, n as u64),
+            ],
+            Layout::Paged(4096),
+        )
+        .unwrap();
+    host.fe.start_prepared(&p).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Instant::now();
+    agent.kill();
+    host.fe.queues[1]
+        .wait_used(&host.fe.mem, Duration::from_secs(30))
+        .unwrap();
+    let resp = host.fe.response(&p).unwrap();
+    assert_eq!(resp.status(), Some(Status::LinkDown), "{resp:?}");
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "failed promptly, not at the timeout"
+    );
+    agent.spawn();
+    host.wait_ready();
+    let s = host.open("vadd_u32");
+    assert_eq!(
+        host.vadd(s, 1000, &mut Rng(42)),
+        (Some(Status::Ok), true),
+        "served again after the restart"
+    );
+}
+
+/// A TCP proxy that forwards until told to stall, then holds every byte.
+struct Proxy {
+    port: u16,
+    stall: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    fn start(to: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stall = Arc::new(AtomicBool::new(false));
+        let st = stall.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                for (mut from, mut into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let st = st.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = from.read(&mut buf) {
+                            if n == 0 {
+                                break;
+                            }
+                            while st.load(Ordering::Acquire) {
+                                std::thread::sleep(Duration::from_millis(50));
+                            }
+                            if into.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Self { port, stall }
+    }
+}
+
+#[test]
+fn a_stalled_link_times_out_instead_of_hanging() {
+    let pki = pki();
+    let agent = AgentProc::start(pki.path(), free_port(), &[]);
+    let proxy = Proxy::start(agent.port);
+    let mut host = Host::start(pki.path(), &[format!("127.0.0.1:{}", proxy.port)], 1500);
+    host.wait_ready();
+    let s = host.open("vadd_u32");
+    assert_eq!(host.vadd(s, 1000, &mut Rng(43)).0, Some(Status::Ok));
+    proxy.stall.store(true, Ordering::Release);
+    let start = Instant::now();
+    let (status, _) = host.vadd(s, 1000, &mut Rng(44));
+    assert_eq!(status, Some(Status::Timeout));
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn clients_without_a_valid_certificate_are_refused() {
+    let pki = pki();
+    let agent = AgentProc::start(pki.path(), free_port(), &[]);
+    let good = vfpga_remote::client_config(&TlsFiles {
+        ca: pki.path().join("ca.pem"),
+        cert: pki.path().join("client.pem"),
+        key: pki.path().join("client.key"),
+    })
+    .unwrap();
+    let mut c = Conn::connect(&agent.address(), "127.0.0.1", good, Duration::from_secs(5)).unwrap();
+    c.nop().unwrap();
+    // Signed by another CA.
+    let other = tempfile::tempdir().unwrap();
+    vfpga_agent::cert::init(other.path(), &["127.0.0.1".into()], "intruder").unwrap();
+    let foreign = vfpga_remote::client_config(&TlsFiles {
+        ca: pki.path().join("ca.pem"),
+        cert: other.path().join("client.pem"),
+        key: other.path().join("client.key"),
+    })
+    .unwrap();
+    let refused = Conn::connect(
+        &agent.address(),
+        "127.0.0.1",
+        foreign,
+        Duration::from_secs(5),
+    )
+    .and_then(|mut c| c.nop());
+    assert!(refused.is_err(), "a certificate from another CA is refused");
+    // The server's own certificate cannot be used as a client's (wrong key usage).
+    let wrong_use = vfpga_remote::client_config(&TlsFiles {
+        ca: pki.path().join("ca.pem"),
+        cert: pki.path().join("server.pem"),
+        key: pki.path().join("server.key"),
+    })
+    .unwrap();
+    let refused = Conn::connect(
+        &agent.address(),
+        "127.0.0.1",
+        wrong_use,
+        Duration::from_secs(5),
+    )
+    .and_then(|mut c| c.nop());
+    assert!(
+        refused.is_err(),
+        "a server certificate is not a client certificate"
+    );
+    // No certificate at all.
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls_pki_types::pem::PemObject::from_pem_file(pki.path().join("ca.pem")).unwrap())
+        .unwrap();
+    let anonymous = Arc::new(
+        rustls::ClientConfig::builder_with_provider(vfpga_remote::tls::provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let refused = Conn::connect(
+        &agent.address(),
+        "127.0.0.1",
+        anonymous,
+        Duration::from_secs(5),
+    )
+    .and_then(|mut c| c.nop());
+    assert!(
+        refused.is_err(),
+        "a client without a certificate is refused"
+    );
+    c.nop().unwrap();
+}
+
+#[test]
+fn with_one_of_two_agents_down_requests_go_to_the_other() {
+    let pki = pki();
+    let mut down = AgentProc::start(pki.path(), free_port(), &[]);
+    let up = AgentProc::start(pki.path(), free_port(), &[]);
+    let mut host = Host::start(pki.path(), &[down.address(), up.address()], 10_000);
+    host.wait_ready();
+    down.kill();
+    let s = host.open("vadd_u32");
+    let mut rng = Rng(45);
+    for i in 0..12 {
+        assert_eq!(
+            host.vadd(s, 5000, &mut rng),
+            (Some(Status::Ok), true),
+            "request {i}"
+        );
+    }
+}
+
+#[test]
+fn bitstreams_upload_with_progress_and_load() {
+    let pki = pki();
+    let lib = tempfile::tempdir().unwrap();
+    let agent = AgentProc::start(
+        pki.path(),
+        free_port(),
+        &["--library", lib.path().to_str().unwrap()],
+    );
+    let tls = vfpga_remote::client_config(&TlsFiles {
+        ca: pki.path().join("ca.pem"),
+        cert: pki.path().join("client.pem"),
+        key: pki.path().join("client.key"),
+    })
+    .unwrap();
+    let mut c = Conn::connect(&agent.address(), "localhost", tls, Duration::from_secs(5)).unwrap();
+    let manifest = r#"
+[bitstream]
+name = "hashes"
+file = "hashes.bit.bin"
+[[kernel]]
+name = "digest"
+sim = "sha256"
+args = [
+  { name = "data", kind = "in", type = "u8", dims = ["n"] },
+  { name = "digest", kind = "out", type = "u8", count = 32 },
+  { name = "n", kind = "scalar", type = "u64" },
+]
+"#;
+    let bitstream = vec![0x5au8; 300_000];
+    let mut seen = Vec::new();
+    c.upload(
+        "hashes",
+        manifest,
+        &mut &bitstream[..],
+        bitstream.len() as u64,
+        &mut |s, t| seen.push((s, t)),
+    )
+    .unwrap();
+    assert_eq!(seen.first(), Some(&(0, 300_000)));
+    assert_eq!(seen.last(), Some(&(300_000, 300_000)));
+    assert!(seen.len() >= 5, "progress reported per chunk: {seen:?}");
+    assert_eq!(
+        std::fs::read(lib.path().join("hashes.bit.bin")).unwrap(),
+        bitstream
+    );
+    assert_eq!(c.load("hashes").unwrap(), 1);
+    let names: Vec<String> = c.kernels().unwrap().into_iter().map(|k| k.name).collect();
+    assert_eq!(names, vec!["digest".to_owned()]);
+    let bad = c.upload("../x", manifest, &mut &bitstream[..], 10, &mut |_, _| {});
+    assert!(bad.is_err(), "names are not paths");
+}

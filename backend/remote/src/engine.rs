@@ -1,0 +1,418 @@
+//! The remote engine: kernels run on boards that run `vfpga-agent`. A pool of boards
+//! from the configuration, each with a few TLS connections; a health thread checks them
+//! and reconnects with exponential backoff; each request has a deadline; requests go
+//! round-robin to healthy boards; a link that drops fails its request with `LINK_DOWN`
+//! and takes the board out until it answers again.
+
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustls::ClientConfig;
+use tracing::{info, warn};
+use vfpga_engine::{Call, Catalog, Engine, EngineError, EngineInfo, Kernel};
+use vfpga_proto::CAP_ENGINE_REMOTE;
+
+use crate::conn::{Conn, ConnError};
+
+/// One board.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoardConfig {
+    /// Name (logs, status).
+    pub name: String,
+    /// `host:port` of its agent.
+    pub address: String,
+    /// Name its certificate carries (DNS name or IP address).
+    pub server_name: String,
+}
+
+/// How the pool behaves.
+#[derive(Clone, Debug)]
+pub struct RemoteConfig {
+    /// The boards.
+    pub boards: Vec<BoardConfig>,
+    /// Client TLS configuration (see [`crate::tls::client_config`]).
+    pub tls: Arc<ClientConfig>,
+    /// Longest a request may take, end to end.
+    pub timeout: Duration,
+    /// Connections per board (concurrent requests per board).
+    pub connections: usize,
+    /// Pause between health checks.
+    pub health_interval: Duration,
+}
+
+#[derive(Debug)]
+struct Board {
+    cfg: BoardConfig,
+    idle: Mutex<Vec<Conn>>,
+    open: AtomicUsize,
+    healthy: AtomicBool,
+    failures: AtomicU32,
+    retry_at: Mutex<Instant>,
+    last_error: Mutex<String>,
+}
+
+impl Board {
+    fn mark_down(&self, why: &str) {
+        if self.healthy.swap(false, Ordering::AcqRel) {
+            warn!(board = %self.cfg.name, "board down: {why}");
+        }
+        let n = self.failures.fetch_add(1, Ordering::AcqRel).min(7);
+        let backoff = Duration::from_millis(100 << n).min(Duration::from_secs(10));
+        *lock(&self.retry_at) = Instant::now() + backoff;
+        *lock(&self.last_error) = why.to_owned();
+        // Other connections to a board whose link failed are suspect too.
+        let stale = std::mem::take(&mut *lock(&self.idle));
+        self.open.fetch_sub(stale.len(), Ordering::AcqRel);
+    }
+
+    fn mark_up(&self) {
+        self.failures.store(0, Ordering::Release);
+        if !self.healthy.swap(true, Ordering::AcqRel) {
+            info!(board = %self.cfg.name, "board up");
+        }
+    }
+
+    /// An idle connection, or a new one if the board has room for it.
+    fn take(
+        &self,
+        tls: &Arc<ClientConfig>,
+        max: usize,
+        timeout: Duration,
+    ) -> Result<Option<Conn>, ConnError> {
+        if let Some(c) = lock(&self.idle).pop() {
+            return Ok(Some(c));
+        }
+        if self.open.fetch_add(1, Ordering::AcqRel) >= max {
+            self.open.fetch_sub(1, Ordering::AcqRel);
+            return Ok(None);
+        }
+        match Conn::connect(
+            &self.cfg.address,
+            &self.cfg.server_name,
+            tls.clone(),
+            timeout,
+        ) {
+            Ok(c) => Ok(Some(c)),
+            Err(e) => {
+                self.open.fetch_sub(1, Ordering::AcqRel);
+                Err(e)
+            }
+        }
+    }
+
+    fn give(&self, c: Conn) {
+        lock(&self.idle).push(c);
+    }
+
+    fn discard(&self) {
+        self.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The engine.
+#[derive(Debug)]
+pub struct RemoteEngine {
+    boards: Vec<Arc<Board>>,
+    cfg: RemoteConfig,
+    catalog: RwLock<Arc<Catalog>>,
+    next: AtomicUsize,
+    stop: Arc<AtomicBool>,
+    health: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl RemoteEngine {
+    /// Connects to every board it can (boards that are down are retried in the
+    /// background) and starts the health checks.
+    pub fn new(cfg: RemoteConfig) -> Arc<Self> {
+        let boards: Vec<Arc<Board>> = cfg
+            .boards
+            .iter()
+            .map(|b| {
+                Arc::new(Board {
+                    cfg: b.clone(),
+                    idle: Mutex::new(Vec::new()),
+                    open: AtomicUsize::new(0),
+                    healthy: AtomicBool::new(false),
+                    failures: AtomicU32::new(0),
+                    retry_at: Mutex::new(Instant::now()),
+                    last_error: Mutex::new("not yet contacted".into()),
+                })
+            })
+            .collect();
+        let engine = Arc::new(Self {
+            boards,
+            catalog: RwLock::new(Arc::new(Catalog::empty("none", "no board reachable yet"))),
+            next: AtomicUsize::new(0),
+            stop: Arc::new(AtomicBool::new(false)),
+            health: Mutex::new(None),
+            cfg,
+        });
+        engine.check_all();
+        let weak = Arc::downgrade(&engine);
+        let stop = engine.stop.clone();
+        let interval = engine.cfg.health_interval;
+        let handle = std::thread::Builder::new()
+            .name("vfpga-remote-health".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Acquire) {
+                    std::thread::sleep(interval.min(Duration::from_millis(200)));
+                    let Some(e) = weak.upgrade() else { return };
+                    e.check_all();
+                }
+            })
+            .ok();
+        *lock(&engine.health) = handle;
+        engine
+    }
+
+    /// Stops the health checks.
+    pub fn shutdown(&self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = lock(&self.health).take() {
+            let _ = h.join();
+        }
+    }
+
+    /// (name, healthy, last error) for every board.
+    pub fn status(&self) -> Vec<(String, bool, String)> {
+        self.boards
+            .iter()
+            .map(|b| {
+                (
+                    b.cfg.name.clone(),
+                    b.healthy.load(Ordering::Acquire),
+                    lock(&b.last_error).clone(),
+                )
+            })
+            .collect()
+    }
+
+    /// Health pass: boards due for a check get a null round trip (down boards after
+    /// their backoff); the first healthy board supplies the catalogue if it is empty.
+    fn check_all(&self) {
+        let timeout = self.cfg.timeout.min(Duration::from_secs(5));
+        for b in &self.boards {
+            let up = b.healthy.load(Ordering::Acquire);
+            if !up && Instant::now() < *lock(&b.retry_at) {
+                continue;
+            }
+            let result = b
+                .take(&self.cfg.tls, self.cfg.connections, timeout)
+                .and_then(|c| match c {
+                    Some(mut c) => {
+                        c.set_timeout(timeout)?;
+                        let r = c.nop();
+                        if r.is_ok() {
+                            if self.catalog().kernels.is_empty() {
+                                self.refresh_catalog(&mut c);
+                            }
+                            b.give(c);
+                        } else {
+                            b.discard();
+                        }
+                        r
+                    }
+                    // Every connection is busy: the board is working.
+                    None => Ok(()),
+                });
+            match result {
+                Ok(()) => b.mark_up(),
+                Err(e) => b.mark_down(&e.to_string()),
+            }
+        }
+    }
+
+    fn refresh_catalog(&self, c: &mut Conn) {
+        let info = c.info();
+        match c.kernels() {
+            Ok(sigs) => {
+                let name = info
+                    .ok()
+                    .and_then(|i| vfpga_proto::wire::name_str(&i.bitstream).map(str::to_owned))
+                    .unwrap_or_else(|| "remote".into());
+                let cat = Arc::new(Catalog::from_signatures(
+                    &name,
+                    "kernels of the remote boards",
+                    sigs,
+                ));
+                match self.catalog.write() {
+                    Ok(mut g) => *g = cat,
+                    Err(p) => *p.into_inner() = cat,
+                }
+            }
+            Err(e) => warn!("cannot read the board's kernel catalogue: {e}"),
+        }
+    }
+
+    /// Healthy boards, starting with the next in round-robin order.
+    fn candidates(&self) -> impl Iterator<Item = &Arc<Board>> {
+        let n = self.boards.len().max(1);
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        (0..self.boards.len())
+            .map(move |i| &self.boards[(start + i) % n])
+            .filter(|b| b.healthy.load(Ordering::Acquire))
+    }
+}
+
+impl Drop for RemoteEngine {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+    }
+}
+
+fn link_down(errors: &[String]) -> EngineError {
+    EngineError::LinkDown(if errors.is_empty() {
+        "no board is reachable".into()
+    } else {
+        errors.join("; ")
+    })
+}
+
+impl Engine for RemoteEngine {
+    fn info(&self) -> EngineInfo {
+        EngineInfo {
+            name: "remote",
+            capability: CAP_ENGINE_REMOTE,
+            can_load: true,
+        }
+    }
+
+    fn catalog(&self) -> Arc<Catalog> {
+        match self.catalog.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    fn run(&self, kernel: &Kernel, call: &Call<'_>) -> Result<(), EngineError> {
+        let deadline = Instant::now() + self.cfg.timeout;
+        let mut errors = Vec::new();
+        for b in self.candidates() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(EngineError::Timeout(self.cfg.timeout));
+            }
+            let mut conn = match b.take(&self.cfg.tls, self.cfg.connections, left) {
+                Ok(Some(c)) => c,
+                Ok(None) => continue, // all its connections busy: try the next board
+                Err(e) => {
+                    // Nothing was sent: another board may take it.
+                    b.mark_down(&e.to_string());
+                    errors.push(format!("{}: {e}", b.cfg.name));
+                    continue;
+                }
+            };
+            if let Err(e) = conn.set_timeout(left) {
+                b.discard();
+                b.mark_down(&e.to_string());
+                errors.push(format!("{}: {e}", b.cfg.name));
+                continue;
+            }
+            return match conn.run(&kernel.sig.name, call) {
+                Ok(_) => {
+                    b.give(conn);
+                    Ok(())
+                }
+                Err(ConnError::Status { status, detail }) => {
+                    b.give(conn);
+                    Err(match status {
+                        vfpga_proto::Status::BadArgument => EngineError::BadArgument {
+                            index: detail as usize,
+                            reason: "refused by the board",
+                        },
+                        vfpga_proto::Status::UnknownKernel => {
+                            EngineError::KernelGone(kernel.sig.name.clone())
+                        }
+                        vfpga_proto::Status::Busy => EngineError::Busy,
+                        vfpga_proto::Status::Timeout => EngineError::Timeout(self.cfg.timeout),
+                        s => EngineError::Failed(format!("board {} answered {s:?}", b.cfg.name)),
+                    })
+                }
+                Err(e) if e.is_timeout() => {
+                    // The link state is unknown after a timeout: drop the connection.
+                    b.discard();
+                    warn!(board = %b.cfg.name, "request timed out after {:?}", self.cfg.timeout);
+                    Err(EngineError::Timeout(self.cfg.timeout))
+                }
+                Err(e) => {
+                    // The link broke (perhaps a pooled connection to a board that died
+                    // while idle). Kernels are pure functions of their inputs and the
+                    // outputs are rewritten in full by a retry, so another board may
+                    // take the request.
+                    b.discard();
+                    b.mark_down(&e.to_string());
+                    errors.push(format!("board {}: {e}", b.cfg.name));
+                    continue;
+                }
+            };
+        }
+        Err(link_down(&errors))
+    }
+
+    fn cost(&self, _kernel: &Kernel, _call: &Call<'_>) -> u64 {
+        // Every remote run waits on the network: give it an engine thread.
+        u64::MAX
+    }
+
+    fn load_bitstream(&self, name: &str) -> Result<Arc<Catalog>, EngineError> {
+        let timeout = self.cfg.timeout;
+        let mut loaded = None;
+        let mut errors = Vec::new();
+        for b in self
+            .boards
+            .iter()
+            .filter(|b| b.healthy.load(Ordering::Acquire))
+        {
+            let mut c = match b.take(&self.cfg.tls, self.cfg.connections, timeout) {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    errors.push(format!("{}: busy", b.cfg.name));
+                    continue;
+                }
+                Err(e) => {
+                    b.mark_down(&e.to_string());
+                    errors.push(format!("{}: {e}", b.cfg.name));
+                    continue;
+                }
+            };
+            match c
+                .set_timeout(timeout)
+                .map_err(ConnError::from)
+                .and_then(|()| c.load(name))
+            {
+                Ok(_) => {
+                    if loaded.is_none() {
+                        self.refresh_catalog(&mut c);
+                        loaded = Some(self.catalog());
+                    }
+                    b.give(c);
+                }
+                Err(ConnError::Status { status, .. }) => {
+                    b.give(c);
+                    errors.push(format!("{}: {status:?}", b.cfg.name));
+                    if status == vfpga_proto::Status::Permission {
+                        return Err(EngineError::Permission(format!(
+                            "board {} refuses bitstream {name}",
+                            b.cfg.name
+                        )));
+                    }
+                    if status == vfpga_proto::Status::UnknownKernel {
+                        return Err(EngineError::UnknownBitstream(name.to_owned()));
+                    }
+                }
+                Err(e) => {
+                    b.discard();
+                    b.mark_down(&e.to_string());
+                    errors.push(format!("{}: {e}", b.cfg.name));
+                }
+            }
+        }
+        loaded.ok_or_else(|| link_down(&errors))
+    }
+}
