@@ -35,7 +35,8 @@ fn remote(c: &mut Criterion) {
     let tls = vfpga_remote::client_config(&files("client")).unwrap();
 
     // Null op: percentiles need the individual samples.
-    let mut conn = Conn::connect(&address, "localhost", tls.clone(), Duration::from_secs(5)).unwrap();
+    let mut conn =
+        Conn::connect(&address, "localhost", tls.clone(), Duration::from_secs(5)).unwrap();
     for _ in 0..500 {
         conn.nop().unwrap();
     }
@@ -55,7 +56,9 @@ fn remote(c: &mut Criterion) {
         pct(0.99),
         samples.iter().sum::<Duration>().as_secs_f64() * 1e6 / samples.len() as f64
     );
-    c.bench_function("remote null op round trip", |b| b.iter(|| conn.nop().unwrap()));
+    c.bench_function("remote null op round trip", |b| {
+        b.iter(|| conn.nop().unwrap())
+    });
 
     let engine = RemoteEngine::new(RemoteConfig {
         boards: vec![BoardConfig {

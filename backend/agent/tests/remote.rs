@@ -602,3 +602,66 @@ args = [
     let bad = c.upload("../x", manifest, &mut &bitstream[..], 10, &mut |_, _| {});
     assert!(bad.is_err(), "names are not paths");
 }
+
+#[test]
+fn an_agent_on_the_pl_engine_drives_the_register_level_model() {
+    use vfpga_engine::pl::model::{CoreSpec, HlsModel, ModelSpec};
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    let _model = HlsModel::start(
+        &root,
+        &ModelSpec {
+            cores: vec![CoreSpec {
+                uio: "vadd".into(),
+                implements: "vadd_u32".into(),
+            }],
+            dma: (0..3).map(|i| (format!("udmabuf{i}"), 1 << 20)).collect(),
+        },
+    )
+    .unwrap();
+    let lib = dir.path().join("lib");
+    std::fs::create_dir_all(&lib).unwrap();
+    std::fs::write(lib.join("base.bit.bin"), b"bitstream").unwrap();
+    std::fs::write(
+        lib.join("base.toml"),
+        r#"
+[bitstream]
+name = "base"
+file = "base.bit.bin"
+dma = ["udmabuf0", "udmabuf1", "udmabuf2"]
+[[kernel]]
+name = "vadd_u32"
+core = { uio = "vadd" }
+args = [
+  { name = "a", kind = "in", type = "u32", dims = ["n"], reg = 0x10 },
+  { name = "b", kind = "in", type = "u32", dims = ["n"], reg = 0x1c },
+  { name = "c", kind = "out", type = "u32", dims = ["n"], reg = 0x28 },
+  { name = "n", kind = "scalar", type = "u32", reg = 0x34 },
+]
+"#,
+    )
+    .unwrap();
+    let agent = AgentProc::start(
+        pki.path(),
+        free_port(),
+        &[
+            "--engine",
+            "pl",
+            "--library",
+            lib.to_str().unwrap(),
+            "--bitstream",
+            "base",
+            "--root",
+            root.to_str().unwrap(),
+        ],
+    );
+    let mut host = Host::start(pki.path(), &[agent.address()], 10_000);
+    host.wait_ready();
+    let s = host.open("vadd_u32");
+    assert_eq!(
+        host.vadd(s, 100_000, &mut Rng(46)),
+        (Some(Status::Ok), true)
+    );
+    assert!(_model.runs() >= 2, "the model's core did the work");
+}
