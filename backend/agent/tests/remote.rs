@@ -665,3 +665,56 @@ args = [
     );
     assert!(_model.runs() >= 2, "the model's core did the work");
 }
+
+#[test]
+fn sigterm_lets_a_running_kernel_finish() {
+    let pki = pki();
+    let mut agent = AgentProc::start(pki.path(), free_port(), &[]);
+    let tls = vfpga_remote::client_config(&TlsFiles {
+        ca: pki.path().join("ca.pem"),
+        cert: pki.path().join("client.pem"),
+        key: pki.path().join("client.key"),
+    })
+    .unwrap();
+    let address = agent.address();
+    let worker = std::thread::spawn(move || {
+        let mut c = Conn::connect(&address, "127.0.0.1", tls, Duration::from_secs(30)).unwrap();
+        let s = c.session("mmult").unwrap();
+        let n = 300usize;
+        let a = le(&vec![2.0f32; n * n], f32::to_le_bytes);
+        let mut out = vec![0u8; n * n * 4];
+        let args = [
+            vfpga_proto::ArgEntry::input(ElemType::F32, a.len() as u64),
+            vfpga_proto::ArgEntry::input(ElemType::F32, a.len() as u64),
+            vfpga_proto::ArgEntry::output(ElemType::F32, out.len() as u64),
+            vfpga_proto::ArgEntry::scalar(ElemType::U32, n as u64),
+            vfpga_proto::ArgEntry::scalar(ElemType::U32, n as u64),
+            vfpga_proto::ArgEntry::scalar(ElemType::U32, n as u64),
+        ];
+        use vfpga_remote::conn::{Dst, Src};
+        let r = c.call(
+            Opcode::Run,
+            s,
+            &args,
+            &[Src::Bytes(&a), Src::Bytes(&a)],
+            &mut [Dst::Bytes(&mut out)],
+        );
+        (r.map(|r| r.status()), out)
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    let pid = i32::try_from(agent.child.as_ref().unwrap().id()).unwrap();
+    // SAFETY: kill(2) on our own child process.
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let (status, out) = worker.join().unwrap();
+    assert_eq!(
+        status.unwrap(),
+        Some(Status::Ok),
+        "the running kernel finished"
+    );
+    let want = 300.0f32 * 4.0;
+    assert!(out
+        .chunks(4)
+        .all(|w| f32::from_le_bytes(w.try_into().unwrap()) == want));
+    let exit = agent.child.take().unwrap().wait().unwrap();
+    assert!(exit.success(), "agent exit status {exit:?}");
+}
