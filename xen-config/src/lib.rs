@@ -1,5 +1,7 @@
 //! Xen and PCI helpers for vfpga: xl.cfg generation for guests with accelerator access
-//! ([`guest`]) and the IOMMU/SR-IOV/passthrough helpers ([`pci`]).
+//! ([`guest`]), the IOMMU/SR-IOV/passthrough helpers ([`pci`]) and the dom0 service
+//! record in xenstore ([`service`]).
 
 pub mod guest;
 pub mod pci;
+pub mod service;

@@ -107,10 +107,7 @@ impl Host {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("vm0.sock");
         let mut config = Config {
-            guests: vec![GuestConfig {
-                name: "vm0".into(),
-                socket: socket.clone(),
-            }],
+            guests: vec![GuestConfig::new("vm0", socket.clone())],
             remote: Some(RemoteSection {
                 ca: pki.join("ca.pem"),
                 cert: pki.join("client.pem"),

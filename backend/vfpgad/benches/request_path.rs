@@ -18,10 +18,7 @@ fn request_path(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("bench.sock");
     let config = Config {
-        guests: vec![GuestConfig {
-            name: "bench".into(),
-            socket: socket.clone(),
-        }],
+        guests: vec![GuestConfig::new("bench", socket.clone())],
         ..Config::default()
     };
     let server = Server::start(&config, Arc::new(SimEngine::new(None).unwrap())).unwrap();

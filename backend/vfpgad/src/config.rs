@@ -87,6 +87,29 @@ pub struct Config {
     pub pl: Option<PlSection>,
     /// The remote engine (`engine = "remote"`).
     pub remote: Option<RemoteSection>,
+    /// Xen dom0 service mode.
+    #[serde(default)]
+    pub xen: XenSection,
+}
+
+/// `[xen]`: dom0 service mode. The daemon publishes itself and its guests in xenstore
+/// and closes a guest's sessions when its domain goes away.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct XenSection {
+    /// Register in xenstore and watch domains.
+    pub enable: bool,
+    /// xenstore path of the record.
+    pub path: String,
+}
+
+impl Default for XenSection {
+    fn default() -> Self {
+        Self {
+            enable: false,
+            path: vfpga_xen::service::DEFAULT_PATH.into(),
+        }
+    }
 }
 
 /// `[pl]`: this board's programmable logic (a Zynq-class SoC running vfpgad itself).
@@ -234,6 +257,25 @@ pub struct GuestConfig {
     pub name: String,
     /// vhost-user socket the guest's VMM connects to.
     pub socket: PathBuf,
+    /// Xen domain the guest is (dom0 service mode); default: the guest's name.
+    #[serde(default)]
+    pub domain: Option<String>,
+}
+
+impl GuestConfig {
+    /// A guest with a name and a socket, its domain named like it.
+    pub fn new(name: impl Into<String>, socket: impl Into<PathBuf>) -> Self {
+        Self {
+            name: name.into(),
+            socket: socket.into(),
+            domain: None,
+        }
+    }
+
+    /// The Xen domain name whose death ends this guest's sessions.
+    pub fn domain(&self) -> &str {
+        self.domain.as_deref().unwrap_or(&self.name)
+    }
 }
 
 impl Config {
@@ -368,12 +410,25 @@ impl Config {
         if self.guests.is_empty() {
             return bad("no guest: give at least one [[guest]] or --socket".into());
         }
+        if self.xen.enable {
+            vfpga_xen::service::check_path(&self.xen.path)
+                .map_err(|e| ConfigError::Invalid(format!("[xen] path: {e}")))?;
+        }
         for (i, g) in self.guests.iter().enumerate() {
             if !valid_name(&g.name) {
                 return bad(format!(
                     "guest name {:?} must be 1-31 characters of [A-Za-z0-9_.-]",
                     g.name
                 ));
+            }
+            if let Some(d) = &g.domain {
+                // Xen domain names: at most 64 bytes, printable, no '/' (a xenstore value).
+                if d.is_empty() || d.len() > 64 || d.chars().any(|c| c.is_control() || c == '/') {
+                    return bad(format!(
+                        "guest {}: domain {d:?} is not a Xen domain name (1-64 printable characters, no '/')",
+                        g.name
+                    ));
+                }
             }
             if g.socket.as_os_str().len() >= 108 {
                 return bad(format!(

@@ -219,7 +219,7 @@ impl Device {
 
     /// Forgets sessions (device reset or disconnect).
     pub fn reset(&self) {
-        self.sessions.clear();
+        let _ = self.sessions.clear();
         self.event_idx.store(false, Ordering::Relaxed);
     }
 }

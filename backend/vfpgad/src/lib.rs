@@ -11,10 +11,12 @@ pub mod config;
 pub mod device;
 pub mod dispatch;
 pub mod executor;
+pub mod notify;
 pub mod server;
 pub mod sessions;
 pub mod stats;
 pub mod vhu_vfpga;
+pub mod xen;
 
 use std::sync::Arc;
 

@@ -7,9 +7,10 @@ use std::time::Duration;
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use vfpga_proto::DEFAULT_VIRTIO_ID;
 use vfpgad::config::{GuestConfig, LibraryConfig};
+use vfpgad::notify::notify;
 use vfpgad::{build_engine, Config, Server};
 
 const AFTER_HELP: &str = "\
@@ -18,6 +19,8 @@ Examples:
     vfpgad --socket /run/vfpga/vm0.sock
   Serve two guests with four request queues each:
     vfpgad --socket vm0=/run/vfpga/vm0.sock --socket vm1=/run/vfpga/vm1.sock --request-queues 4
+  Run as the dom0 service of a Xen host (guest names are the domain names):
+    vfpgad --socket domu1=/run/vfpga/domu1.sock --xen
   Check a configuration file and print the QEMU options for its guests:
     vfpgad --config /etc/vfpga/vfpgad.toml --check --print-qemu-args
 
@@ -27,6 +30,10 @@ Each guest's QEMU (10.2 or later) attaches to its socket with (start vfpgad firs
   -device vhost-user-test-device-pci,chardev=vfpga0,virtio-id=21,num_vqs=1+QUEUES,vq_size=1024,config_size=40
 docs/qemu.md explains each option, libvirt, and how to re-attach a guest after a
 daemon restart (QEMU 11.1 cannot reconnect this device type by itself).
+
+With --xen (or [xen] enable = true) vfpgad publishes itself and its guests in xenstore
+under --xen-path and closes a guest's sessions when its domain is destroyed; see
+docs/xen.md. Under systemd (Type=notify) it reports READY=1 once every socket listens.
 
 Logging: RUST_LOG=debug (or info, warn, vfpgad=trace, ...). SIGTERM or SIGINT stops
 the daemon cleanly: connections are closed, running kernels finish, sockets go.";
@@ -76,6 +83,15 @@ struct Cli {
     #[arg(long, value_name = "GROUP")]
     socket_group: Option<String>,
 
+    /// Dom0 service mode: register in xenstore and drop the sessions of guests whose
+    /// Xen domain goes away (a guest's domain is its name unless the file says).
+    #[arg(long)]
+    xen: bool,
+
+    /// xenstore path of the registration (with --xen) [default: /local/domain/0/vfpga].
+    #[arg(long, value_name = "PATH")]
+    xen_path: Option<String>,
+
     /// Check the configuration, print it as used, and exit.
     #[arg(long)]
     check: bool,
@@ -98,14 +114,8 @@ impl Cli {
                 .iter()
                 .enumerate()
                 .map(|(i, s)| match s.split_once('=') {
-                    Some((name, path)) => GuestConfig {
-                        name: name.to_owned(),
-                        socket: path.into(),
-                    },
-                    None => GuestConfig {
-                        name: format!("vm{i}"),
-                        socket: s.into(),
-                    },
+                    Some((name, path)) => GuestConfig::new(name, path),
+                    None => GuestConfig::new(format!("vm{i}"), s),
                 })
                 .collect();
         }
@@ -121,6 +131,10 @@ impl Cli {
         }
         if self.socket_group.is_some() {
             c.daemon.socket_group.clone_from(&self.socket_group);
+        }
+        c.xen.enable |= self.xen;
+        if let Some(p) = &self.xen_path {
+            c.xen.path.clone_from(p);
         }
         if let Some(dir) = &self.library {
             c.library = Some(LibraryConfig {
@@ -198,16 +212,36 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let xen = match vfpgad::xen::start(&config, server.live_devices()) {
+        Ok(x) => x,
+        Err(e) => {
+            error!("{e}");
+            eprintln!("vfpgad: {e}");
+            server.shutdown(Duration::from_secs(5));
+            return ExitCode::FAILURE;
+        }
+    };
     info!(
         engine = %config.daemon.engine,
         guests = config.guests.len(),
         request_queues = config.device.request_queues,
+        xen = xen.is_some(),
         "vfpgad {} ready",
         env!("CARGO_PKG_VERSION")
     );
+    if let Err(e) = notify("READY=1") {
+        warn!("cannot tell systemd we are ready: {e}");
+    }
     if let Some(sig) = signals.forever().next() {
         info!(signal = sig, "stopping");
     }
+    let _ = notify("STOPPING=1");
+    if let Some(x) = &xen {
+        x.set_state("stopping");
+    }
     server.shutdown(Duration::from_secs(30));
+    if let Some(x) = xen {
+        x.stop();
+    }
     ExitCode::SUCCESS
 }

@@ -76,10 +76,37 @@ impl Stop {
     }
 }
 
+/// The device each guest's connected frontend is using now, by guest name.
+#[derive(Debug, Default)]
+pub struct LiveDevices(Mutex<Vec<(String, Arc<Device>)>>);
+
+impl LiveDevices {
+    fn set(&self, guest: &str, dev: Arc<Device>) {
+        let mut l = lock(&self.0);
+        l.retain(|(n, _)| n != guest);
+        l.push((guest.to_owned(), dev));
+    }
+
+    fn remove(&self, guest: &str) {
+        lock(&self.0).retain(|(n, _)| n != guest);
+    }
+
+    /// Closes every session of `guest`'s device; returns how many were open (0 when no
+    /// frontend is connected).
+    pub fn drop_sessions(&self, guest: &str) -> usize {
+        let dev = lock(&self.0)
+            .iter()
+            .find(|(n, _)| n == guest)
+            .map(|(_, d)| d.clone());
+        dev.map_or(0, |d| d.sessions.clear())
+    }
+}
+
 /// A running daemon.
 #[derive(Debug)]
 pub struct Server {
     stop: Arc<Stop>,
+    live: Arc<LiveDevices>,
     threads: Vec<JoinHandle<()>>,
     exec: Arc<Executor>,
     sockets: Vec<PathBuf>,
@@ -108,6 +135,7 @@ impl Server {
         }
         let mut server = Self {
             stop,
+            live: Arc::default(),
             threads: Vec::new(),
             exec,
             sockets: config.guests.iter().map(|g| g.socket.clone()).collect(),
@@ -120,6 +148,7 @@ impl Server {
                 engine: engine.clone(),
                 exec: server.exec.clone(),
                 stop: server.stop.clone(),
+                live: server.live.clone(),
             };
             let t = std::thread::Builder::new()
                 .name(format!("vfpga-{}", g.name))
@@ -128,6 +157,11 @@ impl Server {
             info!(guest = %g.name, socket = %g.socket.display(), "listening");
         }
         Ok(server)
+    }
+
+    /// The devices of the connected guests.
+    pub fn live_devices(&self) -> Arc<LiveDevices> {
+        self.live.clone()
     }
 
     /// Cuts every connection, lets runs on the engine threads finish, removes the
@@ -224,6 +258,7 @@ struct GuestLoop {
     engine: Arc<dyn Engine>,
     exec: Arc<Executor>,
     stop: Arc<Stop>,
+    live: Arc<LiveDevices>,
 }
 
 impl GuestLoop {
@@ -267,7 +302,9 @@ impl GuestLoop {
                 h.shutdown();
             }
         }
+        self.live.set(name, dev.clone());
         let result = daemon.wait();
+        self.live.remove(name);
         lock(&self.stop.conns).retain(|(n, _)| n != name);
         for h in daemon.get_epoll_handlers() {
             h.send_exit_event();

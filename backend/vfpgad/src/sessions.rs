@@ -118,11 +118,14 @@ impl Sessions {
         }
     }
 
-    /// Closes every session (device reset or disconnect).
-    pub fn clear(&self) {
+    /// Closes every session (device reset, disconnect, or the guest's domain gone);
+    /// returns how many were open.
+    pub fn clear(&self) -> usize {
+        let mut n = 0;
         for s in self.slots().iter_mut() {
-            s.session = None;
+            n += usize::from(s.session.take().is_some());
         }
+        n
     }
 
     /// Sessions open now.

@@ -77,10 +77,7 @@ fn warm_vadd_requests_allocate_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("vm0.sock");
     let config = Config {
-        guests: vec![GuestConfig {
-            name: "vm0".into(),
-            socket: socket.clone(),
-        }],
+        guests: vec![GuestConfig::new("vm0", socket.clone())],
         ..Config::default()
     };
     config.validate().unwrap();

@@ -3,6 +3,12 @@
 //! result against a reference computed here.
 //!
 //! Usage: `vfpga-vhu-demo SOCKET`
+//!
+//! `vfpga-vhu-demo --hold SOCKET` keeps one session open instead, for tests of what
+//! happens to sessions from the outside (the Xen dom0 test destroys the guest's
+//! domain): it opens a `vadd_u32` session, runs it once, prints
+//! `HOLD-READY session=ID`, waits for a line on standard input (or its end), runs the
+//! same session again and prints `HOLD-RESULT STATUS` (`OK`, `BAD_SESSION`, ...).
 
 #![allow(clippy::cast_possible_truncation)]
 
@@ -220,12 +226,67 @@ fn demo(socket: &str) -> Result<usize, Error> {
     Ok(d.failures)
 }
 
+/// The ABI name of a status without its prefix, e.g. `BAD_SESSION`.
+fn status_name(s: Option<Status>) -> &'static str {
+    s.and_then(|s| Status::ALL.iter().find(|(v, _)| *v == s))
+        .map_or("UNKNOWN", |(_, n)| n.trim_start_matches("VFPGA_S_"))
+}
+
+fn hold(socket: &str) -> Result<(), Error> {
+    let mut fe = VhuFrontend::connect(socket.as_ref(), Default::default())?;
+    let open = fe.call(
+        0,
+        Opcode::OpenSession,
+        0,
+        &[Arg::In(ElemType::U8, b"vadd_u32")],
+        Layout::Direct,
+    )?;
+    if open.status() != Some(Status::Ok) {
+        println!("HOLD-RESULT {}", status_name(open.status()));
+        return Ok(());
+    }
+    let session = open.resp.value;
+    let a = u32s(&[1, 2, 3, 4]);
+    let b = u32s(&[10, 20, 30, 40]);
+    let args = [
+        Arg::In(ElemType::U32, &a),
+        Arg::In(ElemType::U32, &b),
+        Arg::Out(ElemType::U32, 16),
+        Arg::Scalar(ElemType::U32, 4),
+    ];
+    let first = fe.call(1, Opcode::Run, session, &args, Layout::Direct)?;
+    if first.status() != Some(Status::Ok) || first.outputs[0] != u32s(&[11, 22, 33, 44]) {
+        println!("HOLD-RESULT first run: {}", status_name(first.status()));
+        return Ok(());
+    }
+    println!("HOLD-READY session={session}");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    let again = fe.call(1, Opcode::Run, session, &args, Layout::Direct)?;
+    println!("HOLD-RESULT {}", status_name(again.status()));
+    Ok(())
+}
+
 fn main() -> ExitCode {
-    let Some(socket) = std::env::args().nth(1) else {
-        eprintln!("usage: vfpga-vhu-demo SOCKET");
-        return ExitCode::from(2);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (hold_mode, socket) = match args.as_slice() {
+        [s] if s != "--hold" => (false, s),
+        [h, s] if h == "--hold" => (true, s),
+        _ => {
+            eprintln!("usage: vfpga-vhu-demo [--hold] SOCKET");
+            return ExitCode::from(2);
+        }
     };
-    match demo(&socket) {
+    if hold_mode {
+        return match hold(socket) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("vfpga-vhu-demo: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match demo(socket) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(n) => {
             eprintln!("vfpga-vhu-demo: {n} kernel(s) gave wrong results");
