@@ -1,5 +1,6 @@
 //! `vfpgad`: serve an FPGA accelerator (or its software model) to virtual machines.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -149,9 +150,11 @@ impl Cli {
     }
 }
 
-fn print_qemu_args(c: &Config) {
+/// Prints the QEMU options of each guest; a closed stdout (`| head`) ends it quietly.
+fn print_qemu_args(out: &mut impl Write, c: &Config) -> std::io::Result<()> {
     for (i, g) in c.guests.iter().enumerate() {
-        println!(
+        writeln!(
+            out,
             "# guest {} (start vfpgad before QEMU; see docs/qemu.md)\n\
              -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
              -chardev socket,id=vfpga{i},path={} \
@@ -161,8 +164,9 @@ fn print_qemu_args(c: &Config) {
             1 + c.device.request_queues,
             c.device.queue_size.min(1024),
             vfpga_proto::DeviceConfig::SIZE,
-        );
+        )?;
     }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -182,13 +186,21 @@ fn main() -> ExitCode {
         }
     };
     if cli.check || cli.print_qemu_args {
+        let mut out = std::io::stdout().lock();
+        let mut printed = Ok(());
         if cli.check {
-            println!("{config:#?}");
+            printed = writeln!(out, "{config:#?}");
         }
-        if cli.print_qemu_args {
-            print_qemu_args(&config);
+        if cli.print_qemu_args && printed.is_ok() {
+            printed = print_qemu_args(&mut out, &config);
         }
-        return ExitCode::SUCCESS;
+        return match printed.and_then(|()| out.flush()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("vfpgad: {e}");
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        };
     }
     let engine = match build_engine(&config) {
         Ok(e) => e,
