@@ -15,13 +15,16 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 log "licences, bans, sources"
 cargo deny --locked check licenses bans sources
 log "shell scripts"
-shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh guest-driver/kmod/*.sh
+shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
+	guest-driver/kmod/*.sh packaging/*.sh tests/xen/*.sh tests/xen/dom0/init tests/xen/domu/init tests/xen/scenarios/*.sh
 log "unit and protocol tests"
 cargo test --workspace --locked
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
 log "VM tests: guests under QEMU against vfpgad"
 cargo build --release --locked -p vfpgad
+log "packaging: example config and systemd unit"
+packaging/verify.sh target/release/vfpgad
 cli=$(scripts/build-guest-cli.sh)
 tests/vm/build-qemu-root.sh >/dev/null
 VFPGA_CLI=$cli cargo test --locked -p vfpga-vm-tests -- --ignored
