@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
-# Usage: tests/vm/build-guest.sh [--out DIR] [--bin SRC[:DEST]]... [--scenarios DIR]... [--force]
-#   --out DIR          output folder (default: $VFPGA_CACHE/guest)
+# Usage: tests/vm/build-guest.sh [--out DIR] [--bin SRC[:DEST]]... [--scenarios DIR]...
+#                                [--modules "A B"]... [--force]
+#   --out DIR          output folder (default: $VFPGA_CACHE/guest); use another folder for
+#                      an image with other --bin, --scenarios or --modules so that the
+#                      default image stays as it is
 #   --bin SRC[:DEST]   put file SRC into the image at DEST (default /bin/<name>; a DEST
 #                      ending in / keeps the name), e.g. --bin target/x86_64-unknown-linux-musl/release/vfpga:/bin/vfpga
 #                      The guest has no shared libraries: give static binaries.
 #   --scenarios DIR    add DIR/*.sh to /scenarios (after tests/vm/guest/scenarios; a later
 #                      file of the same name wins); repeatable
+#   --modules "A B"    more kernel modules (with their dependencies) in the image, for the
+#                      scenario to modprobe, e.g. "igb vfio-pci vfio_iommu_type1"; soft
+#                      dependencies are not followed: list them too; repeatable
 #   --force            rebuild the module and the initramfs even if nothing changed
 #
 # Builds the vfpga test guest for tests/vm/run-guest.sh:
@@ -15,8 +21,8 @@
 # - guest-driver/kmod/virtio_vfpga.ko, built out of tree against the cached Debian
 #   headers in a scratch copy under $VFPGA_CACHE/guest-build (nothing is built in the
 #   repository tree); rebuilt only when a source file changed;
-# - initrd.gz (tests/vm/build-initramfs.sh): busybox, virtio_pci, 9p, 9pnet_virtio and
-#   their dependencies, virtio_vfpga.ko in lib/modules/<ver>/extra,
+# - initrd.gz (tests/vm/build-initramfs.sh): busybox, virtio_pci, 9p, 9pnet_virtio, the
+#   --modules and their dependencies, virtio_vfpga.ko in lib/modules/<ver>/extra,
 #   tests/vm/guest/init as /init, the scenarios in /scenarios and the --bin files;
 #   rebuilt only when one of its inputs changed.
 # DIR then holds vmlinux (or vmlinuz if extraction failed), initrd.gz, virtio_vfpga.ko
@@ -31,15 +37,16 @@ repo=$(cd "$here/../.." && pwd)
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 out=$VFPGA_CACHE/guest force=0
-bins=() scen_dirs=("$here/guest/scenarios")
+bins=() scen_dirs=("$here/guest/scenarios") more_modules=''
 while [ $# -gt 0 ]; do
 	case $1 in
-	--out | --bin | --scenarios)
+	--out | --bin | --scenarios | --modules)
 		[ $# -ge 2 ] || die "$1 needs a value (see --help)"
 		case $1 in
 		--out) out=$2 ;;
 		--bin) bins+=("$2") ;;
 		--scenarios) [ -d "$2" ] || die "--scenarios $2: not a directory" && scen_dirs+=("$2") ;;
+		--modules) more_modules+=" $2" ;;
 		esac
 		shift 2
 		;;
@@ -49,7 +56,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 export LC_ALL=C
-modules='virtio_pci 9pnet_virtio 9p'
+modules="virtio_pci 9pnet_virtio 9p$more_modules"
 
 # --bin specs as SRC:DEST with an absolute DEST, checked.
 specs=()

@@ -318,23 +318,49 @@ impl Sysfs {
         vfs.into_iter().map(|(_, b)| b).collect()
     }
 
-    fn pf(&self, pf: Bdf) -> Result<(u32, u32), PciError> {
+    /// A physical function: its state, enabled VFs and most VFs.
+    fn pf(&self, pf: Bdf) -> Result<(PciDevice, u32, u32), PciError> {
         let d = self.device(pf)?;
         if d.physfn.is_some() {
             return Err(PciError::Refused(format!(
                 "{pf} is a virtual function; give its physical function"
             )));
         }
-        d.sriov.ok_or_else(|| {
+        let (num, total) = d.sriov.ok_or_else(|| {
             PciError::Refused(format!("{pf} has no SR-IOV capability (no sriov_totalvfs)"))
-        })
+        })?;
+        Ok((d, num, total))
+    }
+
+    /// Writes `sriov_numvfs`. The kernel creates and removes VFs through the PF's
+    /// driver and answers ENOENT when there is none or it cannot (vfio-pci without
+    /// `enable_sriov=1`, for one): that error says so.
+    fn write_numvfs(&self, pf: &PciDevice, n: u32) -> Result<(), PciError> {
+        let bdf = pf.bdf;
+        self.write(&self.dev_dir(bdf).join("sriov_numvfs"), &n.to_string())
+            .map_err(|e| match e {
+                PciError::Io { ref source, .. }
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    let drv = pf.driver.as_deref().unwrap_or("none");
+                    PciError::Refused(format!(
+                        "{bdf}: its driver ({drv}) cannot change the number of VFs (the kernel refused {n} VFs with ENOENT){}; give the PF back to its host driver (`vfpga-xen pci unbind {bdf}`)",
+                        if drv == "vfio-pci" {
+                            ", vfio-pci only with enable_sriov=1"
+                        } else {
+                            ""
+                        }
+                    ))
+                }
+                e => e,
+            })
     }
 
     /// Enables `n` virtual functions on `pf`, with driver autoprobing off so host
     /// drivers do not grab them; a different non-zero count goes through 0, as the
     /// kernel requires.
     pub fn sriov_enable(&self, pf: Bdf, n: u32) -> Result<Vec<Bdf>, PciError> {
-        let (current, total) = self.pf(pf)?;
+        let (dev, current, total) = self.pf(pf)?;
         if n == 0 {
             return Err(PciError::Refused(
                 "give at least 1 VF (use `sriov disable` for 0)".into(),
@@ -345,22 +371,27 @@ impl Sysfs {
                 "{pf} supports at most {total} VFs, not {n}"
             )));
         }
-        let dir = self.dev_dir(pf);
-        self.write(&dir.join("sriov_drivers_autoprobe"), "0")?;
+        if dev.driver.is_none() {
+            // Checked before any write: the kernel would refuse with ENOENT.
+            return Err(PciError::Refused(format!(
+                "{pf} has no driver: the kernel creates VFs through the PF's driver; give the PF back to its host driver first (`vfpga-xen pci unbind {pf}`)"
+            )));
+        }
+        self.write(&self.dev_dir(pf).join("sriov_drivers_autoprobe"), "0")?;
         if current == n {
             return Ok(self.vfs(pf));
         }
         if current != 0 {
-            self.write(&dir.join("sriov_numvfs"), "0")?;
+            self.write_numvfs(&dev, 0)?;
         }
-        self.write(&dir.join("sriov_numvfs"), &n.to_string())?;
+        self.write_numvfs(&dev, n)?;
         Ok(self.vfs(pf))
     }
 
     /// Removes every virtual function of `pf`.
     pub fn sriov_disable(&self, pf: Bdf) -> Result<(), PciError> {
-        self.pf(pf)?;
-        self.write(&self.dev_dir(pf).join("sriov_numvfs"), "0")
+        let (dev, ..) = self.pf(pf)?;
+        self.write_numvfs(&dev, 0)
     }
 
     /// Binds `bdf` to `driver` through `driver_override`; on failure restores the
@@ -370,6 +401,14 @@ impl Sysfs {
         let name = driver.sysfs_name();
         let drivers = self.pci().join("drivers");
         if !drivers.join(name).exists() {
+            let hv = self.root.join("hypervisor/type");
+            // xen-pciback refuses to load (ENODEV) on a kernel not running on Xen.
+            if driver == PassDriver::Pciback && self.read(&hv).ok().as_deref() != Some("xen") {
+                return Err(PciError::Refused(format!(
+                    "driver pciback is not loaded, and this kernel does not run on Xen ({} does not say xen): xen-pciback works only in a Xen dom0 (there: modprobe xen-pciback); for QEMU/KVM use --driver vfio-pci",
+                    hv.display()
+                )));
+            }
             return Err(PciError::Refused(format!(
                 "driver {name} is not loaded: modprobe {}",
                 driver.module()

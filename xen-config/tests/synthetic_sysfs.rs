@@ -222,3 +222,62 @@ fn bind_warns_about_shared_groups_and_rolls_back_on_failure() {
         .to_string();
     assert!(e.contains("modprobe xen-pciback"), "{e}");
 }
+
+// Found on a real kernel (tests/vm/guest/pci/pci.sh): writing sriov_numvfs of a PF with
+// no driver, or with one that cannot configure SR-IOV (vfio-pci without enable_sriov=1),
+// fails with ENOENT, which read as "No such file or directory" on a file that exists.
+#[test]
+fn sriov_enable_on_a_pf_without_driver_is_refused_before_any_write() {
+    let t = Tree::new();
+    t.add("0000:00:02.0", 0x8086, 0x10c9, None, Some(3));
+    t.sriov("0000:00:02.0", 0, 7, &[]);
+    let sys = Sysfs::new(t.root(), false);
+    let e = sys.sriov_enable(bdf("00:02.0"), 2).unwrap_err().to_string();
+    assert!(e.contains("0000:00:02.0 has no driver"), "{e}");
+    assert!(e.contains("vfpga-xen pci unbind 0000:00:02.0"), "{e}");
+    assert!(sys.journal().is_empty(), "{:?}", sys.journal());
+}
+
+#[test]
+fn sriov_numvfs_refused_with_enoent_names_the_pf_driver() {
+    let t = Tree::new();
+    t.add("0000:00:02.0", 0x8086, 0x10c9, Some("vfio-pci"), Some(3));
+    t.sriov("0000:00:02.0", 0, 8, &[]);
+    // A write that fails with ENOENT, as the kernel's does: a dangling link.
+    let numvfs = t.dev("0000:00:02.0").join("sriov_numvfs");
+    std::fs::remove_file(&numvfs).unwrap();
+    symlink(t.root().join("no/such/dir/sriov_numvfs"), &numvfs).unwrap();
+    let sys = Sysfs::new(t.root(), false);
+    let e = sys.sriov_enable(bdf("00:02.0"), 2).unwrap_err().to_string();
+    assert!(
+        e.contains("its driver (vfio-pci) cannot change the number of VFs"),
+        "{e}"
+    );
+    assert!(e.contains("enable_sriov=1"), "{e}");
+    assert!(!e.contains("No such file"), "{e}");
+    let e = sys.sriov_disable(bdf("00:02.0")).unwrap_err().to_string();
+    assert!(e.contains("cannot change the number of VFs"), "{e}");
+}
+
+// Found on a real kernel: `modprobe xen-pciback` fails (ENODEV) on a kernel that does
+// not run on Xen, so "modprobe xen-pciback" alone was no advice there.
+#[test]
+fn pciback_without_xen_says_so_and_with_xen_says_modprobe() {
+    let t = Tree::new();
+    t.add("0000:00:12.0", 0x8086, 0x10ca, None, Some(7));
+    let sys = Sysfs::new(t.root(), false);
+    let e = sys
+        .bind(bdf("00:12.0"), PassDriver::Pciback)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not run on Xen"), "{e}");
+    assert!(e.contains("--driver vfio-pci"), "{e}");
+    assert!(sys.journal().is_empty(), "{:?}", sys.journal());
+    std::fs::create_dir_all(t.root().join("hypervisor")).unwrap();
+    std::fs::write(t.root().join("hypervisor/type"), "xen\n").unwrap();
+    let e = sys
+        .bind(bdf("00:12.0"), PassDriver::Pciback)
+        .unwrap_err()
+        .to_string();
+    assert_eq!(e, "driver pciback is not loaded: modprobe xen-pciback");
+}
