@@ -16,16 +16,18 @@ log "licences, bans, sources"
 cargo deny --locked check licenses bans sources
 log "shell scripts"
 shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
-	guest-driver/kmod/*.sh packaging/*.sh tests/xen/*.sh tests/xen/dom0/init tests/xen/domu/init tests/xen/scenarios/*.sh
+	guest-driver/kmod/*.sh packaging/*.sh tests/xen/*.sh tests/xen/dom0/init tests/xen/domu/init tests/xen/scenarios/*.sh \
+	tests/vm/guest/pci/*.sh
 log "unit and protocol tests"
 cargo test --workspace --locked
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
-log "VM tests: guests under QEMU against vfpgad"
-cargo build --release --locked -p vfpgad
+log "VM tests: guests under QEMU against vfpgad, Xen dom0, IOMMU/SR-IOV"
+cargo build --release --locked -p vfpgad -p vfpga-vhu-frontend -p vfpga-xen
 log "packaging: example config and systemd unit"
 packaging/verify.sh target/release/vfpgad
 cli=$(scripts/build-guest-cli.sh)
+xen=$(scripts/build-static.sh vfpga-xen)
 tests/vm/build-qemu-root.sh >/dev/null
-VFPGA_CLI=$cli cargo test --locked -p vfpga-vm-tests -- --ignored
+VFPGA_CLI=$cli VFPGA_XEN=$xen cargo test --locked -p vfpga-vm-tests -- --ignored
 log "all tests passed"

@@ -36,8 +36,10 @@
 #   and the domU: /domu/vmlinux, /domu/initrd.gz and /domu/domu.cfg (type='pv',
 #   memory=256, vcpus=1, name=--domu-name; `xl create /domu/domu.cfg name=OTHER`
 #   overrides the name).
-# Each image is rebuilt only when one of its inputs changed; warm reruns take well under
-# a second. DIR also holds kver and xen-version. Prints DIR on stdout.
+# Each image is rebuilt only when one of its inputs changed; a warm rerun takes about a
+# second (most of it fetch-kernel.sh's apt-cache query); a cold one ~30 s (the recursive
+# apt-cache walk and the downloads) plus ~3 s per dom0 image. DIR also holds kver and
+# xen-version. Prints DIR on stdout.
 # Environment: VFPGA_CACHE, VFPGA_KERNEL (kernel version, see tests/vm/fetch-kernel.sh).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

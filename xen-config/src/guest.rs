@@ -369,6 +369,14 @@ impl GuestSpec {
                 if rdm_policy.is_some() && self.kind != GuestType::Hvm {
                     return bad("rdm_policy applies to HVM guests only".into());
                 }
+                // `xl create -n` accepts it, but Xen on x86 has no PCI passthrough for
+                // PVH domUs: the domain would fail to start.
+                if !arm && self.kind == GuestType::Pvh {
+                    return bad(format!(
+                        "accelerator mode = \"pci\": Xen on x86 does not pass PCI devices through \
+                         to PVH guests; use type = \"hvm\" or \"pv\" for {parsed}"
+                    ));
+                }
             }
         }
         Ok(())

@@ -147,6 +147,28 @@ fn refused_combinations_say_why() {
     std::fs::create_dir_all(sys.path().join("bus/pci/devices/0000:00:03.0")).unwrap();
     let e = spec(&rdm).validate(&x86).unwrap_err().to_string();
     assert!(e.contains("HVM guests only"), "{e}");
-    rdm = rdm.replace("rdm_policy = \"strict\"\n", "");
+    rdm = rdm
+        .replace("rdm_policy = \"strict\"\n", "")
+        .replace("type = \"pvh\"", "type = \"pv\"");
     spec(&rdm).validate(&x86).unwrap();
+}
+
+#[test]
+fn pci_passthrough_to_a_pvh_guest_on_x86_is_refused() {
+    let sys = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(sys.path().join("bus/pci/devices/0000:03:00.1")).unwrap();
+    let s = spec(&format!(
+        "{PVH_NFS}[accelerator]\nmode = \"pci\"\nbdf = \"0000:03:00.1\"\n"
+    ));
+    let e = s
+        .validate(&host("x86_64", Some((4, 17)), sys.path().into()))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("PVH") && e.contains("type = \"hvm\""), "{e}");
+    let pv = spec(&format!(
+        "{}[accelerator]\nmode = \"pci\"\nbdf = \"0000:03:00.1\"\n",
+        PVH_NFS.replace("\"pvh\"", "\"pv\"")
+    ));
+    pv.validate(&host("x86_64", Some((4, 17)), sys.path().into()))
+        .unwrap();
 }

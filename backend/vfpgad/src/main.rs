@@ -173,7 +173,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // xenstore-rs warns about the first event of each new watch, which
+                // arrives before it has filed the watch: noise, as vfpgad scans anyway.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,xenstore_rs=error")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -23,7 +23,7 @@ ls -l "$sock"
 echo '--- xenstore-ls'
 out=$(XENSTORED_PATH=$sock xenstore-ls) || fail "xenstore-ls over $sock failed"
 echo "$out"
-echo "$out" | grep -q '^    name = "Domain-0"' || fail "xenstore-ls shows no /local/domain/0/name = Domain-0"
+echo "$out" | grep -q '^   name = "Domain-0"' || fail "xenstore-ls shows no /local/domain/0/name = Domain-0"
 name=$(XENSTORED_PATH=/dev/xen/xenbus xenstore-read /local/domain/0/name) ||
 	fail "xenstore-read over /dev/xen/xenbus failed"
 [ "$name" = Domain-0 ] || fail "/local/domain/0/name is '$name' over /dev/xen/xenbus"
