@@ -10,7 +10,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain first"
 
 apt_install build-essential pkg-config ca-certificates curl cpio xz-utils \
-	debootstrap shellcheck
+	debootstrap shellcheck systemd iproute2
+# The network-boot tests' servers: NFS root from nfs-ganesha, dnsmasq --test.
+apt_install nfs-ganesha nfs-ganesha-vfs rpcbind dnsmasq-base
 
 for c in rustfmt clippy; do
 	if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then

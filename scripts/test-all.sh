@@ -17,13 +17,14 @@ cargo deny --locked check licenses bans sources
 log "shell scripts"
 shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
 	guest-driver/kmod/*.sh packaging/*.sh tests/xen/*.sh tests/xen/dom0/init tests/xen/domu/init tests/xen/scenarios/*.sh \
-	tests/vm/guest/pci/*.sh
+	tests/vm/guest/pci/*.sh tests/pxe/*.sh tests/pxe/guest-root/init tests/pxe/guest-root/scenarios/*.sh \
+	ipxe/assets/init ipxe/assets/udhcpc.script
 log "unit and protocol tests"
 cargo test --workspace --locked
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
-log "VM tests: guests under QEMU against vfpgad, Xen dom0, IOMMU/SR-IOV"
-cargo build --release --locked -p vfpgad -p vfpga-vhu-frontend -p vfpga-xen
+log "VM tests: guests under QEMU against vfpgad, Xen dom0, IOMMU/SR-IOV, network boot"
+cargo build --release --locked -p vfpgad -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
 log "packaging: example config and systemd unit"
 packaging/verify.sh target/release/vfpgad
 cli=$(scripts/build-guest-cli.sh)

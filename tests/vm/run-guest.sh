@@ -21,8 +21,24 @@
 #   --log FILE         console log (default: $VFPGA_CACHE/run-guest/NAME.log)
 #   --append ARGS      more kernel command line, e.g. 'vfpga.modargs="gid=5"'
 #   --guest DIR        output of tests/vm/build-guest.sh (default: $VFPGA_CACHE/guest)
+#   --iommu            the IOMMU/SR-IOV machine: q35 (kernel-irqchip=split) with an Intel
+#                      IOMMU (intremap=on) and an igb SR-IOV NIC (on QEMU's user-mode
+#                      network, 8086:10c9, 7 VFs) after it, and intel_iommu=on on the
+#                      kernel command line; the guest then has real IOMMU groups (for
+#                      the PCI helpers' tests; build the image with --modules for igb
+#                      and vfio-pci, see tests/vm/build-guest.sh)
 #   --qmp SOCKET       also serve QMP on this unix socket for other tools (one client at
 #                      a time; free once the devices are attached), e.g. for device_del
+#   --netboot FILE     boot from the network instead of --guest: QEMU user networking
+#                      with a virtio NIC whose iPXE ROM (Debian's ipxe-qemu) fetches the
+#                      DHCP boot file FILE, a TFTP name (with --tftp) or a URL such as
+#                      http://10.0.2.2:8080/menu.ipxe; what it loads gives the kernel and
+#                      its command line (--append and --guest are not used), e.g. a
+#                      vfpga-pxe menu. The guest must print the DONE line itself
+#   --tftp DIR         with --netboot: the folder QEMU's user-mode TFTP server serves
+#   --netns NAME       run QEMU in network namespace NAME (ip netns exec), so that its
+#                      user-mode network reaches the servers on that namespace's
+#                      loopback as 10.0.2.2 (see tests/pxe/netns-servers.sh)
 #   -- ARGS            everything after -- goes to QEMU as is
 #
 # Boots the guest built by tests/vm/build-guest.sh under TCG with tests/vm/qemu-system
@@ -67,12 +83,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
-scenario=smoke queues=3 vq_size='' share='' limit=120 mem=512 smp=2 logf='' append='' qmp=''
+scenario=smoke queues=3 vq_size='' share='' limit=120 mem=512 smp=2 logf='' append='' qmp='' iommu=0
 guest=$VFPGA_CACHE/guest
 socks=() extra=()
+netboot='' tftp='' netns=''
 while [ $# -gt 0 ]; do
 	case $1 in
-	--scenario | --vfpga | --queues | --vq-size | --share | --timeout | --mem | --smp | --log | --append | --guest | --qmp)
+	--scenario | --vfpga | --queues | --vq-size | --share | --timeout | --mem | --smp | --log | --append | --guest | --qmp | --netboot | --tftp | --netns)
 		[ $# -ge 2 ] || die "$1 needs a value (see --help)"
 		case $1 in
 		--scenario) scenario=$2 ;;
@@ -87,9 +104,13 @@ while [ $# -gt 0 ]; do
 		--append) append=$2 ;;
 		--guest) guest=$2 ;;
 		--qmp) qmp=$2 ;;
+		--netboot) netboot=$2 ;;
+		--tftp) tftp=$2 ;;
+		--netns) netns=$2 ;;
 		esac
 		shift 2
 		;;
+	--iommu) iommu=1 && shift ;;
 	--) shift && extra=("$@") && break ;;
 	-h | --help) usage && exit 0 ;;
 	*) die "unknown argument: $1 (see --help)" ;;
@@ -116,11 +137,24 @@ for s in "${socks[@]}"; do
 done
 case $share$qmp in *,*) die "--share/--qmp: a path with a comma cannot be passed to QEMU" ;; esac
 
-[ -d "$guest" ] || die "no guest in $guest: run tests/vm/build-guest.sh first"
-kernel=$guest/vmlinux
-[ -f "$kernel" ] || kernel=$guest/vmlinuz
-[ -f "$kernel" ] || die "no vmlinux or vmlinuz in $guest: run tests/vm/build-guest.sh"
-[ -f "$guest/initrd.gz" ] || die "no initrd.gz in $guest: run tests/vm/build-guest.sh"
+if [ -n "$netboot" ]; then
+	case $netboot$tftp in *,*) die "--netboot/--tftp: a comma cannot be passed to QEMU" ;; esac
+	[ -z "$tftp" ] || [ -d "$tftp" ] || die "--tftp $tftp: not a directory"
+	[ -z "$append" ] || die "--append has no effect with --netboot: the boot menu gives the kernel command line"
+	kernel=$netboot
+else
+	[ -z "$tftp" ] || die "--tftp needs --netboot"
+	[ -d "$guest" ] || die "no guest in $guest: run tests/vm/build-guest.sh first"
+	kernel=$guest/vmlinux
+	[ -f "$kernel" ] || kernel=$guest/vmlinuz
+	[ -f "$kernel" ] || die "no vmlinux or vmlinuz in $guest: run tests/vm/build-guest.sh"
+	[ -f "$guest/initrd.gz" ] || die "no initrd.gz in $guest: run tests/vm/build-guest.sh"
+fi
+pre=() # what QEMU runs under, inside timeout
+if [ -n "$netns" ]; then
+	ip netns exec "$netns" true 2>/dev/null || die "--netns $netns: no such network namespace"
+	pre=(ip netns exec "$netns")
+fi
 [ -f "${VFPGA_QEMU_ROOT:-$VFPGA_CACHE/qemu-root}/.ready" ] ||
 	die "no QEMU root in ${VFPGA_QEMU_ROOT:-$VFPGA_CACHE/qemu-root}: run tests/vm/build-qemu-root.sh first"
 
@@ -132,7 +166,28 @@ args=(-accel tcg -cpu max -smp "$smp" -m "${mem}M"
 	-object "memory-backend-memfd,id=mem,size=${mem}M,share=on" -numa node,memdev=mem
 	-nographic -no-reboot -nic none
 	-kernel "$kernel" -initrd "$guest/initrd.gz"
-	-append "console=ttyS0 panic=-1 quiet vfpga.scenario=$scenario${append:+ $append}")
+	-append "console=ttyS0 panic=-1 quiet vfpga.scenario=$scenario$([ "$iommu" = 0 ] || echo ' intel_iommu=on')${append:+ $append}")
+if [ "$iommu" = 1 ]; then
+	# The IOMMU must exist before the devices it translates for: intel-iommu first.
+	# shellcheck disable=SC2054 # commas inside QEMU option values
+	args+=(-M q35,kernel-irqchip=split -device intel-iommu,intremap=on
+		-netdev user,id=n1 -device igb,netdev=n1)
+fi
+if [ -n "$netboot" ]; then
+	# Network boot: the menu gives kernel, initrd and command line, so -kernel, -initrd,
+	# -append and -nic none go; a virtio NIC on QEMU's user network boots through iPXE.
+	kept=()
+	for ((j = 0; j < ${#args[@]}; j++)); do
+		case ${args[j]} in
+		-kernel | -initrd | -append) j=$((j + 1)) ;;
+		-nic) if [ "${args[j + 1]}" = none ]; then j=$((j + 1)); else kept+=("${args[j]}"); fi ;;
+		*) kept+=("${args[j]}") ;;
+		esac
+	done
+	# shellcheck disable=SC2054 # commas inside QEMU option values
+	args=("${kept[@]}" -netdev "user,id=n0${tftp:+,tftp=$(realpath "$tftp")},bootfile=$netboot"
+		-device virtio-net-pci,netdev=n0 -boot n)
+fi
 # The vfpga devices are added through QMP once their chardevs are connected (see above).
 work=$(mktemp -d "${TMPDIR:-/tmp}/vfpga-run.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -240,9 +295,9 @@ cmd(q({"execute":"cont"}));
 
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 : >"$logf" # before QEMU starts: the poll below must not see an old run's lines
-log "scenario $scenario: booting $(basename "$kernel") (${#socks[@]} vfpga, ${mem} MB, $smp CPUs, timeout $limit s, log $logf)"
+log "scenario $scenario: booting $(basename "$kernel") (${#socks[@]} vfpga,$([ "$iommu" = 0 ] || echo ' IOMMU + igb,') ${mem} MB, $smp CPUs, timeout $limit s, log $logf)"
 t0=$EPOCHREALTIME
-timeout -k 5 "$limit" "$here/qemu-system" "${args[@]}" </dev/null >>"$logf" 2>&1 &
+timeout -k 5 "$limit" "${pre[@]}" "$here/qemu-system" "${args[@]}" </dev/null >>"$logf" 2>&1 &
 qpid=$!
 tail -n +1 -s 0.1 -f --pid="$qpid" "$logf" &
 tpid=$!
@@ -265,7 +320,13 @@ if [ ${#socks[@]} -gt 0 ] && ! attach "$qmp" "${devs[@]}"; then
 fi
 
 t_init='' t_done=''
+t_linux='' t_nbinit='' t_mount='' # network boot: kernel started, netboot /init, NFS root
 while kill -0 "$qpid" 2>/dev/null; do
+	if [ -n "$netboot" ]; then
+		[ -n "$t_linux" ] || ! grep -aq 'Linux version' "$logf" || t_linux=$(since "$t0")
+		[ -n "$t_nbinit" ] || ! grep -aq 'vfpga-netboot: kernel' "$logf" || t_nbinit=$(since "$t0")
+		[ -n "$t_mount" ] || ! grep -aq 'vfpga-netboot: mounted' "$logf" || t_mount=$(since "$t0")
+	fi
 	if [ -z "$t_init" ] && grep -aq 'vfpga-init: kernel' "$logf"; then t_init=$(since "$t0"); fi
 	if [ -z "$t_done" ] && grep -aq 'VFPGA-DONE rc=' "$logf"; then
 		t_done=$(since "$t0") done_at=$SECONDS
@@ -305,5 +366,6 @@ fi
 rc=${line#VFPGA-DONE rc=}
 [ -z "$err" ] || log "guest: $err"
 [ "$qrc" = 0 ] || log "warning: QEMU exited with status $qrc after the DONE line"
+[ -z "$netboot" ] || log "network boot: kernel started after ${t_linux:-? (quiet)} s, netboot /init after ${t_nbinit:-?} s, NFS root mounted after ${t_mount:-?} s"
 log "scenario $scenario: rc=$rc; /init after $t_init s, DONE after $t_done s, QEMU gone after $total s"
 exit "$rc"

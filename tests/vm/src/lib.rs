@@ -8,6 +8,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
@@ -120,7 +121,19 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(&env().vfpgad)
+        let mut cmd = Command::new(&env().vfpgad);
+        // If the test process dies (a timeout's SIGTERM or SIGKILL runs no Drop), the
+        // daemon gets SIGTERM instead of living on. The signal follows the spawning
+        // thread: start and drop a Daemon in the same thread, as the tests do.
+        // SAFETY: the closure runs in the child between fork and exec and only calls
+        // prctl(2), which is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
             .args(&self.args)
             .env(
                 "RUST_LOG",
@@ -203,6 +216,9 @@ pub struct GuestOpts {
     pub mem: u32,
     /// QMP socket to expose.
     pub qmp: Option<PathBuf>,
+    /// More `tests/vm/run-guest.sh` options, e.g. `--netboot menu.ipxe --tftp DIR
+    /// --netns NAME` for a network boot.
+    pub run_args: Vec<String>,
 }
 
 impl GuestOpts {
@@ -215,6 +231,7 @@ impl GuestOpts {
             timeout: 240,
             mem: 1024,
             qmp: None,
+            run_args: Vec::new(),
         }
     }
 }
@@ -260,6 +277,16 @@ impl Guest {
         }
         if let Some(q) = &o.qmp {
             cmd.arg("--qmp").arg(q);
+        }
+        cmd.args(&o.run_args);
+        // As for the daemon: if the test process dies, run-guest.sh gets SIGTERM and
+        // stops its QEMU (its trap), instead of running until its own timeout.
+        // SAFETY: only prctl(2) between fork and exec (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
         }
         let mut child = cmd
             .stdout(Stdio::piped())
