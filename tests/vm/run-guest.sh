@@ -141,6 +141,7 @@ if [ -n "$netboot" ]; then
 	case $netboot$tftp in *,*) die "--netboot/--tftp: a comma cannot be passed to QEMU" ;; esac
 	[ -z "$tftp" ] || [ -d "$tftp" ] || die "--tftp $tftp: not a directory"
 	[ -z "$append" ] || die "--append has no effect with --netboot: the boot menu gives the kernel command line"
+	[ "$iommu" = 0 ] || die "--iommu needs intel_iommu=on on the kernel command line, which --netboot leaves to the boot menu"
 	kernel=$netboot
 else
 	[ -z "$tftp" ] || die "--tftp needs --netboot"
