@@ -92,13 +92,24 @@ pub fn render(plan: &Plan, d: &DhcpPlan, boot_dir: &Path) -> String {
                 w,
                 "pxe-service=tag:!ipxe,x86PC,\"vfpga: load iPXE\",undionly.kpxe"
             );
-            let _ = writeln!(
-                w,
-                "pxe-service=tag:!ipxe,X86-64_EFI,\"vfpga: load iPXE\",ipxe.efi"
-            );
+            // UEFI ROMs send architecture 7 (dnsmasq's BC_EFI) or 9 (X86-64_EFI).
+            for arch in ["BC_EFI", "X86-64_EFI"] {
+                let _ = writeln!(
+                    w,
+                    "pxe-service=tag:!ipxe,{arch},\"vfpga: load iPXE\",ipxe.efi"
+                );
+            }
         }
     }
     let _ = writeln!(w, "# iPXE gets the menu.");
-    let _ = writeln!(w, "dhcp-boot=tag:ipxe,{}", menu_boot_file(plan));
+    match (&d.mode, &d.boot_server) {
+        // A proxy's reply names no next-server unless the boot line does.
+        (DhcpMode::Proxy(_), Some(addr)) => {
+            let _ = writeln!(w, "dhcp-boot=tag:ipxe,{},,{addr}", menu_boot_file(plan));
+        }
+        _ => {
+            let _ = writeln!(w, "dhcp-boot=tag:ipxe,{}", menu_boot_file(plan));
+        }
+    }
     s
 }

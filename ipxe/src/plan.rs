@@ -172,6 +172,8 @@ pub struct DhcpPlan {
     pub tftp_root: Option<PathBuf>,
     /// Where undionly.kpxe and ipxe.efi come from.
     pub ipxe_dir: Option<PathBuf>,
+    /// The boot server's address, named in proxy mode's boot replies.
+    pub boot_server: Option<String>,
 }
 
 /// Everything the generator writes, checked.
@@ -569,7 +571,7 @@ impl Plan {
         let dhcp = d
             .dhcp
             .as_ref()
-            .and_then(|x| Self::dhcp(x, &mut p, &mut warnings));
+            .and_then(|x| Self::dhcp(x, server.as_deref(), &mut p, &mut warnings));
 
         if !p.is_empty() {
             return Err(Error::Invalid(p));
@@ -681,9 +683,9 @@ impl Plan {
         }
         let server = n.server.clone().or_else(|| server.clone());
         if let Some(s) = &server {
-            if !is_host(s) {
+            if s.parse::<Ipv4Addr>().is_err() {
                 p.push(format!(
-                    "nfs.server {s:?}: expected an IPv4 address or host name"
+                    "nfs.server {s:?}: expected an IPv4 address (the netboot initramfs hands it to the kernel's NFS client as addr=, which takes no host names)"
                 ));
             }
         }
@@ -820,6 +822,7 @@ impl Plan {
 
     fn dhcp(
         x: &crate::description::Dhcp,
+        server: Option<&str>,
         p: &mut Vec<String>,
         warnings: &mut Vec<String>,
     ) -> Option<DhcpPlan> {
@@ -862,6 +865,9 @@ impl Plan {
             }
             (None, Some(n)) => {
                 ip("dhcp.proxy", n, p);
+                if server.is_none() {
+                    p.push("dhcp.proxy needs server.address: a proxy's replies do not make it the clients' next-server, so iPXE and the netboot initramfs would ask the network's DHCP server for the menu and the NFS root".to_owned());
+                }
                 DhcpMode::Proxy(n.trim().to_owned())
             }
             _ => {
@@ -895,6 +901,7 @@ impl Plan {
             router: x.router.clone(),
             tftp_root: x.tftp_root.clone(),
             ipxe_dir,
+            boot_server: server.map(str::to_owned),
         })
     }
 }

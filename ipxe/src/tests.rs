@@ -389,13 +389,18 @@ fn dnsmasq_snippet_for_a_dhcp_server_and_a_proxy() {
     );
     assert_eq!(std::fs::read(out.join("boot/ipxe.efi")).unwrap(), b"efi");
 
-    let proxy = w
+    let no_address = w
         .desc("")
         .replace("address = \"192.168.42.1\"\n", "")
         .replace(
             "[[entry]]\nname = \"linux\"",
             "[dhcp]\ninterface = \"eth1\"\nproxy = \"192.168.42.0\"\n[[entry]]\nname = \"linux\"",
         );
+    assert_problem(w.plan(&no_address), "dhcp.proxy needs server.address");
+    let proxy = w.desc("").replace(
+        "[[entry]]\nname = \"linux\"",
+        "[dhcp]\ninterface = \"eth1\"\nproxy = \"192.168.42.0\"\n[[entry]]\nname = \"linux\"",
+    );
     let p = w.plan(&proxy).unwrap();
     let d = p.dhcp.as_ref().unwrap();
     let s = crate::dnsmasq::render(&p, d, Path::new("/srv/boot"));
@@ -403,7 +408,8 @@ fn dnsmasq_snippet_for_a_dhcp_server_and_a_proxy() {
         "dhcp-range=192.168.42.0,proxy",
         "pxe-service=tag:!ipxe,x86PC,\"vfpga: load iPXE\",undionly.kpxe",
         "pxe-service=tag:!ipxe,X86-64_EFI,\"vfpga: load iPXE\",ipxe.efi",
-        "dhcp-boot=tag:ipxe,menu.ipxe",
+        "pxe-service=tag:!ipxe,BC_EFI,\"vfpga: load iPXE\",ipxe.efi",
+        "dhcp-boot=tag:ipxe,tftp://192.168.42.1/menu.ipxe,,192.168.42.1",
         "tftp-root=/srv/boot",
     ] {
         assert!(s.lines().any(|x| x == l), "proxy snippet lacks {l:?}:\n{s}");

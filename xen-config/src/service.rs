@@ -8,21 +8,20 @@
 //! P/daemon/version           the daemon's version
 //! P/daemon/pid               its process id
 //! P/daemon/engine            the engine it runs (sim, pl, remote)
-//! P/daemon/state             running | stopping
+//! P/daemon/state             starting | running | stopping
 //! P/guests/NAME/socket       the guest's vhost-user socket
 //! P/guests/NAME/domain       the Xen domain name it belongs to
 //! P/guests/NAME/domid        that domain's id while it runs, empty otherwise
 //! P/guests/NAME/sessions-dropped   sessions closed because the domain went away
 //! ```
 //!
-//! The daemon removes `P` when it stops. xenstore is reached through xenstored's socket
+//! The daemon removes its keys when it stops (and `P`, when nothing else is there). xenstore is reached through xenstored's socket
 //! (`XENSTORED_PATH`, default `/run/xenstored/socket`) or `/dev/xen/xenbus`.
 
 use std::collections::HashMap;
 use std::io;
 use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use tokio::sync::mpsc;
@@ -43,6 +42,14 @@ const RELEASE_FOLLOW_UPS: [Duration; 2] = [Duration::from_millis(300), Duration:
 /// Wait before reconnecting after xenstore went away (doubling up to the maximum).
 const RECONNECT_FIRST: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// How long [`Service::start`] waits for the registration. The xenbus device answers
+/// some requests inside a blocking write, which no async time limit can interrupt.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long [`Service::stop`] waits for the record's removal before leaving the thread.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Top-level parts of xenstore that belong to Xen and the toolstack: a service path
+/// must not be one of them (or a domain's home), as the service writes below it.
+const RESERVED_PATHS: [&str; 6] = ["/local", "/local/domain", "/vm", "/libxl", "/tool", "/vss"];
 
 /// What the daemon publishes about itself.
 #[derive(Clone, Debug)]
@@ -70,8 +77,11 @@ pub struct ServiceGuest {
 
 /// What the service calls back into the daemon.
 pub trait DomainEvents: Send + Sync + 'static {
-    /// The domain of `guest` went away: close its sessions and say how many there were.
-    fn domain_gone(&self, guest: &str) -> usize;
+    /// The domain of `guest` went away: close the sessions of its connection, if that
+    /// connection was made no later than `alive_at` (when the domain was last seen
+    /// alive; a later one belongs to a new domain of the same name), and say how many
+    /// there were.
+    fn domain_gone(&self, guest: &str, alive_at: Instant) -> usize;
 }
 
 /// Why the service could not start.
@@ -108,39 +118,46 @@ pub enum ServiceError {
     Thread(#[source] io::Error),
 }
 
-/// Checks that `path` is an absolute xenstore path (letters, digits, `_-@/.`, no empty
-/// component, no trailing slash).
+/// The characters xenstored accepts in a node name besides letters and digits.
+fn xs_char(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"_-@".contains(&b)
+}
+
+/// Checks that `path` is an absolute xenstore path (letters, digits and `_-@/`, as
+/// xenstored allows, no empty component, no trailing slash) that is not one of Xen's
+/// own trees or a domain's home.
 pub fn check_path(path: &str) -> Result<(), ServiceError> {
     let ok = path.len() > 1
         && path.len() <= 1024
         && path.starts_with('/')
         && !path.ends_with('/')
         && !path.contains("//")
-        && path
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-@/.".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(ServiceError::Invalid(format!(
-            "xenstore path {path:?}: give an absolute path of letters, digits and _-@/. \
+        && path.bytes().all(|b| b == b'/' || xs_char(b));
+    if !ok {
+        return Err(ServiceError::Invalid(format!(
+            "xenstore path {path:?}: give an absolute path of letters, digits and _-@/ \
              without a trailing slash, e.g. {DEFAULT_PATH}"
-        )))
+        )));
     }
+    let domain_home = path
+        .strip_prefix("/local/domain/")
+        .is_some_and(|id| id.bytes().all(|b| b.is_ascii_digit()));
+    if RESERVED_PATHS.contains(&path) || domain_home {
+        return Err(ServiceError::Invalid(format!(
+            "xenstore path {path:?} belongs to Xen and its toolstack: give a path of the \
+             service's own below it, e.g. {DEFAULT_PATH}"
+        )));
+    }
+    Ok(())
 }
 
-/// A guest name becomes one path component.
-fn check_component(name: &str) -> Result<(), ServiceError> {
-    if !name.is_empty()
-        && name.len() <= 256
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-@.".contains(&b))
-    {
+/// Checks that a guest name can be one path component.
+pub fn check_component(name: &str) -> Result<(), ServiceError> {
+    if !name.is_empty() && name.len() <= 256 && name.bytes().all(xs_char) {
         Ok(())
     } else {
         Err(ServiceError::Invalid(format!(
-            "guest name {name:?} cannot be a xenstore path component: use letters, digits and _-@."
+            "guest name {name:?} cannot be a xenstore path component: use letters, digits and _-@"
         )))
     }
 }
@@ -176,7 +193,8 @@ pub fn change(before: Option<u32>, now: Option<u32>) -> Option<Change> {
 #[derive(Debug)]
 pub struct Service {
     commands: mpsc::UnboundedSender<Command>,
-    thread: Option<JoinHandle<()>>,
+    /// Closed when the service thread ends.
+    done: Option<std::sync::mpsc::Receiver<()>>,
 }
 
 #[derive(Debug)]
@@ -199,9 +217,11 @@ impl Service {
         }
         let (commands, rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
+        let (done_tx, done) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
             .name("vfpga-xenstore".into())
             .spawn(move || {
+                let _done = done_tx;
                 let rt = match tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()
@@ -215,21 +235,25 @@ impl Service {
                 rt.block_on(run(info, guests, events, rx, ready_tx));
             })
             .map_err(ServiceError::Thread)?;
-        match ready_rx.recv() {
+        // On an error the thread has ended or is left behind (stuck in the xenbus
+        // device): the daemon is about to exit either way.
+        match ready_rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok(())) => Ok(Self {
                 commands,
-                thread: Some(thread),
+                done: Some(done),
             }),
-            Ok(Err(e)) => {
-                let _ = thread.join();
-                Err(e)
-            }
-            Err(_) => {
-                let _ = thread.join();
-                Err(ServiceError::Thread(io::Error::other(
-                    "the xenstore thread ended before registering",
-                )))
-            }
+            Ok(Err(e)) => Err(e),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ServiceError::Store {
+                op: "register",
+                path: String::new(),
+                source: io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("xenstore did not answer within {START_TIMEOUT:?}"),
+                ),
+            }),
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(ServiceError::Thread(
+                io::Error::other("the xenstore thread ended before registering"),
+            )),
         }
     }
 
@@ -246,8 +270,11 @@ impl Service {
 
     fn finish(&mut self) {
         let _ = self.commands.send(Command::Stop);
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+        if let Some(done) = self.done.take() {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = done.recv_timeout(STOP_TIMEOUT)
+            {
+                warn!("xenstore did not answer within {STOP_TIMEOUT:?}: the record may remain");
+            }
         }
     }
 }
@@ -297,6 +324,26 @@ impl Store {
         Self::op("write", path, self.xs.write(path, value)).await
     }
 
+    async fn read(&self, path: &str) -> Result<Option<String>, ServiceError> {
+        match Self::op("read", path, self.xs.read(path)).await {
+            Ok(v) => Ok(Some(v.into_string())),
+            Err(ServiceError::Store { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn is_empty(&self, path: &str) -> Result<bool, ServiceError> {
+        match Self::op("directory", path, self.xs.directory(path)).await {
+            Ok(children) => Ok(children.is_empty()),
+            Err(ServiceError::Store { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                Ok(true)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn rm(&self, path: &str) -> Result<(), ServiceError> {
         match Self::op("rm", path, self.xs.rm(path)).await {
             Err(ServiceError::Store { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
@@ -306,25 +353,24 @@ impl Store {
         }
     }
 
-    /// Domain name → domain id, from `/local/domain/*/name`. A domain whose entries
-    /// are being removed while we look is skipped.
-    async fn domains(&self) -> Result<HashMap<String, u32>, ServiceError> {
+    /// Domain name → the ids of the domains of that name, from
+    /// `/local/domain/*/name` (two while a dying domain's entries remain beside its
+    /// successor's). A domain whose entries are being removed while we look is skipped.
+    async fn domains(&self) -> Result<HashMap<String, Vec<u32>>, ServiceError> {
         let ids = Self::op(
             "directory",
             "/local/domain",
             self.xs.directory("/local/domain"),
         )
         .await?;
-        let mut out = HashMap::with_capacity(ids.len());
+        let mut out: HashMap<String, Vec<u32>> = HashMap::with_capacity(ids.len());
         for id in ids {
             let Ok(domid) = id.parse::<u32>() else {
                 continue;
             };
             let path = format!("/local/domain/{domid}/name");
             match Self::op("read", &path, self.xs.read(&path)).await {
-                Ok(name) => {
-                    out.insert(name.into_string(), domid);
-                }
+                Ok(name) => out.entry(name.into_string()).or_default().push(domid),
                 Err(ServiceError::Store { source, .. })
                     if source.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(e),
@@ -347,8 +393,20 @@ struct Record {
     info: ServiceInfo,
     guests: Vec<ServiceGuest>,
     domids: Vec<Option<u32>>,
+    /// When each guest's domain was last seen alive.
+    alive_at: Vec<Instant>,
     dropped: Vec<u64>,
     events: Arc<dyn DomainEvents>,
+}
+
+/// Whether `pid` is a running vfpgad other than this one (another daemon registered at
+/// the same path).
+fn is_live_vfpgad(pid: &str) -> bool {
+    pid.parse::<u32>().is_ok_and(|p| {
+        p != std::process::id()
+            && std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim_end() == "vfpgad")
+    })
 }
 
 impl Record {
@@ -358,9 +416,19 @@ impl Record {
 
     async fn publish(&self, xs: &Store, state: &str) -> Result<(), ServiceError> {
         let p = &self.info.path;
+        if let Some(pid) = xs
+            .read(&format!("{p}/daemon/pid"))
+            .await?
+            .filter(|pid| is_live_vfpgad(pid))
+        {
+            return Err(ServiceError::Invalid(format!(
+                "another vfpgad (pid {pid}) is registered at {p}: give this one its own [xen] path"
+            )));
+        }
         // A record left by a daemon that died without cleaning up would keep guests it
-        // no longer serves.
-        xs.rm(p).await?;
+        // no longer serves. Only the service's own keys go: P itself may hold others.
+        xs.rm(&format!("{p}/daemon")).await?;
+        xs.rm(&format!("{p}/guests")).await?;
         xs.write(&format!("{p}/daemon/version"), &self.info.version)
             .await?;
         xs.write(&format!("{p}/daemon/pid"), &self.info.pid.to_string())
@@ -381,12 +449,24 @@ impl Record {
         xs.write(&format!("{p}/daemon/state"), state).await
     }
 
-    /// Rescans the domains and applies what changed for each guest.
+    /// Rescans the domains and applies what changed for each guest. The record in
+    /// memory changes before xenstore is written, so a change is never applied twice;
+    /// writes lost with the connection are made again by `publish` after reconnecting.
     async fn rescan(&mut self, xs: &Store) -> Result<(), ServiceError> {
         let domains = xs.domains().await?;
+        let listed_at = Instant::now();
+        let mut changed = Vec::new();
         for i in 0..self.guests.len() {
-            let now = domains.get(&self.guests[i].domain).copied();
+            let ids = domains.get(&self.guests[i].domain);
+            // The id already known while it is still listed, else the newest.
+            let now = match (self.domids[i], ids) {
+                (Some(known), Some(ids)) if ids.contains(&known) => Some(known),
+                (_, ids) => ids.and_then(|ids| ids.iter().copied().max()),
+            };
             let Some(c) = change(self.domids[i], now) else {
+                if now.is_some() {
+                    self.alive_at[i] = listed_at;
+                }
                 continue;
             };
             let name = &self.guests[i].name;
@@ -394,42 +474,69 @@ impl Record {
             match c {
                 Change::Up(id) => info!(guest = %name, domain = %domain, domid = id, "domain up"),
                 Change::Gone(old) | Change::Replaced { old, .. } => {
-                    let n = self.events.domain_gone(name);
-                    self.dropped[i] += n as u64;
+                    let n = self.events.domain_gone(name, self.alive_at[i]);
+                    self.dropped[i] += u64::try_from(n).unwrap_or(u64::MAX);
                     info!(guest = %name, domain = %domain, domid = old, sessions = n,
                           "domain gone: its sessions are closed");
-                    xs.write(
-                        &self.guest_path(i, "sessions-dropped"),
-                        &self.dropped[i].to_string(),
-                    )
-                    .await?;
                 }
             }
             self.domids[i] = now;
-            let id = now.map(|d| d.to_string()).unwrap_or_default();
+            self.alive_at[i] = listed_at;
+            changed.push(i);
+        }
+        for i in changed {
+            let id = self.domids[i].map(|d| d.to_string()).unwrap_or_default();
             xs.write(&self.guest_path(i, "domid"), &id).await?;
+            xs.write(
+                &self.guest_path(i, "sessions-dropped"),
+                &self.dropped[i].to_string(),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Removes the service's keys, and its path when nothing else is left there.
+    async fn unpublish(&self, xs: &Store) -> Result<(), ServiceError> {
+        let p = &self.info.path;
+        xs.rm(&format!("{p}/guests")).await?;
+        xs.rm(&format!("{p}/daemon")).await?;
+        if xs.is_empty(p).await? {
+            xs.rm(p).await?;
         }
         Ok(())
     }
 }
 
-/// Forwards a watch's events (coalescing is up to the receiver) and reports its end.
+/// Forwards a watch's events (coalescing is up to the receiver) and reports the end of
+/// the stream. The caller aborts the task when it gives up the connection: xenstore-rs
+/// does not always end the stream when the connection breaks.
 async fn forward(
     xs: &XsTokio,
     path: &'static str,
     kind: Event,
     tx: mpsc::UnboundedSender<Event>,
-) -> Result<(), ServiceError> {
+) -> Result<tokio::task::JoinHandle<()>, ServiceError> {
     let mut w = Store::op("watch", path, xs.watch(path)).await?;
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         while w.next().await.is_some() {
             if tx.send(kind).is_err() {
                 return;
             }
         }
         let _ = tx.send(Event::Lost);
-    });
-    Ok(())
+    }))
+}
+
+/// Aborts the watch forwarders when a connection ends, however it ends.
+struct Forwarders(Vec<tokio::task::JoinHandle<()>>);
+
+impl Drop for Forwarders {
+    fn drop(&mut self) {
+        for t in &self.0 {
+            t.abort();
+        }
+    }
 }
 
 /// How one connection to xenstore ended.
@@ -451,6 +558,7 @@ async fn run(
         info,
         guests,
         domids: vec![None; n],
+        alive_at: vec![Instant::now(); n],
         dropped: vec![0; n],
         events,
     };
@@ -493,10 +601,16 @@ async fn connection(
         Err(e) => return End::Lost(e),
     };
     let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut forwarders = Forwarders(Vec::new());
     let setup = async {
         rec.publish(&xs, "starting").await?;
-        forward(&xs.xs, "@introduceDomain", Event::Introduced, tx.clone()).await?;
-        forward(&xs.xs, "@releaseDomain", Event::Released, tx.clone()).await?;
+        for (path, kind) in [
+            ("@introduceDomain", Event::Introduced),
+            ("@releaseDomain", Event::Released),
+        ] {
+            let task = forward(&xs.xs, path, kind, tx.clone()).await?;
+            forwarders.0.push(task);
+        }
         rec.rescan(&xs).await?;
         xs.write(&format!("{}/daemon/state", rec.info.path), state)
             .await
@@ -548,7 +662,8 @@ async fn connection(
                 }
             },
             () = tokio::time::sleep_until(next) => {
-                follow_ups.retain(|t| *t > next);
+                let now = tokio::time::Instant::now();
+                follow_ups.retain(|t| *t > now);
                 true
             }
             cmd = commands.recv() => match cmd {
@@ -561,7 +676,7 @@ async fn connection(
                     false
                 }
                 Some(Command::Stop) | None => {
-                    if let Err(e) = xs.rm(&rec.info.path).await {
+                    if let Err(e) = rec.unpublish(&xs).await {
                         warn!("cannot remove the xenstore record: {e}");
                     } else {
                         info!(path = %rec.info.path, "unregistered from xenstore");
@@ -598,12 +713,25 @@ mod tests {
     fn paths_are_checked() {
         assert!(check_path(DEFAULT_PATH).is_ok());
         assert!(check_path("/vfpga").is_ok());
-        for bad in ["", "/", "vfpga", "/a/", "/a//b", "/a b", "/a\u{e9}"] {
+        assert!(check_path("/local/domain/0/vfpga-2").is_ok());
+        for bad in ["", "/", "vfpga", "/a/", "/a//b", "/a b", "/a\u{e9}", "/a.b"] {
             let e = check_path(bad).expect_err(bad).to_string();
             assert!(e.contains("absolute path"), "{bad}: {e}");
         }
-        assert!(check_component("vm-1.a").is_ok());
-        for bad in ["", "a/b", "a b"] {
+        for reserved in [
+            "/local",
+            "/local/domain",
+            "/local/domain/0",
+            "/local/domain/17",
+            "/vm",
+            "/libxl",
+            "/tool",
+        ] {
+            let e = check_path(reserved).expect_err(reserved).to_string();
+            assert!(e.contains("belongs to Xen"), "{reserved}: {e}");
+        }
+        assert!(check_component("vm-1_a@b").is_ok());
+        for bad in ["", "a/b", "a b", "web.lab"] {
             assert!(check_component(bad).is_err(), "{bad}");
         }
     }

@@ -413,6 +413,10 @@ impl Config {
         if self.xen.enable {
             vfpga_xen::service::check_path(&self.xen.path)
                 .map_err(|e| ConfigError::Invalid(format!("[xen] path: {e}")))?;
+            for g in &self.guests {
+                vfpga_xen::service::check_component(&g.name)
+                    .map_err(|e| ConfigError::Invalid(format!("[xen] enable: {e}")))?;
+            }
         }
         for (i, g) in self.guests.iter().enumerate() {
             if !valid_name(&g.name) {

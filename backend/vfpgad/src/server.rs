@@ -76,28 +76,30 @@ impl Stop {
     }
 }
 
-/// The device each guest's connected frontend is using now, by guest name.
+/// The device each guest's connected frontend is using now, by guest name, with the
+/// time the frontend connected.
 #[derive(Debug, Default)]
-pub struct LiveDevices(Mutex<Vec<(String, Arc<Device>)>>);
+pub struct LiveDevices(Mutex<Vec<(String, Arc<Device>, Instant)>>);
 
 impl LiveDevices {
     fn set(&self, guest: &str, dev: Arc<Device>) {
         let mut l = lock(&self.0);
-        l.retain(|(n, _)| n != guest);
-        l.push((guest.to_owned(), dev));
+        l.retain(|(n, ..)| n != guest);
+        l.push((guest.to_owned(), dev, Instant::now()));
     }
 
     fn remove(&self, guest: &str) {
-        lock(&self.0).retain(|(n, _)| n != guest);
+        lock(&self.0).retain(|(n, ..)| n != guest);
     }
 
-    /// Closes every session of `guest`'s device; returns how many were open (0 when no
-    /// frontend is connected).
-    pub fn drop_sessions(&self, guest: &str) -> usize {
+    /// Closes every session of `guest`'s device if its frontend connected no later
+    /// than `before` (a later connection is someone else's, e.g. a new domain of the
+    /// same name); returns how many were open (0 when no frontend is connected).
+    pub fn drop_sessions(&self, guest: &str, before: Instant) -> usize {
         let dev = lock(&self.0)
             .iter()
-            .find(|(n, _)| n == guest)
-            .map(|(_, d)| d.clone());
+            .find(|(n, _, since)| n == guest && *since <= before)
+            .map(|(_, d, _)| d.clone());
         dev.map_or(0, |d| d.sessions.clear())
     }
 }

@@ -3,6 +3,7 @@
 //! [`vfpga_xen::service`]).
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use vfpga_xen::service::{DomainEvents, Service, ServiceError, ServiceGuest, ServiceInfo};
 
@@ -10,8 +11,8 @@ use crate::config::Config;
 use crate::server::LiveDevices;
 
 impl DomainEvents for LiveDevices {
-    fn domain_gone(&self, guest: &str) -> usize {
-        self.drop_sessions(guest)
+    fn domain_gone(&self, guest: &str, alive_at: Instant) -> usize {
+        self.drop_sessions(guest, alive_at)
     }
 }
 

@@ -103,6 +103,13 @@ fn xen_settings_are_checked() {
     let (code, out) = check(&ok.replace("enable = true", "enable = true\npath = \"vfpga/\""));
     assert_eq!(code, Some(2));
     assert!(out.contains("[xen] path"), "{out}");
+    let (code, out) =
+        check(&ok.replace("enable = true", "enable = true\npath = \"/local/domain/0\""));
+    assert_eq!(code, Some(2));
+    assert!(out.contains("belongs to Xen"), "{out}");
+    let (code, out) = check(&ok.replace("name = \"g1\"", "name = \"web.lab\""));
+    assert_eq!(code, Some(2));
+    assert!(out.contains("path component"), "{out}");
     let (code, out) = check(&ok.replace("web server 1", "a/b"));
     assert_eq!(code, Some(2));
     assert!(out.contains("not a Xen domain name"), "{out}");
