@@ -68,6 +68,7 @@ const APPLETS: &[&str] = &[
     "sync",
     "tail",
     "test",
+    "timeout",
     "tr",
     "true",
     "udhcpc",
@@ -569,6 +570,7 @@ mod tests {
             "cttyhack",
             "mount",
             "ip",
+            "timeout",
         ] {
             assert!(APPLETS.contains(&applet), "{applet}");
         }

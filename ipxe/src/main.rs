@@ -29,7 +29,7 @@ Try it under QEMU (user networking: its TFTP server serves boot/, the host is 10
 
 The netboot initramfs reads from the kernel command line: nfsroot=[SERVER:]PATH[,OPTIONS],
 rw or ro, init=PATH, BOOTIF=01-MAC (the menu sets it), vfpga.netdev=NAME,
-vfpga.netwait=SECS, vfpga.onfail=shell|reboot|poweroff|halt. docs/pxe.md explains a lab
+vfpga.netwait=SECS, vfpga.mountwait=SECS, vfpga.onfail=shell|reboot|poweroff|halt. docs/pxe.md explains a lab
 setup step by step.";
 
 /// Network boot for vfpga guests: iPXE menu, TFTP/HTTP tree, netboot initramfs, NFS

@@ -18,7 +18,8 @@
 # so they neither clash with nor use another NFS server, rpcbind or HTTP server of the
 # machine or of a test running beside this one. Run QEMU in the namespace
 # (tests/vm/run-guest.sh --netns NAME, or ip netns exec NAME ...): its user-mode network
-# then reaches these servers as 10.0.2.2.
+# then reaches these servers as 10.0.2.2, and finds nobody at 198.51.100.0/24
+# (connections there hang, as to a server that is switched off).
 #
 # Runs in the foreground. Prints `ready` on stdout once every server answers (NFS: RPC
 # NULL calls for NFSv4 and NFSv3 on 127.0.0.1:2049 and MOUNT on 20048; HTTP: a TCP
@@ -111,6 +112,13 @@ ip link set lo up
 # getaddrinfo(AI_ADDRCONFIG), as ganesha uses it for Bind_addr, finds no IPv4 address
 # ("Name or service not known" for 127.0.0.1) unless a non-loopback one is configured.
 ip addr add 192.0.2.1/32 dev lo
+# 198.51.100.0/24 leads into a link where nothing answers (a veth pair whose far end
+# ignores foreign frames, no ARP): a connection there hangs as to a server that is off,
+# which the tests of an unreachable NFS server need. veth, as this kernel has no dummy.
+ip link add vfpga-void0 type veth peer name vfpga-void1
+ip link set vfpga-void1 up
+ip link set vfpga-void0 arp off up
+ip route add 198.51.100.0/24 dev vfpga-void0
 started=() # "PID NAME" of each server, in start order
 t0=$EPOCHREALTIME
 since() { awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }

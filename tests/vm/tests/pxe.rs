@@ -534,6 +534,44 @@ fn xen_entry_boots_dom0_on_the_nfs_root_with_the_accelerator() {
 }
 
 #[test]
+#[ignore = "boots a VM; run by tests/pxe/run-tests.sh and scripts/test-all.sh"]
+fn a_silent_nfs_server_ends_the_boot_with_a_clear_error_in_bounded_time() {
+    // Nothing answers at 198.51.100.7 in the servers' namespace: each mount attempt would
+    // hang for minutes in TCP SYN retries. vfpga.mountwait must cut every attempt, and
+    // the boot must end in one clear error (then vfpga.onfail=poweroff), well before the
+    // QEMU timeout that a hang would run into (rc 124).
+    let server = "198.51.100.7:/srv/vfpga";
+    let b = boot(&Boot {
+        tag: "silent",
+        flags: &[],
+        linux_args: &format!("vfpga.mountwait=3 nfsroot={server},vers=4.2"),
+        http: false,
+        mem: 1024,
+        timeout: 240,
+    });
+    assert_ne!(
+        b.out.rc, 124,
+        "the boot hung on the silent server; console:\n{}",
+        b.out.console
+    );
+    assert_ne!(b.out.rc, 0, "{}", b.out.console);
+    let cut = format!(
+        "vfpga-netboot: NFSv4.2 mount of {server} failed: no answer within 3 s (vfpga.mountwait)"
+    );
+    assert_eq!(
+        b.out.console.matches(&cut).count(),
+        3,
+        "want three attempts, each cut at 3 s; console:\n{}",
+        b.out.console
+    );
+    b.console_has(&[
+        &format!("vfpga-netboot: error: cannot mount {server} (NFS 4.2, rw)"),
+        "powering off (vfpga.onfail=poweroff)",
+    ]);
+    assert!(!b.out.console.contains("switch_root to"));
+}
+
+#[test]
 #[ignore = "needs dnsmasq; run by tests/pxe/run-tests.sh and scripts/test-all.sh"]
 fn the_dnsmasq_snippets_pass_dnsmasq_test() {
     let dir = tempfile::tempdir().unwrap();
