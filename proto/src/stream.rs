@@ -6,8 +6,10 @@
 //! length is trusted.
 
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
 
-use crate::{AbiError, ArgEntry, ChainLayout, Opcode, RequestHeader, Response, Status, MAX_ARGS};
+use crate::{AbiError, ArgEntry, ChainLayout, Opcode, RequestHeader, Response, MAX_ARGS};
 
 /// Why a stream could not deliver a message.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,22 @@ pub enum StreamError {
     /// The peer sent something the ABI refuses; answer it and close the stream.
     #[error("{0}")]
     Abi(AbiError),
+    /// A well-formed request larger than this peer accepts. The stream is still in
+    /// step once the request's `in_bytes` of inputs are skipped: answer `TOO_LARGE`
+    /// with `tag` and go on.
+    #[error(
+        "request of {in_bytes} + {out_bytes} bytes: more than the {max_bytes} this peer accepts"
+    )]
+    TooLarge {
+        /// The request's tag.
+        tag: u64,
+        /// Input bytes that follow the argument table.
+        in_bytes: u64,
+        /// Output bytes it asked for.
+        out_bytes: u64,
+        /// The limit.
+        max_bytes: u64,
+    },
 }
 
 /// A request header and argument table read from a stream.
@@ -80,10 +98,12 @@ pub fn read_request<R: Read>(r: &mut R, max_bytes: u64) -> Result<StreamRequest,
     }
     let layout = ChainLayout::of(&args[..n_args]).map_err(StreamError::Abi)?;
     if layout.in_bytes.saturating_add(layout.out_bytes) > max_bytes {
-        return Err(StreamError::Abi(AbiError::new(
-            Status::TooLarge,
-            "request larger than this peer accepts",
-        )));
+        return Err(StreamError::TooLarge {
+            tag: hdr.tag,
+            in_bytes: layout.in_bytes,
+            out_bytes: layout.out_bytes,
+            max_bytes,
+        });
     }
     Ok(StreamRequest {
         hdr,
@@ -105,6 +125,117 @@ pub fn write_request<W: Write>(
         w.write_all(&a.to_bytes())?;
     }
     Ok(())
+}
+
+/// Reads and drops `n` bytes (the inputs of a refused request), through a buffer on
+/// the stack.
+pub fn skip<R: Read>(r: &mut R, n: u64) -> io::Result<()> {
+    let copied = io::copy(&mut r.by_ref().take(n), &mut io::sink())?;
+    if copied < n {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    Ok(())
+}
+
+/// A socket whose blocking calls can be bounded (what [`Deadline`] needs).
+pub trait TimedSocket {
+    /// `SO_RCVTIMEO`.
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    /// `SO_SNDTIMEO`.
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl TimedSocket for TcpStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, t)
+    }
+}
+
+/// A socket whose reads and writes all end by one instant: a socket timeout alone
+/// bounds each call, so a peer trickling a byte at a time could stretch a message
+/// forever. Before every call the timeout is set to what is left; once the instant has
+/// passed, calls fail with `TimedOut`. Without a deadline, calls block as long as they
+/// need (an idle connection between messages).
+#[derive(Debug)]
+pub struct Deadline<S> {
+    inner: S,
+    until: Option<Instant>,
+    /// A timeout is set on the socket (to clear when the deadline goes).
+    armed: bool,
+}
+
+impl<S: TimedSocket> Deadline<S> {
+    /// Wraps `inner`, with no deadline.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            until: None,
+            armed: true,
+        }
+    }
+
+    /// Every call from now on must end by `until` (`None`: no bound).
+    pub fn set(&mut self, until: Option<Instant>) {
+        self.until = until;
+    }
+
+    /// Every call from now on must end within `t` from now.
+    pub fn set_in(&mut self, t: Duration) {
+        self.until = Instant::now().checked_add(t);
+    }
+
+    /// The socket.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    fn arm(&mut self, read: bool) -> io::Result<()> {
+        let left = match self.until {
+            None if !self.armed => return Ok(()),
+            None => None,
+            Some(u) => {
+                let left = u.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+                Some(left)
+            }
+        };
+        if read {
+            self.inner.set_read_timeout(left)?;
+        } else {
+            self.inner.set_write_timeout(left)?;
+        }
+        // Both directions are cleared before the flag drops: one may still be set.
+        if left.is_none() {
+            self.inner.set_read_timeout(None)?;
+            self.inner.set_write_timeout(None)?;
+            self.armed = false;
+        } else {
+            self.armed = true;
+        }
+        Ok(())
+    }
+}
+
+impl<S: TimedSocket + Read> Read for Deadline<S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.arm(true)?;
+        self.inner.read(buf)
+    }
+}
+
+impl<S: TimedSocket + Write> Write for Deadline<S> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.arm(false)?;
+        self.inner.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Reads a response (the caller then reads `written` bytes of outputs when it is OK).
@@ -139,11 +270,22 @@ mod tests {
         );
         assert_eq!((req.layout.in_bytes, req.layout.out_bytes), (3, 32));
         assert_eq!(r, b"abc");
+        // Too large: refused with the tag, and skipping the inputs keeps the stream in
+        // step for the next request.
+        wire.extend_from_slice(&wire.clone());
         let mut r = &wire[..];
         match read_request(&mut r, 16) {
-            Err(StreamError::Abi(e)) => assert_eq!(e.status, Status::TooLarge),
+            Err(StreamError::TooLarge {
+                tag: 5,
+                in_bytes: 3,
+                out_bytes: 32,
+                max_bytes: 16,
+            }) => {}
             other => panic!("{other:?}"),
         }
+        skip(&mut r, 3).unwrap();
+        assert_eq!(read_request(&mut r, 1 << 20).unwrap().hdr.tag, 5);
+        assert!(skip(&mut &b"ab"[..], 3).is_err());
         assert!(matches!(
             read_request(&mut &b""[..], 1),
             Err(StreamError::Closed)
@@ -158,5 +300,43 @@ mod tests {
             read_request(&mut &bad[..], 1 << 20),
             Err(StreamError::Abi(_))
         ));
+    }
+
+    #[test]
+    fn a_deadline_bounds_a_trickling_peer_and_can_be_lifted() {
+        use std::net::TcpListener;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let peer = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            // One byte every 50 ms: each read succeeds well within any per-call timeout.
+            for _ in 0..40 {
+                if s.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        let mut d = Deadline::new(TcpStream::connect(addr).unwrap());
+        d.set_in(Duration::from_millis(300));
+        let t0 = Instant::now();
+        let mut buf = [0u8; 100];
+        let e = d.read_exact(&mut buf).unwrap_err();
+        let took = t0.elapsed();
+        assert!(
+            matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ),
+            "{e:?}"
+        );
+        assert!(took < Duration::from_millis(1000), "{took:?}");
+        // Lifted: reads block again as long as they need (the peer sends 40 in all).
+        d.set(None);
+        let mut one = [0u8; 1];
+        d.read_exact(&mut one).unwrap();
+        assert_eq!(d.get_ref().read_timeout().unwrap(), None);
+        drop(d);
+        peer.join().unwrap();
     }
 }

@@ -226,14 +226,11 @@ fn upload(cmd: Command) -> Result<(), String> {
         std::fs::File::open(&bitstream).map_err(|e| format!("{}: {e}", bitstream.display()))?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     let tls = vfpga_remote::client_config(&files(&pki, "client")).map_err(|e| e.to_string())?;
-    let host = server_name.unwrap_or_else(|| {
-        to.rsplit_once(':')
-            .map_or(to.clone(), |(h, _)| h.to_owned())
-    });
+    let host = server_name.unwrap_or_else(|| vfpga_remote::default_server_name(&to));
     let mut conn = Conn::connect(&to, &host, tls, Duration::from_secs(10))
         .map_err(|e| format!("{to}: {e}"))?;
-    conn.set_timeout(Duration::from_secs(120))
-        .map_err(|e| e.to_string())?;
+    // The whole upload, not each write: two minutes plus a second per MiB.
+    conn.set_timeout(Duration::from_secs(120 + (len >> 20)));
     let mut last = u64::MAX;
     conn.upload(&name, &text, &mut file, len, &mut |sent, total| {
         let pct = (sent * 100).checked_div(total).unwrap_or(100);

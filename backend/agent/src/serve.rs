@@ -14,7 +14,7 @@ use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use tracing::{debug, info, warn};
 use vfpga_engine::manifest::valid_name;
 use vfpga_engine::{Catalog, Engine, SegStream};
-use vfpga_proto::stream::{read_request, StreamError, StreamRequest};
+use vfpga_proto::stream::{read_request, skip, Deadline, StreamError, StreamRequest};
 use vfpga_proto::{AbiError, ArgKind, ChainLayout, Opcode, Response, Status};
 use vfpgad::chain::{bind, Request};
 use vfpgad::config::DeviceLimits;
@@ -207,15 +207,27 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     }
 }
 
-type Tls = StreamOwned<ServerConnection, TcpStream>;
+type Tls = StreamOwned<ServerConnection, Deadline<TcpStream>>;
+
+/// How long a host has to finish the TLS handshake.
+const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
+
+/// How long moving `bytes` of a request or answer may take: 30 s plus 1 s per MiB
+/// (slower than 1 MiB/s means a stalled or hostile peer holding a connection slot).
+fn io_time(bytes: u64) -> Duration {
+    Duration::from_secs(30 + (bytes >> 20))
+}
 
 fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
-    let _ = tcp.set_read_timeout(Some(Duration::from_secs(10)));
     let Ok(conn) = ServerConnection::new(shared.cfg.tls.clone()) else {
         return;
     };
-    let mut tls = StreamOwned::new(conn, tcp);
+    // The whole handshake, not each read, is bounded: a peer trickling bytes must not
+    // hold a connection slot.
+    let mut sock = Deadline::new(tcp);
+    sock.set_in(HANDSHAKE_TIME);
+    let mut tls = StreamOwned::new(conn, sock);
     while tls.conn.is_handshaking() {
         if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -232,8 +244,6 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         .and_then(|c| c.first())
         .map_or_else(|| peer.to_string(), |_| format!("{peer} (authenticated)"));
     info!(peer = %who, "host connected");
-    // Between requests a connection may idle as long as the host keeps it.
-    let _ = tls.sock.set_read_timeout(None);
     let limits = DeviceLimits {
         max_request_bytes: shared.cfg.max_request_bytes,
         ..DeviceLimits::default()
@@ -247,9 +257,25 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
     );
     let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
     loop {
+        // Between requests a connection may idle as long as the host keeps it.
+        tls.sock.set(None);
         let req = match read_request(&mut tls, shared.cfg.max_request_bytes) {
             Ok(r) => r,
             Err(StreamError::Closed) => break,
+            Err(e @ StreamError::TooLarge { tag, in_bytes, .. }) => {
+                // Refused, but the stream stays in step: skip the inputs and answer
+                // with the request's tag, so the host keeps this board.
+                warn!(peer = %who, "refused: {e}");
+                tls.sock.set_in(io_time(in_bytes));
+                let resp = Response::error(
+                    &AbiError::new(Status::TooLarge, "request larger than the agent accepts"),
+                    tag,
+                );
+                if skip(&mut tls, in_bytes).is_err() || send(&mut tls, &resp, &[]).is_err() {
+                    break;
+                }
+                continue;
+            }
             Err(StreamError::Abi(e)) => {
                 // The stream cannot be resynchronised after a bad header: answer, close.
                 let _ = send(&mut tls, &Response::error(&e, 0), &[]);
@@ -276,6 +302,7 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         } else {
             0
         };
+        tls.sock.set_in(io_time(written as u64));
         if send(&mut tls, &resp, &outputs[..written]).is_err() {
             break;
         }
@@ -301,9 +328,12 @@ fn receive_and_answer(
     let n_in = usize::try_from(req.layout.in_bytes).map_err(|_| std::io::ErrorKind::InvalidData)?;
     let n_out =
         usize::try_from(req.layout.out_bytes).map_err(|_| std::io::ErrorKind::InvalidData)?;
+    tls.sock.set_in(io_time(req.layout.in_bytes));
     inputs.clear();
     inputs.resize(n_in, 0);
     tls.read_exact(inputs)?;
+    // The kernel may run as long as it needs; only moving bytes is bounded.
+    tls.sock.set(None);
     outputs.clear();
     outputs.resize(n_out, 0);
     let tag = req.hdr.tag;

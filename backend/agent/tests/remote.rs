@@ -392,10 +392,12 @@ fn an_agent_killed_mid_request_fails_it_with_link_down_and_recovers() {
     );
 }
 
-/// A TCP proxy that forwards until told to stall, then holds every byte.
+/// A TCP proxy that forwards until told to stall (then holds every byte) or to
+/// trickle (then passes one byte every 20 ms).
 struct Proxy {
     port: u16,
     stall: Arc<AtomicBool>,
+    trickle: Arc<AtomicBool>,
 }
 
 impl Proxy {
@@ -403,7 +405,8 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let stall = Arc::new(AtomicBool::new(false));
-        let st = stall.clone();
+        let trickle = Arc::new(AtomicBool::new(false));
+        let (st, tr) = (stall.clone(), trickle.clone());
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
@@ -413,7 +416,7 @@ impl Proxy {
                     (client.try_clone().unwrap(), server.try_clone().unwrap()),
                     (server, client),
                 ] {
-                    let st = st.clone();
+                    let (st, tr) = (st.clone(), tr.clone());
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 16384];
                         while let Ok(n) = from.read(&mut buf) {
@@ -423,7 +426,15 @@ impl Proxy {
                             while st.load(Ordering::Acquire) {
                                 std::thread::sleep(Duration::from_millis(50));
                             }
-                            if into.write_all(&buf[..n]).is_err() {
+                            let sent = if tr.load(Ordering::Acquire) {
+                                buf[..n].iter().try_for_each(|b| {
+                                    std::thread::sleep(Duration::from_millis(20));
+                                    into.write_all(std::slice::from_ref(b))
+                                })
+                            } else {
+                                into.write_all(&buf[..n])
+                            };
+                            if sent.is_err() {
                                 break;
                             }
                         }
@@ -431,7 +442,11 @@ impl Proxy {
                 }
             }
         });
-        Self { port, stall }
+        Self {
+            port,
+            stall,
+            trickle,
+        }
     }
 }
 
@@ -453,6 +468,55 @@ fn a_stalled_link_times_out_instead_of_hanging() {
         "took {:?}",
         start.elapsed()
     );
+}
+
+#[test]
+fn a_trickling_link_is_cut_at_the_request_deadline() {
+    // Bytes keep coming, one every 20 ms, so no single read ever waits long: only a
+    // deadline on the whole exchange ends the request (the vadd below would otherwise
+    // take minutes).
+    let pki = pki();
+    let agent = AgentProc::start(pki.path(), free_port(), &[]);
+    let proxy = Proxy::start(agent.port);
+    let mut host = Host::start(pki.path(), &[format!("127.0.0.1:{}", proxy.port)], 1500);
+    host.wait_ready();
+    let s = host.open("vadd_u32");
+    assert_eq!(host.vadd(s, 1000, &mut Rng(45)).0, Some(Status::Ok));
+    proxy.trickle.store(true, Ordering::Release);
+    let start = Instant::now();
+    let (status, _) = host.vadd(s, 1000, &mut Rng(46));
+    eprintln!("trickling link: {status:?} after {:?}", start.elapsed());
+    // The health checks run through the same trickle and may mark the board down
+    // first: then the request fails as LINK_DOWN, as promptly.
+    assert!(
+        matches!(status, Some(Status::Timeout | Status::LinkDown)),
+        "{status:?}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn a_request_too_large_for_the_board_fails_alone_and_keeps_the_board() {
+    let pki = pki();
+    let agent = AgentProc::start(pki.path(), free_port(), &["--max-request-mib", "1"]);
+    let mut host = Host::start(pki.path(), &[agent.address()], 20_000);
+    host.wait_ready();
+    let s = host.open("vadd_u32");
+    // 3 × 400 KiB: more than the agent's 1 MiB. The agent skips the inputs and answers
+    // TOO_LARGE on the same connection; the board stays in the pool.
+    let (status, _) = host.vadd(s, 100_000, &mut Rng(47));
+    assert_eq!(status, Some(Status::EngineError));
+    for seed in 0..3 {
+        assert_eq!(
+            host.vadd(s, 1000, &mut Rng(48 + seed)),
+            (Some(Status::Ok), true),
+            "the board still serves at once"
+        );
+    }
 }
 
 #[test]

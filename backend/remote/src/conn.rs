@@ -12,11 +12,14 @@ use std::time::Duration;
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
 use vfpga_engine::{Call, SgBuf};
-use vfpga_proto::stream::{read_response, write_request, StreamError};
+use vfpga_proto::stream::{read_response, write_request, Deadline, StreamError};
 use vfpga_proto::{
     ArgEntry, ArgKind, DeviceInfo, ElemType, KernelDesc, KernelSig, Opcode, RequestHeader,
     Response, Status, MAX_ARGS,
 };
+
+/// Most kernels a board's catalogue may list.
+pub const MAX_BOARD_KERNELS: usize = 1024;
 
 /// Size of the bounce buffer guest data passes through on its way to TLS records.
 const CHUNK: usize = 64 << 10;
@@ -46,6 +49,7 @@ impl From<StreamError> for ConnError {
             StreamError::Closed => ConnError::Io(io::ErrorKind::UnexpectedEof.into()),
             StreamError::Io(e) => ConnError::Io(e),
             StreamError::Abi(e) => ConnError::Protocol(e.to_string()),
+            e @ StreamError::TooLarge { .. } => ConnError::Protocol(e.to_string()),
         }
     }
 }
@@ -77,7 +81,7 @@ pub enum Dst<'a> {
 
 /// A connection to one board.
 pub struct Conn {
-    stream: StreamOwned<ClientConnection, TcpStream>,
+    stream: StreamOwned<ClientConnection, Deadline<TcpStream>>,
     sessions: HashMap<String, u64>,
     bounce: Vec<u8>,
     tag: u64,
@@ -93,7 +97,7 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     /// Connects to `address` and completes the TLS handshake (so a refused certificate
-    /// shows here, not on the first request).
+    /// shows here, not on the first request), all within `timeout`.
     pub fn connect(
         address: &str,
         server_name: &str,
@@ -103,15 +107,14 @@ impl Conn {
         let addr = address.to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("{address}: no address"))
         })?;
-        let tcp = TcpStream::connect_timeout(&addr, timeout)?;
-        tcp.set_nodelay(true)?;
-        tcp.set_read_timeout(Some(timeout))?;
-        tcp.set_write_timeout(Some(timeout))?;
+        let mut sock = Deadline::new(TcpStream::connect_timeout(&addr, timeout)?);
+        sock.set_in(timeout);
+        sock.get_ref().set_nodelay(true)?;
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| ConnError::Protocol(format!("server name {server_name:?}: {e}")))?;
         let conn =
             ClientConnection::new(tls, name).map_err(|e| ConnError::Protocol(e.to_string()))?;
-        let mut stream = StreamOwned::new(conn, tcp);
+        let mut stream = StreamOwned::new(conn, sock);
         while stream.conn.is_handshaking() {
             stream.conn.complete_io(&mut stream.sock)?;
         }
@@ -123,11 +126,10 @@ impl Conn {
         })
     }
 
-    /// Bounds how long each read or write may block from now on.
-    pub fn set_timeout(&self, t: Duration) -> io::Result<()> {
-        let t = t.max(Duration::from_millis(1));
-        self.stream.sock.set_read_timeout(Some(t))?;
-        self.stream.sock.set_write_timeout(Some(t))
+    /// Everything this connection does from now on must end within `t`: the bound is
+    /// on the whole exchange, so a board answering a byte at a time cannot stretch it.
+    pub fn set_timeout(&mut self, t: Duration) {
+        self.stream.sock.set_in(t);
     }
 
     /// One request/response exchange.
@@ -234,7 +236,7 @@ impl Conn {
         Ok(DeviceInfo::from_bytes(&raw))
     }
 
-    /// The board's kernel catalogue.
+    /// The board's kernel catalogue (at most [`MAX_BOARD_KERNELS`]).
     pub fn kernels(&mut self) -> Result<Vec<KernelSig>, ConnError> {
         let mut out = Vec::new();
         let mut page = vec![0u8; 16 * KernelDesc::SIZE];
@@ -258,6 +260,15 @@ impl Conn {
                     KernelSig::from_desc(&KernelDesc::from_bytes(&raw))
                         .map_err(|e| ConnError::Protocol(e.to_string()))?,
                 );
+            }
+            // `value` is the board's total: a board that claims more than it sends, or
+            // more than any bitstream holds, must not keep this loop (and the health
+            // thread or daemon start-up that runs it) going.
+            if resp.value > MAX_BOARD_KERNELS as u64 {
+                return Err(ConnError::Protocol(format!(
+                    "board lists {} kernels (at most {MAX_BOARD_KERNELS})",
+                    resp.value
+                )));
             }
             if n == 0 || out.len() as u64 >= resp.value {
                 return Ok(out);

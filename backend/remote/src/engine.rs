@@ -160,10 +160,17 @@ impl RemoteEngine {
         let handle = std::thread::Builder::new()
             .name("vfpga-remote-health".into())
             .spawn(move || {
+                // Naps of at most 200 ms, so a shutdown is seen quickly.
+                let mut next = Instant::now() + interval;
                 while !stop.load(Ordering::Acquire) {
-                    std::thread::sleep(interval.min(Duration::from_millis(200)));
+                    let now = Instant::now();
+                    if now < next {
+                        std::thread::sleep((next - now).min(Duration::from_millis(200)));
+                        continue;
+                    }
                     let Some(e) = weak.upgrade() else { return };
                     e.check_all();
+                    next = Instant::now() + interval;
                 }
             })
             .ok();
@@ -206,7 +213,7 @@ impl RemoteEngine {
                 .take(&self.cfg.tls, self.cfg.connections, timeout)
                 .and_then(|c| match c {
                     Some(mut c) => {
-                        c.set_timeout(timeout)?;
+                        c.set_timeout(timeout);
                         let r = c.nop();
                         if r.is_ok() {
                             if self.catalog().kernels.is_empty() {
@@ -293,6 +300,7 @@ impl Engine for RemoteEngine {
     fn run(&self, kernel: &Kernel, call: &Call<'_>) -> Result<(), EngineError> {
         let deadline = Instant::now() + self.cfg.timeout;
         let mut errors = Vec::new();
+        let mut busy = false;
         for b in self.candidates() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -300,7 +308,11 @@ impl Engine for RemoteEngine {
             }
             let mut conn = match b.take(&self.cfg.tls, self.cfg.connections, left) {
                 Ok(Some(c)) => c,
-                Ok(None) => continue, // all its connections busy: try the next board
+                Ok(None) => {
+                    // All its connections busy: try the next board.
+                    busy = true;
+                    continue;
+                }
                 Err(e) => {
                     // Nothing was sent: another board may take it.
                     b.mark_down(&e.to_string());
@@ -308,12 +320,7 @@ impl Engine for RemoteEngine {
                     continue;
                 }
             };
-            if let Err(e) = conn.set_timeout(left) {
-                b.discard();
-                b.mark_down(&e.to_string());
-                errors.push(format!("{}: {e}", b.cfg.name));
-                continue;
-            }
+            conn.set_timeout(left);
             return match conn.run(&kernel.sig.name, call) {
                 Ok(_) => {
                     b.give(conn);
@@ -330,6 +337,10 @@ impl Engine for RemoteEngine {
                             EngineError::KernelGone(kernel.sig.name.clone())
                         }
                         vfpga_proto::Status::Busy => EngineError::Busy,
+                        vfpga_proto::Status::TooLarge => EngineError::Failed(format!(
+                            "board {} refuses a request this large (vfpga-agent --max-request-mib)",
+                            b.cfg.name
+                        )),
                         vfpga_proto::Status::Timeout => EngineError::Timeout(self.cfg.timeout),
                         s => EngineError::Failed(format!("board {} answered {s:?}", b.cfg.name)),
                     })
@@ -351,6 +362,10 @@ impl Engine for RemoteEngine {
                     continue;
                 }
             };
+        }
+        // Every reachable board was working at capacity: the guest may retry.
+        if busy && errors.is_empty() {
+            return Err(EngineError::Busy);
         }
         Err(link_down(&errors))
     }
@@ -381,11 +396,8 @@ impl Engine for RemoteEngine {
                     continue;
                 }
             };
-            match c
-                .set_timeout(timeout)
-                .map_err(ConnError::from)
-                .and_then(|()| c.load(name))
-            {
+            c.set_timeout(timeout);
+            match c.load(name) {
                 Ok(_) => {
                     if loaded.is_none() {
                         self.refresh_catalog(&mut c);

@@ -8,4 +8,6 @@ pub mod tls;
 
 pub use conn::{Conn, ConnError};
 pub use engine::{BoardConfig, RemoteConfig, RemoteEngine};
-pub use tls::{client_config, server_config, TlsError, TlsFiles};
+pub use tls::{
+    check_server_name, client_config, default_server_name, server_config, TlsError, TlsFiles,
+};

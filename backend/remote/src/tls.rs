@@ -99,3 +99,38 @@ pub fn server_config(f: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
         .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok(Arc::new(cfg))
 }
+
+/// The name a board's certificate must carry when none is configured: the host part of
+/// `host:port`, without the brackets of an IPv6 address (`[::1]:7447` → `::1`).
+pub fn default_server_name(address: &str) -> String {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    host.strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host)
+        .to_owned()
+}
+
+/// Checks that `name` can be matched against a certificate (a DNS name or an IP
+/// address), so a typo shows at start-up instead of on every connection.
+pub fn check_server_name(name: &str) -> Result<(), String> {
+    rustls_pki_types::ServerName::try_from(name)
+        .map(|_| ())
+        .map_err(|e| format!("{name:?} is neither a DNS name nor an IP address ({e})"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_names_drop_the_port_and_ipv6_brackets() {
+        assert_eq!(default_server_name("pynq1.lab:7447"), "pynq1.lab");
+        assert_eq!(default_server_name("10.0.0.5:7447"), "10.0.0.5");
+        assert_eq!(default_server_name("[::1]:7447"), "::1");
+        for a in ["pynq1.lab:7447", "10.0.0.5:7447", "[::1]:7447"] {
+            check_server_name(&default_server_name(a)).unwrap();
+        }
+        assert!(check_server_name("not a name").is_err());
+        assert!(check_server_name("[::1]").is_err());
+    }
+}

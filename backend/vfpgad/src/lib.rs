@@ -77,11 +77,7 @@ pub fn build_engine(config: &Config) -> Result<Arc<dyn Engine>, String> {
                 .map(|b| vfpga_remote::BoardConfig {
                     name: b.name.clone(),
                     address: b.address.clone(),
-                    server_name: b.server_name.clone().unwrap_or_else(|| {
-                        b.address
-                            .rsplit_once(':')
-                            .map_or(b.address.clone(), |(h, _)| h.to_owned())
-                    }),
+                    server_name: b.server_name(),
                 })
                 .collect();
             Ok(vfpga_remote::RemoteEngine::new(vfpga_remote::RemoteConfig {
