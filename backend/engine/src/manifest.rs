@@ -113,6 +113,9 @@ fn default_timeout_ms() -> u64 {
     2000
 }
 
+/// Highest argument register offset a manifest may give (a 1 MiB control window).
+pub const MAX_REG: u32 = 0xf_fff8;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ArgEntryToml {
@@ -328,9 +331,11 @@ fn hw_core(k: &KernelEntry) -> Result<Option<HwCore>, String> {
                 k.name, a.name
             )
         })?;
-        if reg < 0x10 || reg % 4 != 0 {
+        // A 64-bit value takes reg and reg + 4; the bound keeps that sum far from
+        // overflowing on a 32-bit board (HLS control windows are a few KiB).
+        if !(0x10..=MAX_REG).contains(&reg) || reg % 4 != 0 {
             return Err(format!(
-                "kernel `{}`, argument `{}`: reg {reg:#x} must be word-aligned and at least 0x10 (0x00-0x0c are ap_ctrl, GIE, IER, ISR)",
+                "kernel `{}`, argument `{}`: reg {reg:#x} must be word-aligned, at least 0x10 (0x00-0x0c are ap_ctrl, GIE, IER, ISR) and at most {MAX_REG:#x}",
                 k.name, a.name
             ));
         }

@@ -446,6 +446,9 @@ fn bad_manifests_and_oversized_buffers_are_refused() {
         (MANIFEST.replace("file = \"base.bit.bin\"", "file = \"../etc/passwd\""), "not a path"),
         (MANIFEST.replace(", reg = 0x34 },\n]\n\n[[kernel]]\nname = \"vadd_f32\"", " },\n]\n\n[[kernel]]\nname = \"vadd_f32\""), "needs its reg offset"),
         (MANIFEST.replace("file = \"base.bit.bin\"\n", ""), "neither file"),
+        // reg + 4 would wrap on a 32-bit board: refused, not written out of the window.
+        (MANIFEST.replacen("reg = 0x34", "reg = 0xfffffffc", 1), "at most 0xffff8"),
+        (MANIFEST.replacen("reg = 0x34", "reg = 0x36", 1), "word-aligned"),
     ];
     for (text, want) in cases {
         let b = bench(&[("base", &text)], None).unwrap();

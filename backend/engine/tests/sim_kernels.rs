@@ -277,3 +277,40 @@ fn mismatched_lengths_are_bad_arguments() {
     .unwrap_err();
     assert_eq!(err.status(), (Status::BadArgument, 1));
 }
+
+#[test]
+fn empty_results_with_a_huge_other_dimension_return_at_once() {
+    // Every buffer is empty, so the call passes its checks whatever m or h say; the
+    // kernel must not then loop u32::MAX times on a queue thread (seconds of CPU a
+    // guest could ask for again and again). A hang guard, not a performance figure.
+    let t0 = std::time::Instant::now();
+    let out = run(
+        "mmult",
+        vec![
+            Arg::In(ElemType::F32, Vec::new()),
+            Arg::In(ElemType::F32, Vec::new()),
+            Arg::Out(ElemType::F32, 0),
+            Arg::Scalar(ElemType::U32, u64::from(u32::MAX)),
+            Arg::Scalar(ElemType::U32, 0),
+            Arg::Scalar(ElemType::U32, 0),
+        ],
+    )
+    .unwrap();
+    assert!(out[0].is_empty());
+    let out = run(
+        "sobel",
+        vec![
+            Arg::In(ElemType::U8, Vec::new()),
+            Arg::Out(ElemType::U8, 0),
+            Arg::Scalar(ElemType::U32, 0),
+            Arg::Scalar(ElemType::U32, u64::from(u32::MAX)),
+        ],
+    )
+    .unwrap();
+    assert!(out[0].is_empty());
+    assert!(
+        t0.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        t0.elapsed()
+    );
+}

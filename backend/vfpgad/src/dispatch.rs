@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{debug, warn};
-use vfpga_engine::{Call, SegStream, SgBuf};
+use tracing::{debug, error, warn};
+use vfpga_engine::{Call, EngineError, SegStream, SgBuf};
 use vfpga_proto::{
     AbiError, ArgKind, DeviceInfo, ElemType, KernelDesc, Opcode, Response, Stats, Status,
     CONTROL_QUEUE, MAX_ARGS, MAX_NAME_LEN,
@@ -323,7 +323,15 @@ impl Device {
         let bufs = unsafe { bind(req.args(), req.layout.head_bytes, rd, wr) };
         let call = Call::new(req.args(), &bufs);
         let start = Instant::now();
-        let result = self.engine.run(&session.kernel, &call);
+        // A bug in an engine must cost one request, not the engine thread (and with it
+        // the chain, which the guest would wait for forever).
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.engine.run(&session.kernel, &call)
+        }))
+        .unwrap_or_else(|_| {
+            error!(guest = %self.name, kernel = %session.kernel.sig.name, "the engine panicked; request failed");
+            Err(EngineError::Failed("the engine panicked".into()))
+        });
         let ns = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let resp = match result {
             Ok(()) => {

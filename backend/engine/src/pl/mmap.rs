@@ -67,10 +67,11 @@ impl Mmap {
 
     /// Reads the 32-bit register at byte offset `off`.
     pub fn read32(&self, off: usize) -> Option<u32> {
-        if off % 4 != 0 || off + 4 > self.len {
+        if off % 4 != 0 || !off.checked_add(4).is_some_and(|end| end <= self.len) {
             return None;
         }
-        // SAFETY: in bounds and aligned (checked above; mappings are page-aligned).
+        // SAFETY: in bounds (without overflow) and aligned (checked above; mappings are
+        // page-aligned).
         Some(u32::from_le(unsafe {
             std::ptr::read_volatile(self.ptr().add(off).cast::<u32>())
         }))
@@ -78,7 +79,7 @@ impl Mmap {
 
     /// Writes the 32-bit register at byte offset `off`.
     pub fn write32(&self, off: usize, v: u32) -> bool {
-        if off % 4 != 0 || off + 4 > self.len {
+        if off % 4 != 0 || !off.checked_add(4).is_some_and(|end| end <= self.len) {
             return false;
         }
         // SAFETY: in bounds and aligned (checked above).

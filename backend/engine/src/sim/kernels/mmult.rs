@@ -13,6 +13,11 @@ use crate::{Call, Elem, EngineError};
 pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
     let (a, b, c) = (call.buf(0)?, call.buf(1)?, call.buf(2)?);
     let (m, k, n) = (call.count(3)?, call.count(4)?, call.count(5)?);
+    if n == 0 {
+        // c is empty: nothing to compute (and m alone, up to u32::MAX with every buffer
+        // empty, must not set a loop spinning).
+        return Ok(());
+    }
     let row = n.checked_mul(4).ok_or(short(2))?;
     let mut ra = a.reader();
     for i in 0..m {
@@ -47,8 +52,8 @@ pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
     Ok(())
 }
 
-/// `m·k·n` multiply-adds.
+/// `m·k·n` multiply-adds (a zero `k` still writes `m·n` zeros).
 pub(crate) fn cost(call: &Call<'_>) -> u64 {
     let d = |i| call.scalar(i).unwrap_or(0);
-    d(3).saturating_mul(d(4)).saturating_mul(d(5))
+    d(3).saturating_mul(d(4).max(1)).saturating_mul(d(5))
 }

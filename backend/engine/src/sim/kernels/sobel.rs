@@ -28,6 +28,10 @@ fn row<'a>(src: &SgBuf<'a>, y: usize, w: usize) -> Result<SgReader<'a>, EngineEr
 pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
     let (src, dst) = (call.buf(0)?, call.buf(1)?);
     let (w, h) = (call.count(2)?, call.count(3)?);
+    if w == 0 {
+        // An empty image, whatever h says (up to u32::MAX rows of nothing).
+        return Ok(());
+    }
     let mut out = dst.writer();
     for y in 0..h {
         if y == 0 || y + 1 == h || w < 3 {
