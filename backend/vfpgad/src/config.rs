@@ -18,10 +18,10 @@
 //!
 //! [library]                 # bitstreams guests may load, by name
 //! dir = "/var/lib/vfpga/bitstreams"
-//! allow = ["sim-base"]
+//! allow = ["base", "sim-base"]  # only these names ("*": every manifest in dir)
 //!
 //! [pl]                      # engine = "pl": this board's programmable logic
-//! bitstream = "base"        # loaded at start from [library]
+//! bitstream = "base"        # loaded at start from [library]; must be allowed too
 //!
 //! [remote]                  # engine = "remote": boards running vfpga-agent
 //! ca = "/etc/vfpga/pki/ca.pem"
@@ -180,6 +180,15 @@ pub struct BoardSection {
     pub address: String,
     /// Name in its certificate (default: the host part of `address`).
     pub server_name: Option<String>,
+}
+
+impl BoardSection {
+    /// The name its certificate must carry.
+    pub fn server_name(&self) -> String {
+        self.server_name
+            .clone()
+            .unwrap_or_else(|| vfpga_remote::default_server_name(&self.address))
+    }
 }
 
 /// `[daemon]`.
@@ -357,7 +366,29 @@ impl Config {
                 Some(r) if r.timeout_ms == 0 || r.connections == 0 => {
                     return bad("[remote] timeout_ms and connections must be positive".into())
                 }
-                Some(_) => {}
+                Some(r) if r.health_interval_ms < 100 => {
+                    return bad(format!(
+                        "[remote] health_interval_ms = {}: at least 100 (default 1000)",
+                        r.health_interval_ms
+                    ))
+                }
+                Some(r) => {
+                    for b in &r.boards {
+                        let port = b.address.rsplit_once(':').map(|(_, p)| p.parse::<u16>());
+                        if !matches!(port, Some(Ok(p)) if p > 0) {
+                            return bad(format!(
+                                "[[remote.board]] {:?}: address {:?} must be HOST:PORT (e.g. \"pynq1.lab:7447\", \"[::1]:7447\")",
+                                b.name, b.address
+                            ));
+                        }
+                        vfpga_remote::check_server_name(&b.server_name()).map_err(|e| {
+                            ConfigError::Invalid(format!(
+                                "[[remote.board]] {:?}: server name {e}; set server_name to the name in its certificate",
+                                b.name
+                            ))
+                        })?;
+                    }
+                }
             },
             other => {
                 return bad(format!(
@@ -401,9 +432,9 @@ impl Config {
             ));
         }
         if let Some(lib) = &self.library {
-            if let Some(n) = lib.allow.iter().find(|n| !valid_name(n)) {
+            if let Some(n) = lib.allow.iter().find(|n| *n != "*" && !valid_name(n)) {
                 return bad(format!(
-                    "[library] allow: {n:?} is not a bitstream name (1-31 characters of [A-Za-z0-9_.-])"
+                    "[library] allow: {n:?} is not a bitstream name (1-31 characters of [A-Za-z0-9_.-]) or \"*\" (every manifest in dir)"
                 ));
             }
         }

@@ -52,15 +52,15 @@ struct Cli {
     #[arg(short, long = "socket", value_name = "[NAME=]PATH")]
     sockets: Vec<String>,
 
-    /// Request queues per device (besides the control queue).
+    /// Request queues per device, besides the control queue [default: 2].
     #[arg(long, value_name = "N")]
     request_queues: Option<u16>,
 
-    /// Descriptors per virtqueue (power of two).
+    /// Descriptors per virtqueue, a power of two [default: 1024].
     #[arg(long, value_name = "N")]
     queue_size: Option<u16>,
 
-    /// Sessions a guest may hold open at once.
+    /// Sessions a guest may hold open at once [default: 64].
     #[arg(long, value_name = "N")]
     max_sessions: Option<u32>,
 
@@ -68,11 +68,13 @@ struct Cli {
     #[arg(long, value_name = "N")]
     engine_threads: Option<usize>,
 
-    /// Folder of bitstream manifests guests may load by name (needs --allow).
+    /// Folder of bitstream manifests guests may load by name; replaces [library] dir.
+    /// Guests load only names --allow (or the file's allow list) gives.
     #[arg(long, value_name = "DIR")]
     library: Option<PathBuf>,
 
-    /// A bitstream name guests may load from the library; repeatable.
+    /// A bitstream name guests may load from the library ("*": all); repeatable.
+    /// Replaces the file's allow list.
     #[arg(long = "allow", value_name = "NAME")]
     allow: Vec<String>,
 
@@ -137,13 +139,24 @@ impl Cli {
         if let Some(p) = &self.xen_path {
             c.xen.path.clone_from(p);
         }
-        if let Some(dir) = &self.library {
-            c.library = Some(LibraryConfig {
-                dir: dir.clone(),
-                allow: self.allow.clone(),
-            });
-        } else if !self.allow.is_empty() {
-            return Err("--allow needs --library DIR".into());
+        match (&self.library, &mut c.library) {
+            (Some(dir), Some(lib)) => {
+                lib.dir.clone_from(dir);
+                if !self.allow.is_empty() {
+                    lib.allow.clone_from(&self.allow);
+                }
+            }
+            (Some(dir), None) => {
+                c.library = Some(LibraryConfig {
+                    dir: dir.clone(),
+                    allow: self.allow.clone(),
+                });
+            }
+            (None, Some(lib)) if !self.allow.is_empty() => lib.allow.clone_from(&self.allow),
+            (None, None) if !self.allow.is_empty() => {
+                return Err("--allow needs a library: give --library DIR or [library] dir".into())
+            }
+            (None, _) => {}
         }
         c.validate().map_err(|e| e.to_string())?;
         Ok(c)
@@ -155,7 +168,7 @@ fn print_qemu_args(out: &mut impl Write, c: &Config) -> std::io::Result<()> {
     for (i, g) in c.guests.iter().enumerate() {
         writeln!(
             out,
-            "# guest {} (start vfpgad before QEMU; see docs/qemu.md)\n\
+            "# guest {} (start vfpgad before QEMU; see docs/qemu.md; size= must equal -m)\n\
              -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
              -chardev socket,id=vfpga{i},path={} \
              -device vhost-user-test-device-pci,chardev=vfpga{i},virtio-id={DEFAULT_VIRTIO_ID},num_vqs={},vq_size={},config_size={}",

@@ -270,6 +270,18 @@ fn hold(socket: &str) -> Result<(), Error> {
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (hold_mode, socket) = match args.as_slice() {
+        [h] if h == "-h" || h == "--help" => {
+            // The module documentation is the help text.
+            println!(
+                "usage: vfpga-vhu-demo [--hold] SOCKET\n\n\
+                 Drives a vfpgad socket like a guest would, without a VM: prints the device's\n\
+                 info and kernels, runs every built-in kernel on sample data and checks each\n\
+                 result against a reference computed here.\n\n\
+                 --hold  open a vadd_u32 session, run it, print `HOLD-READY session=ID`, wait\n\
+                 \x20       for a line on stdin, run it again and print `HOLD-RESULT STATUS`"
+            );
+            return ExitCode::SUCCESS;
+        }
         [s] if s != "--hold" => (false, s),
         [h, s] if h == "--hold" => (true, s),
         _ => {
