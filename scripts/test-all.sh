@@ -21,6 +21,14 @@ shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/ini
 	ipxe/assets/init ipxe/assets/udhcpc.script
 log "unit and protocol tests"
 cargo test --workspace --locked
+log "the board agent built for armv7 (PYNQ-Z1), under qemu-arm, behind vfpgad"
+rc=0
+scripts/test-arm-agent.sh || rc=$?
+case $rc in
+0) ;;
+77) log "SKIPPED: the armv7 agent (no armv7 Rust standard library on this machine)" ;;
+*) die "the armv7 agent tests failed" ;;
+esac
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
 log "VM tests: guests under QEMU against vfpgad, Xen dom0, IOMMU/SR-IOV, network boot"

@@ -248,13 +248,7 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         max_request_bytes: shared.cfg.max_request_bytes,
         ..DeviceLimits::default()
     };
-    let dev = Device::new(
-        &peer.ip().to_string(),
-        limits,
-        shared.cfg.engine.clone(),
-        None,
-        u64::MAX,
-    );
+    let dev = Device::new(&peer.ip().to_string(), limits, shared.cfg.engine.clone());
     let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
     loop {
         // Between requests a connection may idle as long as the host keeps it.

@@ -2,6 +2,10 @@
 //! an in-process vfpgad with the remote engine, driven by the vhost-user test frontend:
 //! bit-exact results, an agent killed mid-request, a stalled link, a client without a
 //! valid certificate, one of two agents down, and bitstream upload.
+//!
+//! `VFPGA_AGENT=PATH` runs another agent binary, `VFPGA_AGENT_RUNNER="CMD ARGS"` under a
+//! runner: scripts/test-arm-agent.sh runs these tests against the armv7 build under
+//! qemu-arm.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::io::{Read, Write};
@@ -60,7 +64,21 @@ impl AgentProc {
     }
 
     fn spawn(&mut self) {
-        let child = Command::new(env!("CARGO_BIN_EXE_vfpga-agent"))
+        let agent = std::env::var_os("VFPGA_AGENT").map_or_else(
+            || PathBuf::from(env!("CARGO_BIN_EXE_vfpga-agent")),
+            PathBuf::from,
+        );
+        let runner = std::env::var("VFPGA_AGENT_RUNNER").unwrap_or_default();
+        let mut runner = runner.split_whitespace();
+        let mut cmd = match runner.next() {
+            Some(r) => {
+                let mut c = Command::new(r);
+                c.args(runner).arg(&agent);
+                c
+            }
+            None => Command::new(&agent),
+        };
+        let child = cmd
             .args(["serve", "--pki"])
             .arg(&self.pki)
             .args(["--listen", &format!("127.0.0.1:{}", self.port)])

@@ -10,10 +10,13 @@ use vfpga_engine::{SegStream, SgBuf};
 use vfpga_proto::{
     AbiError, ArgEntry, ChainLayout, Opcode, RequestHeader, Response, Status, MAX_ARGS,
 };
+#[cfg(feature = "vhost")]
 use virtio_queue::DescriptorChain;
+#[cfg(feature = "vhost")]
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::config::DeviceLimits;
+#[cfg(feature = "vhost")]
 use crate::{GuestMem, MemGuard};
 
 /// Writable descriptors remembered from the end of a chain, to answer a chain that is
@@ -118,6 +121,7 @@ pub enum Decoded {
 
 /// Maps `len` bytes at guest address `addr` into `stream`; `false` if any byte is
 /// outside guest memory or the stream is full.
+#[cfg(feature = "vhost")]
 fn map(mem: &GuestMem, stream: &mut SegStream, addr: u64, len: u32) -> bool {
     for slice in GuestMemoryBackend::get_slices(mem, GuestAddress(addr), len as usize) {
         match slice {
@@ -133,6 +137,7 @@ fn map(mem: &GuestMem, stream: &mut SegStream, addr: u64, len: u32) -> bool {
 }
 
 /// Decodes the chain into `scratch`.
+#[cfg(feature = "vhost")]
 pub fn decode(
     chain: DescriptorChain<MemGuard>,
     mem: &GuestMem,
@@ -277,6 +282,7 @@ fn read(segs: &[vfpga_engine::RawSeg], off: u64, dst: &mut [u8]) -> bool {
 
 /// Maps only the last 40 writable bytes (from the remembered tail descriptors) so a
 /// refused chain can still get its status.
+#[cfg(feature = "vhost")]
 fn refuse_via_tail(
     head: u16,
     tag: u64,

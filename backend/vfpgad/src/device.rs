@@ -10,14 +10,16 @@ use vfpga_proto::{
     wire::name_field, DeviceConfig, DeviceInfo, ABI_VERSION, CAP_OUT_OF_ORDER, CONFIG_MAGIC,
     MAX_ARGS, VIRTIO_VFPGA_F_LOAD_BITSTREAM,
 };
+#[cfg(feature = "vhost")]
 use vm_memory::GuestMemoryAtomic;
 
 use crate::chain::Scratch;
 use crate::config::DeviceLimits;
+#[cfg(feature = "vhost")]
 use crate::executor::{Executor, Job, JobQueue};
-
 use crate::sessions::Sessions;
 use crate::stats::Counters;
+#[cfg(feature = "vhost")]
 use crate::GuestMem;
 
 /// Per-virtqueue state.
@@ -26,6 +28,7 @@ pub struct QueueCtx {
     /// Decode space for the queue's thread.
     pub scratch: Mutex<Scratch>,
     /// Idle jobs for runs handed to the engine threads.
+    #[cfg(feature = "vhost")]
     pub jobs: Mutex<Vec<Box<Job>>>,
     /// Runs handed to the engine threads and not yet completed.
     inflight: Mutex<usize>,
@@ -37,16 +40,19 @@ pub struct QueueCtx {
 
 /// Jobs each queue can have on the engine threads at once; further long runs execute
 /// on the queue's own thread.
+#[cfg(feature = "vhost")]
 const JOBS_PER_QUEUE: usize = 32;
 
 impl QueueCtx {
     fn new(limits: &DeviceLimits) -> Self {
-        let jobs = (0..JOBS_PER_QUEUE)
-            .map(|_| Box::new(Job::new(limits.max_segments)))
-            .collect();
         Self {
             scratch: Mutex::new(Scratch::new(limits.max_segments)),
-            jobs: Mutex::new(jobs),
+            #[cfg(feature = "vhost")]
+            jobs: Mutex::new(
+                (0..JOBS_PER_QUEUE)
+                    .map(|_| Box::new(Job::new(limits.max_segments)))
+                    .collect(),
+            ),
             inflight: Mutex::new(0),
             idle: Condvar::new(),
             epoch: AtomicU64::new(0),
@@ -114,6 +120,7 @@ pub struct Device {
     /// The engine (shared by all guests).
     pub engine: Arc<dyn Engine>,
     /// Queue of the engine threads (shared by all guests); `None` when shutting down.
+    #[cfg(feature = "vhost")]
     pub jobs_tx: Option<JobQueue>,
     /// Runs estimated costlier than this go to the engine threads.
     pub inline_cost: u64,
@@ -125,32 +132,38 @@ pub struct Device {
     pub queues: Vec<QueueCtx>,
     /// Whether the driver negotiated EVENT_IDX.
     pub event_idx: AtomicBool,
+    #[cfg(feature = "vhost")]
     mem: RwLock<Option<GuestMemoryAtomic<GuestMem>>>,
 }
 
 impl Device {
-    /// A device for guest `name`.
-    pub fn new(
-        name: &str,
-        limits: DeviceLimits,
-        engine: Arc<dyn Engine>,
-        exec: Option<&Arc<Executor>>,
-        inline_cost: u64,
-    ) -> Self {
+    /// A device for guest `name` that runs everything on the caller's thread
+    /// ([`Device::with_engine_threads`] hands long runs over).
+    pub fn new(name: &str, limits: DeviceLimits, engine: Arc<dyn Engine>) -> Self {
         Self {
             name: name.to_owned(),
             limits,
             engine,
-            jobs_tx: exec.and_then(|e| e.sender()),
-            inline_cost,
+            #[cfg(feature = "vhost")]
+            jobs_tx: None,
+            inline_cost: u64::MAX,
             sessions: Sessions::new(limits.max_sessions as usize),
             counters: Counters::default(),
             queues: (0..=limits.request_queues)
                 .map(|_| QueueCtx::new(&limits))
                 .collect(),
             event_idx: AtomicBool::new(false),
+            #[cfg(feature = "vhost")]
             mem: RwLock::new(None),
         }
+    }
+
+    /// Hands runs estimated costlier than `inline_cost` to `exec`'s threads.
+    #[cfg(feature = "vhost")]
+    pub fn with_engine_threads(mut self, exec: &Executor, inline_cost: u64) -> Self {
+        self.jobs_tx = exec.sender();
+        self.inline_cost = inline_cost;
+        self
     }
 
     /// Device feature bits (the device-specific range).
@@ -202,6 +215,7 @@ impl Device {
     }
 
     /// Records the guest memory map.
+    #[cfg(feature = "vhost")]
     pub fn set_memory(&self, mem: GuestMemoryAtomic<GuestMem>) {
         match self.mem.write() {
             Ok(mut m) => *m = Some(mem),
@@ -210,6 +224,7 @@ impl Device {
     }
 
     /// The guest memory map, once the frontend has sent it.
+    #[cfg(feature = "vhost")]
     pub fn memory(&self) -> Option<GuestMemoryAtomic<GuestMem>> {
         match self.mem.read() {
             Ok(m) => m.clone(),

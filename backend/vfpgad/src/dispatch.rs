@@ -11,13 +11,19 @@ use vfpga_proto::{
     AbiError, ArgKind, DeviceInfo, ElemType, KernelDesc, Opcode, Response, Stats, Status,
     CONTROL_QUEUE, MAX_ARGS, MAX_NAME_LEN,
 };
+#[cfg(feature = "vhost")]
 use vhost_user_backend::VringRwLock;
+#[cfg(feature = "vhost")]
 use virtio_queue::DescriptorChain;
 
-use crate::chain::{self, bind, write_response, Decoded, Request, Scratch};
+#[cfg(feature = "vhost")]
+use crate::chain::{self, write_response, Decoded};
+use crate::chain::{bind, Request, Scratch};
 use crate::device::{lock, Device};
+#[cfg(feature = "vhost")]
 use crate::executor::JobParts;
 use crate::sessions::Session;
+#[cfg(feature = "vhost")]
 use crate::MemGuard;
 
 /// What became of a chain.
@@ -38,6 +44,7 @@ type OpResult = Result<Response, AbiError>;
 
 impl Device {
     /// Decodes, dispatches and (unless deferred) answers one chain from queue `queue`.
+    #[cfg(feature = "vhost")]
     pub fn handle_chain(
         self: &Arc<Self>,
         queue: usize,
@@ -80,6 +87,7 @@ impl Device {
     }
 
     /// Runs the operation; `None` when it was handed to the engine threads.
+    #[cfg(feature = "vhost")]
     fn dispatch(
         self: &Arc<Self>,
         queue: usize,
@@ -231,6 +239,7 @@ impl Device {
         write_out(bufs, 0, &stats.to_bytes(), Stats::SIZE)
     }
 
+    #[cfg(feature = "vhost")]
     fn op_run(
         self: &Arc<Self>,
         queue: usize,
@@ -270,6 +279,7 @@ impl Device {
     }
 
     /// Hands a run to the engine threads; `false` if none can take it now.
+    #[cfg(feature = "vhost")]
     fn defer(
         self: &Arc<Self>,
         queue: usize,

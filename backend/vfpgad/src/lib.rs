@@ -5,17 +5,27 @@
 //! and checks it, [`dispatch`] runs the operation (handing long runs to
 //! [`executor`]'s engine threads), and the completion goes back through
 //! [`vhu_vfpga::complete_one`].
+//!
+//! Without the `vhost` feature (default on) only the device logic is built: sessions,
+//! operations and runs on requests decoded elsewhere, as `vfpga-agent` uses them on
+//! 32-bit boards.
+// Parts only the vhost-user side reads are idle without it.
+#![cfg_attr(not(feature = "vhost"), allow(dead_code, unused_imports))]
 
 pub mod chain;
 pub mod config;
 pub mod device;
 pub mod dispatch;
+#[cfg(feature = "vhost")]
 pub mod executor;
 pub mod notify;
+#[cfg(feature = "vhost")]
 pub mod server;
 pub mod sessions;
 pub mod stats;
+#[cfg(feature = "vhost")]
 pub mod vhu_vfpga;
+#[cfg(feature = "vhost")]
 pub mod xen;
 
 use std::sync::Arc;
@@ -25,12 +35,15 @@ use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Engine, Library};
 
 pub use config::Config;
+#[cfg(feature = "vhost")]
 pub use server::Server;
 
 /// Guest memory as mapped from the frontend's memory table.
+#[cfg(feature = "vhost")]
 pub type GuestMem = vm_memory::GuestMemoryMmap<()>;
 
 /// A reference that keeps one version of the guest memory map alive.
+#[cfg(feature = "vhost")]
 pub type MemGuard = vm_memory::GuestMemoryLoadGuard<GuestMem>;
 
 /// Builds the engine the configuration names.

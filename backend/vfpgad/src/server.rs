@@ -286,13 +286,10 @@ impl GuestLoop {
     /// Accepts one frontend and serves it until it disconnects or the server stops.
     fn serve_one(&self, listener: &mut Listener) -> Result<(), vhost_user_backend::Error> {
         let name = &self.guest.name;
-        let dev = Arc::new(Device::new(
-            name,
-            self.limits,
-            self.engine.clone(),
-            Some(&self.exec),
-            self.inline_cost,
-        ));
+        let dev = Arc::new(
+            Device::new(name, self.limits, self.engine.clone())
+                .with_engine_threads(&self.exec, self.inline_cost),
+        );
         let backend = VhuVfpga::new(dev.clone());
         let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
         let mut daemon = VhostUserDaemon::new(format!("vfpga-{name}"), backend, mem)?;
