@@ -97,7 +97,8 @@ impl std::fmt::Debug for Conn {
 
 impl Conn {
     /// Connects to `address` and completes the TLS handshake (so a refused certificate
-    /// shows here, not on the first request), all within `timeout`.
+    /// shows here, not on the first request), all within `timeout`. Later calls are
+    /// unbounded until [`Conn::set_timeout`].
     pub fn connect(
         address: &str,
         server_name: &str,
@@ -118,6 +119,8 @@ impl Conn {
         while stream.conn.is_handshaking() {
             stream.conn.complete_io(&mut stream.sock)?;
         }
+        // Connected: each use bounds itself with `set_timeout`.
+        stream.sock.set(None);
         Ok(Self {
             stream,
             sessions: HashMap::new(),
