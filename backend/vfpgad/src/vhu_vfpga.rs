@@ -156,6 +156,13 @@ impl VhostUserBackend for VhuVfpga {
 
     fn reset_device(&self) {
         debug!(guest = %self.dev.name, "device reset");
+        // The frontend need not stop the rings before a reset: runs still on the
+        // engine threads must not complete into the rings the driver sets up next.
+        for (q, ctx) in self.dev.queues.iter().enumerate() {
+            if !ctx.stop(STOP_TIMEOUT) {
+                warn!(guest = %self.dev.name, queue = q, "runs still active after {STOP_TIMEOUT:?} at reset; their results will be dropped");
+            }
+        }
         self.dev.reset();
     }
 
