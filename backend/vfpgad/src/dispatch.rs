@@ -428,3 +428,77 @@ fn read_name<'r>(b: SgBuf<'_>, raw: &'r mut [u8; MAX_NAME_LEN]) -> Result<&'r st
     }
     std::str::from_utf8(raw).map_err(|_| bad("name is not UTF-8"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::DeviceLimits;
+    use vfpga_engine::sim::SimEngine;
+    use vfpga_engine::{Catalog, Engine, EngineInfo, Kernel};
+    use vfpga_proto::{ArgEntry, ChainLayout, RequestHeader};
+
+    /// The sim engine's catalogue with a `run` that panics: a stand-in for an engine bug.
+    #[derive(Debug)]
+    struct Panics(SimEngine);
+
+    impl Engine for Panics {
+        fn info(&self) -> EngineInfo {
+            self.0.info()
+        }
+        fn catalog(&self) -> Arc<Catalog> {
+            self.0.catalog()
+        }
+        fn run(&self, _: &Kernel, _: &Call<'_>) -> Result<(), EngineError> {
+            panic!("engine bug");
+        }
+        fn cost(&self, k: &Kernel, c: &Call<'_>) -> u64 {
+            self.0.cost(k, c)
+        }
+        fn load_bitstream(&self, name: &str) -> Result<Arc<Catalog>, EngineError> {
+            self.0.load_bitstream(name)
+        }
+    }
+
+    #[test]
+    fn a_panicking_engine_fails_the_request_and_the_device_goes_on() {
+        let engine = Arc::new(Panics(SimEngine::new(None).expect("sim engine")));
+        let kernel = engine
+            .catalog()
+            .find("sha256")
+            .expect("sha256 in the catalogue")
+            .clone();
+        let dev = Device::new("vm0", DeviceLimits::default(), engine);
+        let session = dev.sessions.open(kernel).expect("a session");
+        let mut args = [ArgEntry::default(); MAX_ARGS];
+        args[..3].copy_from_slice(&[
+            ArgEntry::input(ElemType::U8, 0),
+            ArgEntry::output(ElemType::U8, 32),
+            ArgEntry::scalar(ElemType::U64, 0),
+        ]);
+        let layout = ChainLayout::of(&args[..3]).expect("layout");
+        let req = Request {
+            head: 0,
+            hdr: RequestHeader::new(Opcode::Run, 7, session.id, 3),
+            op: Opcode::Run,
+            args,
+            n_args: 3,
+            layout: ChainLayout {
+                head_bytes: 0,
+                ..layout
+            },
+            resp_off: 0,
+        };
+        let mut out = [0u8; 32];
+        let rd = SegStream::with_capacity(1);
+        let mut wr = SegStream::with_capacity(1);
+        assert!(wr.push(out.as_mut_ptr(), out.len()));
+        for _ in 0..2 {
+            let resp = dev.run_now(&session, &req, &rd, &wr);
+            assert_eq!(resp.status(), Some(Status::EngineError));
+        }
+        assert!(
+            dev.sessions.get(session.id).is_some(),
+            "the session outlives the bug"
+        );
+    }
+}
