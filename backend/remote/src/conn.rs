@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
@@ -105,11 +105,28 @@ impl Conn {
         tls: Arc<ClientConfig>,
         timeout: Duration,
     ) -> Result<Self, ConnError> {
+        let deadline = Instant::now().checked_add(timeout).ok_or_else(|| {
+            ConnError::Protocol(format!("connect timeout {timeout:?} out of range"))
+        })?;
+        Self::connect_by(address, server_name, tls, deadline)
+    }
+
+    /// [`Conn::connect`], finished by `deadline` (connect and handshake together).
+    pub fn connect_by(
+        address: &str,
+        server_name: &str,
+        tls: Arc<ClientConfig>,
+        deadline: Instant,
+    ) -> Result<Self, ConnError> {
         let addr = address.to_socket_addrs()?.next().ok_or_else(|| {
             io::Error::new(io::ErrorKind::NotFound, format!("{address}: no address"))
         })?;
-        let mut sock = Deadline::new(TcpStream::connect_timeout(&addr, timeout)?);
-        sock.set_in(timeout);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(ConnError::Io(io::ErrorKind::TimedOut.into()));
+        }
+        let mut sock = Deadline::new(TcpStream::connect_timeout(&addr, left)?);
+        sock.set(Some(deadline));
         sock.get_ref().set_nodelay(true)?;
         let name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| ConnError::Protocol(format!("server name {server_name:?}: {e}")))?;
@@ -133,6 +150,11 @@ impl Conn {
     /// on the whole exchange, so a board answering a byte at a time cannot stretch it.
     pub fn set_timeout(&mut self, t: Duration) {
         self.stream.sock.set_in(t);
+    }
+
+    /// Everything this connection does from now on must end by `deadline`.
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.stream.sock.set(Some(deadline));
     }
 
     /// One request/response exchange.

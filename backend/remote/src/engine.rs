@@ -75,11 +75,12 @@ impl Board {
     }
 
     /// An idle connection, or a new one if the board has room for it.
+    /// A new connection must be up by `deadline`.
     fn take(
         &self,
         tls: &Arc<ClientConfig>,
         max: usize,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Option<Conn>, ConnError> {
         if let Some(c) = lock(&self.idle).pop() {
             return Ok(Some(c));
@@ -88,11 +89,11 @@ impl Board {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Ok(None);
         }
-        match Conn::connect(
+        match Conn::connect_by(
             &self.cfg.address,
             &self.cfg.server_name,
             tls.clone(),
-            timeout,
+            deadline,
         ) {
             Ok(c) => Ok(Some(c)),
             Err(e) => {
@@ -104,6 +105,15 @@ impl Board {
 
     fn give(&self, c: Conn) {
         lock(&self.idle).push(c);
+    }
+
+    /// Pools `c` after an exchange that ended with `r`: a status leaves it in step,
+    /// any other error (timeout, broken link, protocol) does not.
+    fn settle<T>(&self, c: Conn, r: &Result<T, ConnError>) {
+        match r {
+            Ok(_) | Err(ConnError::Status { .. }) => self.give(c),
+            Err(_) => self.discard(),
+        }
     }
 
     fn discard(&self) {
@@ -209,20 +219,17 @@ impl RemoteEngine {
             if !up && Instant::now() < *lock(&b.retry_at) {
                 continue;
             }
+            let deadline = Instant::now() + timeout;
             let result = b
-                .take(&self.cfg.tls, self.cfg.connections, timeout)
+                .take(&self.cfg.tls, self.cfg.connections, deadline)
                 .and_then(|c| match c {
                     Some(mut c) => {
-                        c.set_timeout(timeout);
-                        let r = c.nop();
-                        if r.is_ok() {
-                            if self.catalog().kernels.is_empty() {
-                                self.refresh_catalog(&mut c);
-                            }
-                            b.give(c);
-                        } else {
-                            b.discard();
+                        c.set_deadline(deadline);
+                        let mut r = c.nop();
+                        if r.is_ok() && self.catalog().kernels.is_empty() {
+                            r = self.refresh_catalog(&mut c);
                         }
+                        b.settle(c, &r);
                         r
                     }
                     // Every connection is busy: the board is working.
@@ -235,12 +242,16 @@ impl RemoteEngine {
         }
     }
 
-    fn refresh_catalog(&self, c: &mut Conn) {
-        let info = c.info();
+    /// Reads the board's catalogue into the engine's. An error other than a status
+    /// leaves the connection out of step: the caller must not pool it.
+    fn refresh_catalog(&self, c: &mut Conn) -> Result<(), ConnError> {
+        let info = match c.info() {
+            Err(ConnError::Status { .. }) => None,
+            r => Some(r?),
+        };
         match c.kernels() {
             Ok(sigs) => {
                 let name = info
-                    .ok()
                     .and_then(|i| vfpga_proto::wire::name_str(&i.bitstream).map(str::to_owned))
                     .unwrap_or_else(|| "remote".into());
                 let cat = Arc::new(Catalog::from_signatures(
@@ -252,8 +263,15 @@ impl RemoteEngine {
                     Ok(mut g) => *g = cat,
                     Err(p) => *p.into_inner() = cat,
                 }
+                Ok(())
             }
-            Err(e) => warn!("cannot read the board's kernel catalogue: {e}"),
+            Err(e) => {
+                warn!("cannot read the board's kernel catalogue: {e}");
+                match e {
+                    ConnError::Status { .. } => Ok(()),
+                    e => Err(e),
+                }
+            }
         }
     }
 
@@ -306,7 +324,7 @@ impl Engine for RemoteEngine {
             if left.is_zero() {
                 return Err(EngineError::Timeout(self.cfg.timeout));
             }
-            let mut conn = match b.take(&self.cfg.tls, self.cfg.connections, left) {
+            let mut conn = match b.take(&self.cfg.tls, self.cfg.connections, deadline) {
                 Ok(Some(c)) => c,
                 Ok(None) => {
                     // All its connections busy: try the next board.
@@ -320,7 +338,7 @@ impl Engine for RemoteEngine {
                     continue;
                 }
             };
-            conn.set_timeout(left);
+            conn.set_deadline(deadline);
             return match conn.run(&kernel.sig.name, call) {
                 Ok(_) => {
                     b.give(conn);
@@ -384,7 +402,8 @@ impl Engine for RemoteEngine {
             .iter()
             .filter(|b| b.healthy.load(Ordering::Acquire))
         {
-            let mut c = match b.take(&self.cfg.tls, self.cfg.connections, timeout) {
+            let deadline = Instant::now() + timeout;
+            let mut c = match b.take(&self.cfg.tls, self.cfg.connections, deadline) {
                 Ok(Some(c)) => c,
                 Ok(None) => {
                     errors.push(format!("{}: busy", b.cfg.name));
@@ -396,14 +415,25 @@ impl Engine for RemoteEngine {
                     continue;
                 }
             };
-            c.set_timeout(timeout);
+            c.set_deadline(deadline);
             match c.load(name) {
                 Ok(_) => {
-                    if loaded.is_none() {
-                        self.refresh_catalog(&mut c);
-                        loaded = Some(self.catalog());
+                    // The catalogue gets a deadline of its own: loading may have used
+                    // most of the first.
+                    let r = if loaded.is_none() {
+                        c.set_timeout(timeout.min(Duration::from_secs(5)));
+                        self.refresh_catalog(&mut c)
+                    } else {
+                        Ok(())
+                    };
+                    match &r {
+                        Ok(()) if loaded.is_none() => loaded = Some(self.catalog()),
+                        Ok(()) => {}
+                        Err(e) => {
+                            errors.push(format!("{}: catalogue after loading: {e}", b.cfg.name))
+                        }
                     }
-                    b.give(c);
+                    b.settle(c, &r);
                 }
                 Err(ConnError::Status { status, .. }) => {
                     b.give(c);
