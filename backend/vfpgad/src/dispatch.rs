@@ -38,6 +38,8 @@ pub enum Outcome {
     },
     /// Handed to the engine threads, which complete it.
     Deferred,
+    /// The queue was stopped or reset while it ran: the ring it came from is gone.
+    Abandoned,
 }
 
 type OpResult = Result<Response, AbiError>;
@@ -53,6 +55,7 @@ impl Device {
         vring: &VringRwLock,
         scratch: &mut Scratch,
     ) -> Outcome {
+        let epoch = self.queues.get(queue).map(|q| q.epoch());
         let (head, resp_off, resp) = match chain::decode(chain, mem, &self.limits, scratch) {
             Decoded::Unanswerable { head, reason } => {
                 warn!(guest = %self.name, queue, head, "returning chain unanswered: {reason}");
@@ -80,6 +83,10 @@ impl Device {
                 }
             }
         };
+        if self.queues.get(queue).map(|q| q.epoch()) != epoch {
+            warn!(guest = %self.name, queue, head, "queue stopped during the run; result dropped");
+            return Outcome::Abandoned;
+        }
         self.counters
             .request(resp.status().unwrap_or(Status::EngineError));
         let used = write_response(&scratch.wr, resp_off, &resp).unwrap_or(0);

@@ -71,12 +71,17 @@ impl VhuVfpga {
                 let Some(chain) = chain else {
                     break;
                 };
+                // In flight until it is in the used ring, like a run on the engine
+                // threads: a queue stop or reset waits for it (and a stop that gives
+                // up starts a new epoch, which `handle_chain` notices).
+                ctx.start_job();
                 match self.dev.handle_chain(q, chain, &mem, vring, &mut scratch) {
                     Outcome::Done { head, used } => {
                         completed |= complete_one(vring, head, used, false);
                     }
-                    Outcome::Deferred => {}
+                    Outcome::Deferred | Outcome::Abandoned => {}
                 }
+                ctx.finish_job();
             }
             if !event_idx {
                 break;
@@ -158,9 +163,12 @@ impl VhostUserBackend for VhuVfpga {
         debug!(guest = %self.dev.name, "device reset");
         // The frontend need not stop the rings before a reset: runs still on the
         // engine threads must not complete into the rings the driver sets up next.
+        // One time limit for all queues, not one per queue.
+        let deadline = std::time::Instant::now() + STOP_TIMEOUT;
         for (q, ctx) in self.dev.queues.iter().enumerate() {
-            if !ctx.stop(STOP_TIMEOUT) {
-                warn!(guest = %self.dev.name, queue = q, "runs still active after {STOP_TIMEOUT:?} at reset; their results will be dropped");
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if !ctx.stop(left) {
+                warn!(guest = %self.dev.name, queue = q, "runs still active {STOP_TIMEOUT:?} after the reset; their results will be dropped");
             }
         }
         self.dev.reset();
