@@ -1,7 +1,7 @@
 //! The state of one vfpga device (one guest): limits, sessions, counters, per-queue
 //! scratch space and the engine it forwards to.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
@@ -30,8 +30,14 @@ pub struct QueueCtx {
     /// Idle jobs for runs handed to the engine threads.
     #[cfg(feature = "vhost")]
     pub jobs: Mutex<Vec<Box<Job>>>,
-    /// Runs handed to the engine threads and not yet completed.
-    inflight: Mutex<usize>,
+    /// Chains taken from the ring and not yet back in the used ring: the one the
+    /// queue's thread is handling and the runs on the engine threads.
+    inflight: AtomicUsize,
+    /// Threads in `wait_idle`; finishers notify `idle` (under `idle_lock`) only when
+    /// there are some: the common case, nobody stopping the queue, costs no lock and
+    /// no system call.
+    waiters: AtomicUsize,
+    idle_lock: Mutex<()>,
     idle: Condvar,
     /// Bumped when the frontend stops the queue: runs that started before must not
     /// touch the queue or guest memory afterwards (the driver may have freed it).
@@ -53,22 +59,27 @@ impl QueueCtx {
                     .map(|_| Box::new(Job::new(limits.max_segments)))
                     .collect(),
             ),
-            inflight: Mutex::new(0),
+            inflight: AtomicUsize::new(0),
+            waiters: AtomicUsize::new(0),
+            idle_lock: Mutex::new(()),
             idle: Condvar::new(),
             epoch: AtomicU64::new(0),
         }
     }
 
-    /// Marks a run as handed to the engine threads.
+    /// Marks a chain as in flight.
     pub fn start_job(&self) {
-        *lock(&self.inflight) += 1;
+        self.inflight.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Marks a handed-over run as completed.
+    /// Marks an in-flight chain as back in the used ring (or abandoned).
     pub fn finish_job(&self) {
-        let mut n = lock(&self.inflight);
-        *n = n.saturating_sub(1);
-        if *n == 0 {
+        // SeqCst pairs with `wait_idle`: either the waiter sees the count drop, or
+        // this sees the waiter and wakes it under the lock it waits with.
+        if self.inflight.fetch_sub(1, Ordering::SeqCst) == 1
+            && self.waiters.load(Ordering::SeqCst) > 0
+        {
+            let _g = lock(&self.idle_lock);
             self.idle.notify_all();
         }
     }
@@ -78,29 +89,34 @@ impl QueueCtx {
         self.epoch.load(Ordering::Acquire)
     }
 
-    /// Stops the queue: waits up to `timeout` for its runs on the engine threads, then
-    /// starts a new epoch so any run still going is abandoned (its completion is not
-    /// written). Returns `false` if runs had to be abandoned.
+    /// Stops the queue: waits up to `timeout` for its chains in flight, then starts a
+    /// new epoch so any run still going is abandoned (its completion is not written).
+    /// Returns `false` if runs had to be abandoned.
     pub fn stop(&self, timeout: Duration) -> bool {
         let idle = self.wait_idle(timeout);
         self.epoch.fetch_add(1, Ordering::AcqRel);
         idle
     }
 
-    /// Waits until no run of this queue is on the engine threads; `false` on timeout.
+    /// Waits until no chain of this queue is in flight; `false` on timeout.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
-        let mut n = lock(&self.inflight);
-        while *n > 0 {
+        let mut g = lock(&self.idle_lock);
+        self.waiters.fetch_add(1, Ordering::SeqCst);
+        let idle = loop {
+            if self.inflight.load(Ordering::SeqCst) == 0 {
+                break true;
+            }
             let Some(left) = deadline.checked_duration_since(Instant::now()) else {
-                return false;
+                break false;
             };
-            n = match self.idle.wait_timeout(n, left) {
+            g = match self.idle.wait_timeout(g, left) {
                 Ok((g, _)) => g,
                 Err(p) => p.into_inner().0,
             };
-        }
-        true
+        };
+        self.waiters.fetch_sub(1, Ordering::SeqCst);
+        idle
     }
 }
 

@@ -22,7 +22,7 @@ use vmm_sys_util::event::{
 use crate::device::{lock, Device};
 use crate::dispatch::Outcome;
 
-/// How long a queue stop waits for runs on the engine threads to finish.
+/// How long a queue stop (or a reset, for all queues) waits for chains in flight.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The vhost-user backend of one guest's device.
