@@ -137,23 +137,6 @@ pub fn skip<R: Read>(r: &mut R, n: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// A socket whose blocking calls can be bounded (what [`Deadline`] needs).
-pub trait TimedSocket {
-    /// `SO_RCVTIMEO`.
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
-    /// `SO_SNDTIMEO`.
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
-}
-
-impl TimedSocket for TcpStream {
-    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_read_timeout(self, t)
-    }
-    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        TcpStream::set_write_timeout(self, t)
-    }
-}
-
 /// A socket whose reads and writes all end by one instant: a socket timeout alone
 /// bounds each call, so a peer trickling a byte at a time could stretch a message
 /// forever. Calls wait in slices of at most [`Deadline::SLICE`] (never past the
@@ -162,20 +145,20 @@ impl TimedSocket for TcpStream {
 /// connection between messages). The socket's timeouts change only when the slice
 /// does, so the steady state costs no system call beyond the transfer itself.
 #[derive(Debug)]
-pub struct Deadline<S> {
-    inner: S,
+pub struct Deadline {
+    inner: TcpStream,
     until: Option<Instant>,
     /// What `SO_RCVTIMEO` and `SO_SNDTIMEO` are set to (`None`: not known yet).
     set_r: Option<Duration>,
     set_w: Option<Duration>,
 }
 
-impl<S: TimedSocket> Deadline<S> {
+impl Deadline {
     /// Longest a single wait lasts before the deadline is looked at again.
     pub const SLICE: Duration = Duration::from_millis(500);
 
     /// Wraps `inner`, with no deadline.
-    pub fn new(inner: S) -> Self {
+    pub fn new(inner: TcpStream) -> Self {
         Self {
             inner,
             until: None,
@@ -195,7 +178,7 @@ impl<S: TimedSocket> Deadline<S> {
     }
 
     /// The socket.
-    pub fn get_ref(&self) -> &S {
+    pub fn get_ref(&self) -> &TcpStream {
         &self.inner
     }
 
@@ -233,7 +216,7 @@ impl<S: TimedSocket> Deadline<S> {
     }
 }
 
-impl<S: TimedSocket + Read> Read for Deadline<S> {
+impl Read for Deadline {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             self.arm(true)?;
@@ -246,7 +229,7 @@ impl<S: TimedSocket + Read> Read for Deadline<S> {
     }
 }
 
-impl<S: TimedSocket + Write> Write for Deadline<S> {
+impl Write for Deadline {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
             self.arm(false)?;
@@ -363,11 +346,7 @@ mod tests {
         let t1 = Instant::now();
         d.read_to_end(&mut rest).unwrap();
         assert!(!rest.is_empty());
-        assert!(
-            t1.elapsed() > Deadline::<TcpStream>::SLICE,
-            "{:?}",
-            t1.elapsed()
-        );
+        assert!(t1.elapsed() > Deadline::SLICE, "{:?}", t1.elapsed());
         drop(d);
         peer.join().unwrap();
     }

@@ -207,7 +207,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     }
 }
 
-type Tls = StreamOwned<ServerConnection, Deadline<TcpStream>>;
+type Tls = StreamOwned<ServerConnection, Deadline>;
 
 /// How long a host has to finish the TLS handshake.
 const HANDSHAKE_TIME: Duration = Duration::from_secs(10);

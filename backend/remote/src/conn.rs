@@ -81,7 +81,7 @@ pub enum Dst<'a> {
 
 /// A connection to one board.
 pub struct Conn {
-    stream: StreamOwned<ClientConnection, Deadline<TcpStream>>,
+    stream: StreamOwned<ClientConnection, Deadline>,
     sessions: HashMap<String, u64>,
     bounce: Vec<u8>,
     tag: u64,
