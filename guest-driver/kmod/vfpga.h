@@ -58,6 +58,13 @@ struct vfpga_queue {
 	char name[24];
 };
 
+/*
+ * Requests can finish after vfpga_remove() dropped the last reference to vd->dev,
+ * whose name goes with it: log them by minor number, not through the device.
+ */
+#define vfpga_warn(vd, fmt, ...) \
+	pr_warn_ratelimited(KBUILD_MODNAME ": vfpga%u: " fmt, (vd)->minor, ##__VA_ARGS__)
+
 struct vfpga_dev {
 	struct kref ref;
 	struct device dev;		/* /dev/vfpgaN; its release drops one ref */

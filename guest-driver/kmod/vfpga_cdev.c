@@ -34,18 +34,23 @@ struct vfpga_file {
 	struct work_struct release_work;
 };
 
-static bool vfpga_session_known(struct vfpga_file *vf, u64 id)
+static struct vfpga_session *vfpga_session_find(struct vfpga_file *vf, u64 id)
 {
 	struct vfpga_session *s;
-	bool found = false;
+
+	lockdep_assert_held(&vf->lock);
+	list_for_each_entry(s, &vf->sessions, node)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static bool vfpga_session_known(struct vfpga_file *vf, u64 id)
+{
+	bool found;
 
 	spin_lock(&vf->lock);
-	list_for_each_entry(s, &vf->sessions, node) {
-		if (s->id == id) {
-			found = true;
-			break;
-		}
-	}
+	found = !!vfpga_session_find(vf, id);
 	spin_unlock(&vf->lock);
 	return found;
 }
@@ -55,14 +60,11 @@ static void vfpga_session_forget(struct vfpga_file *vf, u64 id)
 	struct vfpga_session *s;
 
 	spin_lock(&vf->lock);
-	list_for_each_entry(s, &vf->sessions, node) {
-		if (s->id == id) {
-			list_del(&s->node);
-			kfree(s);
-			break;
-		}
-	}
+	s = vfpga_session_find(vf, id);
+	if (s)
+		list_del(&s->node);
 	spin_unlock(&vf->lock);
+	kfree(s);
 }
 
 /* Length of a NUL-terminated name of 1..VFPGA_MAX_NAME_LEN bytes, else 0. */
@@ -138,8 +140,8 @@ static int vfpga_ioc_list(struct vfpga_file *vf, void __user *uarg)
 	if (io.status == VFPGA_S_OK) {
 		written = le64_to_cpu(req->resp.written);
 		if (written % rec) {
-			dev_warn_ratelimited(&vf->vd->dev, "LIST_KERNELS wrote %llu bytes\n",
-					     written);
+			vfpga_warn(vf->vd, "LIST_KERNELS wrote %llu bytes\n",
+				   written);
 			err = -EIO;
 			goto out;
 		}
@@ -183,7 +185,7 @@ static int vfpga_ioc_open_session(struct vfpga_file *vf, void __user *uarg)
 	if (io.status == VFPGA_S_OK) {
 		s->id = le64_to_cpu(req->resp.value);
 		if (!s->id) {
-			dev_warn_ratelimited(&vf->vd->dev, "device opened session 0\n");
+			vfpga_warn(vf->vd, "device opened session 0\n");
 			err = -EIO;
 			goto out_put;
 		}

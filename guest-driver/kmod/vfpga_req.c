@@ -44,6 +44,12 @@ void vfpga_req_cache_exit(void)
 	kmem_cache_destroy(vfpga_req_cache);
 }
 
+/* Pin and unpin must pick the same buffers: the user ones with bytes. */
+static bool vfpga_buf_is_user(const struct vfpga_buf *b)
+{
+	return !b->kaddr && b->len;
+}
+
 static void vfpga_req_free(struct vfpga_req *req)
 {
 	unsigned int i;
@@ -51,7 +57,7 @@ static void vfpga_req_free(struct vfpga_req *req)
 	for (i = 0; i < req->n_args; i++) {
 		struct vfpga_buf *b = &req->bufs[i];
 
-		if (b->kaddr || !b->len)
+		if (!vfpga_buf_is_user(b))
 			continue;
 		sg_free_table(&b->sgt);
 		if (b->npinned)
@@ -71,18 +77,18 @@ static int vfpga_req_check(struct vfpga_req *req)
 	if (req->error)
 		return req->error;
 	if (req->used_len < resp_len || req->used_len - resp_len > req->wr_bytes) {
-		dev_warn_ratelimited(&req->vd->dev, "request %llu: used length %u out of range\n",
-				     req->tag, req->used_len);
+		vfpga_warn(req->vd, "request %llu: used length %u out of range\n",
+			   req->tag, req->used_len);
 		return -EIO;
 	}
 	if (le64_to_cpu(req->resp.tag) != req->tag) {
-		dev_warn_ratelimited(&req->vd->dev, "request %llu: response carries tag %llu\n",
-				     req->tag, le64_to_cpu(req->resp.tag));
+		vfpga_warn(req->vd, "request %llu: response carries tag %llu\n",
+			   req->tag, le64_to_cpu(req->resp.tag));
 		return -EIO;
 	}
 	if (le64_to_cpu(req->resp.written) > req->wr_bytes) {
-		dev_warn_ratelimited(&req->vd->dev, "request %llu: %llu bytes written, %llu offered\n",
-				     req->tag, le64_to_cpu(req->resp.written), req->wr_bytes);
+		vfpga_warn(req->vd, "request %llu: %llu bytes written, %llu offered\n",
+			   req->tag, le64_to_cpu(req->resp.written), req->wr_bytes);
 		return -EIO;
 	}
 	return 0;
@@ -198,7 +204,7 @@ static int vfpga_req_pin(struct vfpga_req *req)
 	for (i = 0; i < req->n_args; i++) {
 		struct vfpga_buf *b = &req->bufs[i];
 
-		if (b->kaddr || !b->len)
+		if (!vfpga_buf_is_user(b))
 			continue;
 		/* len <= VFPGA_MAX_REQUEST_BYTES here: no overflow. */
 		b->first = total;
@@ -213,7 +219,7 @@ static int vfpga_req_pin(struct vfpga_req *req)
 	for (i = 0; i < req->n_args; i++) {
 		struct vfpga_buf *b = &req->bufs[i];
 
-		if (b->kaddr || !b->len)
+		if (!vfpga_buf_is_user(b))
 			continue;
 		err = vfpga_buf_pin(req, b);
 		if (err)
@@ -335,8 +341,8 @@ static int vfpga_req_submit(struct vfpga_req *req, bool may_wait)
 		spin_unlock_irq(&q->lock);
 
 		if (err == -ENOSPC && table_only) {
-			dev_warn_ratelimited(&vd->dev, "request %llu: no memory for an indirect table of %u descriptors\n",
-					     req->tag, req->segs);
+			vfpga_warn(vd, "request %llu: no memory for an indirect table of %u descriptors\n",
+				   req->tag, req->segs);
 			return -ENOMEM;
 		}
 		if (err != -ENOSPC || !may_wait)
