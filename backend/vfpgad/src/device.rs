@@ -76,9 +76,10 @@ impl QueueCtx {
     pub fn finish_job(&self) {
         // SeqCst pairs with `wait_idle`: either the waiter sees the count drop, or
         // this sees the waiter and wakes it under the lock it waits with.
-        if self.inflight.fetch_sub(1, Ordering::SeqCst) == 1
-            && self.waiters.load(Ordering::SeqCst) > 0
-        {
+        let before = self
+            .inflight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
+        if before == Ok(1) && self.waiters.load(Ordering::SeqCst) > 0 {
             let _g = lock(&self.idle_lock);
             self.idle.notify_all();
         }

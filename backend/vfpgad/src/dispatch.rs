@@ -45,17 +45,18 @@ pub enum Outcome {
 type OpResult = Result<Response, AbiError>;
 
 impl Device {
-    /// Decodes, dispatches and (unless deferred) answers one chain from queue `queue`.
+    /// Decodes, dispatches and (unless deferred) answers one chain from queue `queue`,
+    /// taken from the ring in the queue's `epoch`.
     #[cfg(feature = "vhost")]
     pub fn handle_chain(
         self: &Arc<Self>,
         queue: usize,
+        epoch: u64,
         chain: DescriptorChain<MemGuard>,
         mem: &MemGuard,
         vring: &VringRwLock,
         scratch: &mut Scratch,
     ) -> Outcome {
-        let epoch = self.queues.get(queue).map(|q| q.epoch());
         let (head, resp_off, resp) = match chain::decode(chain, mem, &self.limits, scratch) {
             Decoded::Unanswerable { head, reason } => {
                 warn!(guest = %self.name, queue, head, "returning chain unanswered: {reason}");
@@ -83,7 +84,7 @@ impl Device {
                 }
             }
         };
-        if self.queues.get(queue).map(|q| q.epoch()) != epoch {
+        if self.queues.get(queue).map(|q| q.epoch()) != Some(epoch) {
             warn!(guest = %self.name, queue, head, "queue stopped during the run; result dropped");
             return Outcome::Abandoned;
         }

@@ -62,6 +62,12 @@ impl VhuVfpga {
                 }
             }
             loop {
+                // In flight from before it is taken from the ring until it is in the
+                // used ring, like a run on the engine threads: a queue stop or reset
+                // waits for it, and one that gives up starts a new epoch, which
+                // `handle_chain` compares with the one read here.
+                ctx.start_job();
+                let epoch = ctx.epoch();
                 // A statement of its own: the vring lock must be released before the
                 // chain is handled (completions take it again).
                 let chain = vring
@@ -69,13 +75,13 @@ impl VhuVfpga {
                     .get_queue_mut()
                     .pop_descriptor_chain(mem.clone());
                 let Some(chain) = chain else {
+                    ctx.finish_job();
                     break;
                 };
-                // In flight until it is in the used ring, like a run on the engine
-                // threads: a queue stop or reset waits for it (and a stop that gives
-                // up starts a new epoch, which `handle_chain` notices).
-                ctx.start_job();
-                match self.dev.handle_chain(q, chain, &mem, vring, &mut scratch) {
+                match self
+                    .dev
+                    .handle_chain(q, epoch, chain, &mem, vring, &mut scratch)
+                {
                     Outcome::Done { head, used } => {
                         completed |= complete_one(vring, head, used, false);
                     }
