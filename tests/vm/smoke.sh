@@ -13,6 +13,8 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=SCRIPTDIR/../../scripts/lib.sh
 . "$here/../../scripts/lib.sh"
+# shellcheck source=SCRIPTDIR/qemu-lib.sh
+. "$here/qemu-lib.sh"
 
 case ${1:-} in
 '') ;;
@@ -61,30 +63,9 @@ log "initramfs built in $(since "$t1") s"
 
 console=$work/console.log
 qpid=''
-# Children of PID $1, read from /proc (no procps needed).
-children_of() {
-	local f s st
-	for f in /proc/[0-9]*/stat; do
-		s=$(cat "$f" 2>/dev/null) || continue
-		read -r -a st <<<"${s##*) }" # state ppid ...
-		[ "${st[1]}" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
-	done
-	return 0
-}
-# Stops the timeout process we started and the QEMU below it, by PID only.
-stop_qemu() {
-	[ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null || return 0
-	local kids n=0
-	kids=$(children_of "$qpid")
-	kill -TERM "$qpid" 2>/dev/null || true # timeout forwards it to QEMU
-	while kill -0 "$qpid" 2>/dev/null && [ $((n += 1)) -le 50 ]; do sleep 0.1; done
-	# shellcheck disable=SC2086 # PID list
-	kill -KILL $kids "$qpid" 2>/dev/null || true
-	wait "$qpid" 2>/dev/null || true
-	qpid=''
-}
 trap stop_qemu EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT
+trap 'exit 143' TERM
 
 : >"$console" # before QEMU starts: the poll below must not see an old run's marker
 log "booting $kver under TCG (timeout ${limit} s, console: $console)"

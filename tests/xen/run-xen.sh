@@ -43,6 +43,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 vm=$(cd "$here/../vm" && pwd)
 # shellcheck source=SCRIPTDIR/../../scripts/lib.sh
 . "$here/../../scripts/lib.sh"
+# shellcheck source=SCRIPTDIR/../vm/qemu-lib.sh
+. "$here/../vm/qemu-lib.sh"
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
@@ -114,27 +116,6 @@ fi
 args+=("${extra[@]}")
 
 qpid='' tpid=''
-# Children of PID $1, read from /proc (no procps needed).
-children_of() {
-	local f s st
-	for f in /proc/[0-9]*/stat; do
-		s=$(cat "$f" 2>/dev/null) || continue
-		read -r -a st <<<"${s##*) }" # state ppid ...
-		[ "${st[1]}" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
-	done
-	return 0
-}
-# Stops the timeout process we started and the QEMU below it, by PID only.
-stop_qemu() {
-	[ -n "$qpid" ] && kill -0 "$qpid" 2>/dev/null || return 0
-	local kids n=0
-	kids=$(children_of "$qpid")
-	kill -TERM "$qpid" 2>/dev/null || true # timeout forwards it to QEMU
-	while kill -0 "$qpid" 2>/dev/null && [ $((n += 1)) -le 50 ]; do sleep 0.1; done
-	# shellcheck disable=SC2086 # PID list
-	kill -KILL $kids "$qpid" 2>/dev/null || true
-	wait "$qpid" 2>/dev/null || true
-}
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
 	stop_qemu
