@@ -33,6 +33,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 # shellcheck source=SCRIPTDIR/../../scripts/lib.sh
 . "$here/../../scripts/lib.sh"
+# shellcheck source=SCRIPTDIR/kernel-lib.sh
+. "$here/kernel-lib.sh"
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
@@ -85,42 +87,8 @@ vmlinuz=$kdir/boot/vmlinuz-$kver
 [ -f "$vmlinuz" ] || die "no kernel image $vmlinuz"
 [ -f "$hdr/Makefile" ] || die "no prepared headers in $hdr (remove $kdir and rerun fetch-kernel.sh)"
 
-# --- vmlinux, extracted once from the bzImage ---------------------------------------------
-# The compressed payload is located by the x86 boot protocol header (2.08+):
-# payload_offset/payload_length at 0x248/0x24c, counted from the protected-mode code at
-# (setup_sects + 1) * 512 (setup_sects at 0x1f1; 0 means 4).
-extract_vmlinux() { # extract_vmlinux BZIMAGE OUT
-	local img=$1 dst=$2 ss off len tmp
-	ss=$(od -An -tu1 -j $((0x1f1)) -N1 "$img" | tr -d ' ')
-	[ "$ss" != 0 ] || ss=4
-	read -r off len < <(od -An -tu4 -j $((0x248)) -N8 "$img")
-	[ -n "$len" ] && [ "$len" -gt 0 ] || return 1
-	tmp=$dst.tmp.$$
-	# A decompressor may complain about the 4-byte size the kernel appends after the
-	# stream; the ELF check below decides.
-	tail -c +$(((ss + 1) * 512 + off + 1)) "$img" | head -c "$len" >"$tmp.z"
-	case $(od -An -tx1 -N6 "$tmp.z" | tr -d ' \n') in
-	fd377a585a00*) xz -dc --single-stream "$tmp.z" >"$tmp" 2>/dev/null || true ;;
-	1f8b*) gzip -dc "$tmp.z" >"$tmp" 2>/dev/null || true ;;
-	28b52ffd*) zstd -qdc "$tmp.z" >"$tmp" 2>/dev/null || true ;;
-	5d0000*) xz -dc --format=lzma "$tmp.z" >"$tmp" 2>/dev/null || true ;;
-	*) rm -f "$tmp.z" && return 1 ;;
-	esac
-	rm -f "$tmp.z"
-	if [ "$(od -An -tx1 -N4 "$tmp" 2>/dev/null | tr -d ' \n')" != 7f454c46 ]; then
-		rm -f "$tmp"
-		return 1
-	fi
-	mv "$tmp" "$dst"
-}
-kernel=$kdir/boot/vmlinux-$kver
-if [ ! -s "$kernel" ] || [ "$kernel" -ot "$vmlinuz" ]; then
-	log "extracting vmlinux from $(basename "$vmlinuz") (once)"
-	if ! extract_vmlinux "$vmlinuz" "$kernel"; then
-		log "warning: cannot extract vmlinux from $vmlinuz; booting the bzImage (slower)"
-		kernel=$vmlinuz
-	fi
-fi
+# --- the kernel to boot: vmlinux, extracted once from the bzImage -------------------------
+kernel=$(boot_kernel "$kdir" "$kver")
 
 # --- virtio_vfpga.ko, out of tree in a scratch copy -----------------------------------------
 # Sources: guest-driver/kmod without build products (see .gitignore), and the ABI header
