@@ -225,9 +225,12 @@ fn loads_and_runs_every_kernel_bit_exact() {
     let cat = b.engine.load_bitstream("base").unwrap();
     assert_eq!(cat.kernels.len(), 6);
     let root = b.model.root();
-    assert_eq!(
-        std::fs::read_to_string(root.join("sys/class/fpga_manager/fpga0/firmware")).unwrap(),
-        "base.bit.bin"
+    assert!(
+        b.model
+            .events()
+            .contains(&"fpga0: load base.bit.bin: operating".to_owned()),
+        "{:?}",
+        b.model.events()
     );
     assert_eq!(
         std::fs::read_to_string(root.join("sys/class/fpga_manager/fpga0/flags")).unwrap(),
@@ -337,7 +340,11 @@ fn loads_and_runs_every_kernel_bit_exact() {
     .unwrap();
     assert_eq!(out[0], common::sobel(&img, w, h), "sobel");
     assert_eq!(b.model.runs(), 6);
-    assert!(b.model.events().is_empty(), "{:?}", b.model.events());
+    let events = b.model.events();
+    assert!(
+        events.iter().all(|e| e.starts_with("fpga0: load ")),
+        "{events:?}"
+    );
 }
 
 #[test]
@@ -357,8 +364,13 @@ fn a_hung_core_times_out_and_a_reload_recovers() {
     let err = r.map(|_| b.model.events()).unwrap_err();
     assert!(matches!(err, EngineError::Timeout(_)), "{err}");
     assert_eq!(err.status().0, Status::Timeout);
-    assert!(start.elapsed() < Duration::from_secs(2));
-    assert!(b.model.events().iter().any(|e| e.contains("hang")));
+    assert!(
+        start.elapsed() < Duration::from_secs(30),
+        "timed out, did not hang"
+    );
+    // The core started and hangs (the model may see the start after the engine gave
+    // up): only then may the fault go, or the late start would simply compute.
+    b.model.wait_event("hang", Duration::from_secs(60)).unwrap();
     b.model.set_faults(Faults::default());
     let err = vadd_u32(&b.engine, 100, &mut rng).unwrap_err().to_string();
     assert!(err.contains("not idle"), "{err}");
@@ -383,13 +395,11 @@ fn wrong_register_map_is_noticed() {
     let b = bench(&[("base", &wrong)], Some("base")).unwrap();
     let err = vadd_u32(&b.engine, 64, &mut Rng(9)).unwrap_err();
     assert!(matches!(err, EngineError::Timeout(_)), "{err}");
-    let events = b.model.events();
-    assert!(
-        events
-            .iter()
-            .any(|e| e.contains("register write error") && e.contains('b')),
-        "{events:?}"
-    );
+    let e = b
+        .model
+        .wait_event("register write error", Duration::from_secs(60))
+        .unwrap();
+    assert!(e.contains("argument `b`"), "{e}");
 }
 
 #[test]

@@ -348,8 +348,10 @@ impl Guest {
             .and_then(|mut c| c.wait().ok())
             .and_then(|s| s.code())
             .unwrap_or(-1);
-        // Let the reader threads drain the pipes.
-        while self.lines.recv_timeout(Duration::from_millis(200)).is_ok() {}
+        // Let the reader threads drain the pipes: they end (and the channel with them)
+        // at the pipes' end of file. The bound only guards against a stray process
+        // holding a pipe open.
+        while self.lines.recv_timeout(Duration::from_secs(30)).is_ok() {}
         let console = self.console.lock().map(|c| c.clone()).unwrap_or_default();
         Outcome { rc, console }
     }

@@ -391,6 +391,42 @@ fn boot(b: &Boot<'_>) -> Booted {
     }
 }
 
+/// Whether iPXE's console says it fetched `url`: its `URL...` line ends in `ok`. A slow
+/// transfer prints progress figures between the two (`... 92%` and backspaces), which
+/// are skipped; a failure prints an error instead of `ok`.
+fn ipxe_fetched(console: &str, url: &str) -> bool {
+    let start = format!("{url}...");
+    console.lines().any(|l| {
+        l.find(&start).is_some_and(|i| {
+            l[i + start.len()..]
+                .trim_start_matches(|c: char| {
+                    c.is_ascii_digit() || matches!(c, '%' | ' ' | '\u{8}' | '\r')
+                })
+                .starts_with("ok")
+        })
+    })
+}
+
+#[test]
+fn ipxe_progress_figures_are_not_failures() {
+    let url = "http://10.0.2.2:8080/linux/vmlinuz";
+    for fetched in [
+        "http://10.0.2.2:8080/linux/vmlinuz... ok",
+        "http://10.0.2.2:8080/linux/vmlinuz... 92%\u{8}\u{8}\u{8}\u{8} ok",
+        "x\nhttp://10.0.2.2:8080/linux/vmlinuz... 7%\u{8}\u{8}\u{8}45%\u{8}\u{8}\u{8}100%\u{8}\u{8}\u{8}\u{8} ok\r\n",
+    ] {
+        assert!(ipxe_fetched(fetched, url), "{fetched:?}");
+    }
+    for failed in [
+        "http://10.0.2.2:8080/linux/vmlinuz... Connection timed out (error 4c0a6035)",
+        "http://10.0.2.2:8080/linux/vmlinuz... 50%\u{8}\u{8}\u{8} Input/output error",
+        "http://10.0.2.2:8080/linux/vmlinuz...",
+        "http://10.0.2.2:8080/initrd.img... ok",
+    ] {
+        assert!(!ipxe_fetched(failed, url), "{failed:?}");
+    }
+}
+
 impl Booted {
     fn assert_ok(&self) {
         assert_eq!(
@@ -409,6 +445,16 @@ impl Booted {
             assert!(
                 self.out.console.contains(n),
                 "console lacks {n:?}:\n{}",
+                self.out.console
+            );
+        }
+    }
+    /// Asserts that iPXE fetched each URL (see [`ipxe_fetched`]).
+    fn fetched(&self, urls: &[&str]) {
+        for url in urls {
+            assert!(
+                ipxe_fetched(&self.out.console, url),
+                "iPXE did not fetch {url}: no `{url}... ok` line:\n{}",
                 self.out.console
             );
         }
@@ -437,10 +483,12 @@ fn tftp_boot_runs_kernels_from_the_nfs_root() {
     });
     b.timings();
     b.assert_ok();
+    b.fetched(&[
+        "tftp://10.0.2.2/menu.ipxe",
+        "tftp://10.0.2.2/linux/vmlinuz",
+        "tftp://10.0.2.2/initrd.img",
+    ]);
     b.console_has(&[
-        "tftp://10.0.2.2/menu.ipxe... ok",
-        "tftp://10.0.2.2/linux/vmlinuz... ok",
-        "tftp://10.0.2.2/initrd.img... ok",
         "vfpga-netboot: eth0 is 10.0.2.15/24",
         "(NFSv4.2, rw)",
         "vfpga-init: virtio_vfpga loaded from the NFS root",
@@ -473,14 +521,12 @@ fn http_boot_falls_back_to_nfsv3_and_runs_kernels() {
     });
     b.timings();
     b.assert_ok();
-    b.console_has(&[
-        &format!("http://10.0.2.2:{HTTP_PORT}/menu.ipxe... ok"),
-        &format!("http://10.0.2.2:{HTTP_PORT}/linux/vmlinuz... ok"),
-        &format!("http://10.0.2.2:{HTTP_PORT}/initrd.img... ok"),
-        "NFSv4.2 mount of 10.0.2.2:",
-        "(NFSv3, rw)",
-        "pxe: OK",
+    b.fetched(&[
+        &format!("http://10.0.2.2:{HTTP_PORT}/menu.ipxe"),
+        &format!("http://10.0.2.2:{HTTP_PORT}/linux/vmlinuz"),
+        &format!("http://10.0.2.2:{HTTP_PORT}/initrd.img"),
     ]);
+    b.console_has(&["NFSv4.2 mount of 10.0.2.2:", "(NFSv3, rw)", "pxe: OK"]);
     assert!(!b.out.console.contains("tftp://"), "{}", b.out.console);
     for f in ["/menu.ipxe", "/linux/vmlinuz", "/initrd.img"] {
         assert!(
@@ -512,13 +558,8 @@ fn xen_entry_boots_dom0_on_the_nfs_root_with_the_accelerator() {
     });
     b.timings();
     b.assert_ok();
-    b.console_has(&[
-        "tftp://10.0.2.2/xen/xen... ok",
-        "tftp://10.0.2.2/xen/vmlinuz... ok",
-        "(XEN) ",
-        "(NFSv4.2, rw)",
-        "xen-dom0: OK",
-    ]);
+    b.fetched(&["tftp://10.0.2.2/xen/xen", "tftp://10.0.2.2/xen/vmlinuz"]);
+    b.console_has(&["(XEN) ", "(NFSv4.2, rw)", "xen-dom0: OK"]);
     let info = String::from_utf8(b.output("xen.txt")).unwrap();
     for l in [
         "type=xen",

@@ -161,3 +161,52 @@ pub fn still_serves(fe: &mut VhuFrontend) {
 
 #[allow(unused_imports)]
 pub use vfpga_reference::Rng;
+
+/// The pl engine on the register-level model: a board with cores for `kernels` and
+/// the daemon serving `guests` guests from it. Holding a core (the model's `hold`
+/// fault) keeps a run in flight for as long as a test wants.
+pub struct PlDaemon {
+    pub board: vfpga_engine::pl::model::ModelBoard,
+    pub daemon: Daemon,
+    _dir: tempfile::TempDir,
+}
+
+impl PlDaemon {
+    pub fn start(guests: usize, kernels: &[&str]) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let board =
+            vfpga_engine::pl::model::ModelBoard::start(dir.path(), kernels, 600_000).unwrap();
+        let config = dir.path().join("vfpgad.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[daemon]\nengine = \"pl\"\n[library]\ndir = {:?}\nallow = [\"base\"]\n[pl]\nroot = {:?}\nbitstream = \"base\"\n",
+                board.library, board.root
+            ),
+        )
+        .unwrap();
+        let daemon = Daemon::start(guests, &["--config", config.to_str().unwrap()]);
+        Self {
+            board,
+            daemon,
+            _dir: dir,
+        }
+    }
+
+    /// Holds runs on these cores (none: every core computes).
+    pub fn hold(&self, cores: &[&str]) {
+        self.board
+            .model
+            .set_faults(vfpga_engine::pl::model::Faults {
+                hold: cores.iter().map(|c| (*c).to_owned()).collect(),
+                ..Default::default()
+            });
+    }
+
+    /// Waits until a held core has started a run.
+    pub fn wait_held(&self) {
+        if let Err(seen) = self.board.model.wait_event("held", Duration::from_secs(60)) {
+            panic!("no run was held: {seen:?}");
+        }
+    }
+}

@@ -12,7 +12,8 @@
 //!
 //! Differences from hardware, by necessity: the register "device" is a plain file, so
 //! the interrupt line is a unix socket beside it (`dev/uioN.irq`) carrying the same
-//! enable-write / count-read protocol; `ap_done` is not clear-on-read.
+//! enable-write / count-read protocol; `ap_done` is not clear-on-read; fpga_manager's
+//! `firmware` and `state` are named pipes the model serves (see loader.rs).
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -29,6 +30,11 @@ use super::hls::{AP_CTRL, AP_DONE, AP_IDLE, AP_READY, AP_START, GIE, IER, ISR};
 use super::mmap::Mmap;
 use crate::sim::SimEngine;
 use crate::{Call, Engine, SegStream, SgBuf};
+pub use board::ModelBoard;
+use loader::Loader;
+
+mod board;
+mod loader;
 
 /// Size of each core's register window.
 pub const REG_WINDOW: usize = 0x1000;
@@ -40,6 +46,10 @@ pub struct Faults {
     pub fpga_state: Option<String>,
     /// Cores never finish.
     pub hang: bool,
+    /// Cores (by UIO name) that start a run, report `held`, and compute it only once
+    /// they are off this list again: a run in flight for as long as a test needs,
+    /// whatever the machine's speed.
+    pub hold: Vec<String>,
     /// Cores flip a bit of their first output.
     pub corrupt: bool,
 }
@@ -141,9 +151,7 @@ impl HlsModel {
         };
         let fpga = root.join("sys/class/fpga_manager/fpga0");
         write(&fpga.join("name"), "vfpga register-level model\n")?;
-        write(&fpga.join("state"), "operating\n")?;
         write(&fpga.join("flags"), "0\n")?;
-        write(&fpga.join("firmware"), "")?;
         std::fs::create_dir_all(root.join("lib/firmware"))?;
         std::fs::create_dir_all(root.join("sys/kernel/config/device-tree/overlays"))?;
         std::fs::create_dir_all(root.join("dev"))?;
@@ -199,6 +207,7 @@ impl HlsModel {
                 })?;
             let ctx = CoreCtx {
                 name: format!("uio{i} ({})", core.uio),
+                uio: core.uio.clone(),
                 regs,
                 listener,
                 sig,
@@ -216,11 +225,7 @@ impl HlsModel {
             .map(|i| Mmap::open(&root.join(format!("dev/uio{i}")), REG_WINDOW, 0))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| std::io::Error::other(e.to_string()))?;
-        let loader = Loader {
-            cores,
-            root: root.to_owned(),
-            shared: shared.clone(),
-        };
+        let loader = Loader::new(root, &fpga, shared.clone(), cores)?;
         threads.push(
             std::thread::Builder::new()
                 .name("model-fpga".into())
@@ -254,6 +259,21 @@ impl HlsModel {
             .clone()
     }
 
+    /// Waits up to `timeout` for an event containing `what`; the events seen if none came.
+    pub fn wait_event(&self, what: &str, timeout: Duration) -> Result<String, Vec<String>> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let events = self.events();
+            if let Some(e) = events.iter().find(|e| e.contains(what)) {
+                return Ok(e.clone());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(events);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     /// Completed core runs.
     pub fn runs(&self) -> u64 {
         self.runs.load(Ordering::Relaxed)
@@ -269,76 +289,10 @@ impl Drop for HlsModel {
     }
 }
 
-/// fpga_manager and configfs overlays.
-struct Loader {
-    root: PathBuf,
-    shared: Shared,
-    /// The cores' register files: programming the fabric resets every core.
-    cores: Vec<Mmap>,
-}
-
-impl Loader {
-    fn reset_cores(&self) {
-        for r in &self.cores {
-            r.write32(AP_CTRL, AP_IDLE);
-        }
-    }
-
-    fn run(self) {
-        let fpga = self.root.join("sys/class/fpga_manager/fpga0");
-        let overlays = self.root.join("sys/kernel/config/device-tree/overlays");
-        // Every write of `firmware` is a load request, even of the same name.
-        let stamp = || {
-            std::fs::metadata(fpga.join("firmware"))
-                .and_then(|m| m.modified())
-                .ok()
-        };
-        let mut last = stamp();
-        while !self.shared.stop.load(Ordering::Relaxed) {
-            let now = stamp();
-            let fw = std::fs::read_to_string(fpga.join("firmware")).unwrap_or_default();
-            let fw = fw.trim().to_owned();
-            if !fw.is_empty() && now != last {
-                last = now;
-                let _ = std::fs::write(fpga.join("state"), "write\n");
-                std::thread::sleep(Duration::from_millis(10));
-                let end = if !self.root.join("lib/firmware").join(&fw).is_file() {
-                    self.shared.event(format!("fpga0: firmware {fw} not found"));
-                    "firmware request error".to_owned()
-                } else {
-                    self.shared
-                        .faults()
-                        .fpga_state
-                        .unwrap_or_else(|| "operating".into())
-                };
-                if end == "operating" {
-                    self.reset_cores();
-                }
-                let _ = std::fs::write(fpga.join("state"), format!("{end}\n"));
-            }
-            for e in std::fs::read_dir(&overlays).into_iter().flatten().flatten() {
-                let path = std::fs::read_to_string(e.path().join("path")).unwrap_or_default();
-                let status = std::fs::read_to_string(e.path().join("status")).unwrap_or_default();
-                if path.trim().is_empty() || !status.trim().is_empty() {
-                    continue;
-                }
-                let ok = self.root.join("lib/firmware").join(path.trim()).is_file();
-                if ok {
-                    self.reset_cores();
-                }
-                let _ = std::fs::write(
-                    e.path().join("status"),
-                    if ok { "applied\n" } else { "unapplied\n" },
-                );
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-    }
-}
-
 /// One HLS core.
 struct CoreCtx {
     name: String,
+    uio: String,
     regs: Mmap,
     listener: UnixListener,
     sig: KernelSig,
@@ -348,28 +302,45 @@ struct CoreCtx {
 }
 
 impl CoreCtx {
+    /// Takes a new connection to the interrupt socket and every enable write made on it
+    /// so far (the last one counts).
+    fn take_irq_writes(&self, irq: &mut Option<UnixStream>, armed: &mut bool) {
+        if let Ok((s, _)) = self.listener.accept() {
+            let _ = s.set_nonblocking(true);
+            *irq = Some(s);
+        }
+        if let Some(s) = irq {
+            let mut b = [0u8; 4];
+            while let Ok(4) = s.read(&mut b) {
+                *armed = u32::from_ne_bytes(b) != 0;
+            }
+        }
+    }
+
     fn run(self) {
         let mut irq: Option<UnixStream> = None;
         let mut armed = false;
         let mut count = 0u32;
         let map = hls_register_map(&self.sig);
         while !self.shared.stop.load(Ordering::Relaxed) {
-            if let Ok((s, _)) = self.listener.accept() {
-                let _ = s.set_nonblocking(true);
-                irq = Some(s);
-            }
-            if let Some(s) = &mut irq {
-                let mut b = [0u8; 4];
-                if let Ok(4) = s.read(&mut b) {
-                    armed = u32::from_ne_bytes(b) != 0;
-                }
-            }
+            self.take_irq_writes(&mut irq, &mut armed);
             let ctrl = self.regs.read32(AP_CTRL).unwrap_or(0);
             if ctrl & AP_START == 0 {
                 std::thread::sleep(Duration::from_micros(200));
                 continue;
             }
+            // The engine enables the interrupt before it sets ap_start: both may have
+            // happened since the look above, so look again now that the start is seen.
+            self.take_irq_writes(&mut irq, &mut armed);
             self.regs.write32(AP_CTRL, 0);
+            let held = || self.shared.faults().hold.contains(&self.uio);
+            if held() {
+                self.shared
+                    .event(format!("{}: held (fault injected)", self.name));
+                while held() && !self.shared.stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
             if self.shared.faults().hang {
                 self.shared.event(format!(
                     "{}: hang (fault injected): started, never done",
