@@ -24,7 +24,7 @@ cleanup() {
 trap cleanup EXIT
 target/release/vfpgad --socket "demo=$work/demo.sock" &
 daemon=$!
-for _ in $(seq 100); do [ -S "$work/demo.sock" ] && break; sleep 0.05; done
+for _ in $(seq 600); do [ -S "$work/demo.sock" ] && break; kill -0 "$daemon" 2>/dev/null || break; sleep 0.05; done
 [ -S "$work/demo.sock" ] || die "vfpgad did not start"
 log "booting the guest under QEMU (TCG); its console follows"
 set +e

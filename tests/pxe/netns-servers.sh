@@ -146,18 +146,19 @@ trap stop_all EXIT
 # SIGTERM and closes stdin) could cut the EXIT trap's cleanup short.
 stopping=''
 trap 'stopping=1' TERM INT HUP
-# wait_for NAME PID LOG CHECK...: until CHECK succeeds (30 s), while PID lives.
+# wait_for NAME PID LOG CHECK...: until CHECK succeeds (100 s: the caller waits 120), while
+# PID lives.
 wait_for() {
 	local name=$1 pid=$2 logf=$3
 	shift 3
-	for _ in $(seq 300); do
+	for _ in $(seq 1000); do
 		[ -z "$stopping" ] || exit 0
 		"$@" >/dev/null 2>&1 && return 0
 		kill -0 "$pid" 2>/dev/null || break
 		sleep 0.1
 	done
 	tail -n 20 "$logf" >&2 || true
-	die "$name did not start serving within 30 s (log: $logf)"
+	die "$name did not start serving within 100 s (log: $logf)"
 }
 
 if [ -n "$conf" ]; then

@@ -65,7 +65,7 @@ trap 'exit 143' TERM
 
 RUST_LOG=${RUST_LOG:-info} "$vfpgad" --socket "vm0=$sock" 2>"$dlog" &
 dpid=$!
-for _ in $(seq 200); do
+for _ in $(seq 600); do
 	[ -S "$sock" ] && break
 	kill -0 "$dpid" 2>/dev/null || break
 	sleep 0.05

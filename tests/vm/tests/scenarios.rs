@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use vfpga_engine::pl::model::{Faults, ModelBoard};
 use vfpga_reference::{self as reference, le, Rng};
 use vfpga_vm_tests::{get, put, run, vm_lock, Daemon, Guest, GuestOpts, Qmp};
 
@@ -53,7 +54,7 @@ fn kernel_inputs(share: &Path, rng: &mut Rng) -> Vec<(&'static str, Vec<u8>)> {
     put(
         share,
         "params.sh",
-        format!("M={m}\nK={k}\nN={nn}\nW={w}\nH={h}\nROUNDS=5\nLM=1536\n").as_bytes(),
+        format!("M={m}\nK={k}\nN={nn}\nW={w}\nH={h}\nROUNDS=5\nLM=64\n").as_bytes(),
     );
     vec![
         (
@@ -249,13 +250,31 @@ fn the_guest_survives_a_daemon_restart() {
     let share = tempfile::tempdir().unwrap();
     let s = share.path();
     let want = kernel_inputs(s, &mut Rng(606));
-    let lm = 1536usize;
+    let lm = 64usize;
     put(
         s,
         "in/lm.bin",
         &le(&vec![1.0f32; lm * lm], f32::to_le_bytes),
     );
-    let mut d = Daemon::start(&["vm0"], &[]);
+    // The pl engine on the register-level model, its mmult core holding the run: the
+    // daemon dies with a kernel in flight, whatever the machine's speed.
+    let board_dir = tempfile::tempdir().unwrap();
+    let board = ModelBoard::start(board_dir.path(), &["vadd_u32", "mmult"], 600_000).unwrap();
+    let config = board_dir.path().join("vfpgad.toml");
+    put(
+        board_dir.path(),
+        "vfpgad.toml",
+        format!(
+            "[daemon]\nengine = \"pl\"\n[library]\ndir = {:?}\nallow = [\"base\"]\n[pl]\nroot = {:?}\nbitstream = \"base\"\n",
+            board.library, board.root
+        )
+        .as_bytes(),
+    );
+    board.model.set_faults(Faults {
+        hold: vec!["mmult".into()],
+        ..Faults::default()
+    });
+    let mut d = Daemon::start(&["vm0"], &["--config", config.to_str().unwrap()]);
     let qmp_path = s.join("qmp.sock");
     let guest = Guest::spawn(&GuestOpts {
         qmp: Some(qmp_path.clone()),
@@ -265,8 +284,12 @@ fn the_guest_survives_a_daemon_restart() {
         guest.wait_for("VFPGA-STEP restart", Duration::from_secs(120)),
         "guest never reached the restart step"
     );
+    if let Err(seen) = board.model.wait_event("held", Duration::from_secs(120)) {
+        panic!("the guest's mmult never reached the core: {seen:?}");
+    }
     // The daemon dies with a kernel in flight.
     d.kill();
+    board.model.set_faults(Faults::default());
     let mut qmp = Qmp::connect(&qmp_path, Duration::from_secs(10)).unwrap();
     qmp.execute(r#"{"execute":"device_del","arguments":{"id":"vfpgadev0"}}"#)
         .unwrap();

@@ -61,8 +61,18 @@ watch() {
 watch intro @introduceDomain
 watch release @releaseDomain
 watch local /local/domain
-sleep 0.5 # let the watches register (each fires once at once, with its own path)
 count() { grep -c "\\[$2\\] $2\$" "/tmp/watch-$1.log" || true; } # count TAG PATH
+# wait_count TAG PATH N WHAT: waits (up to 60 s) until TAG's log holds more than N events.
+wait_count() {
+	n=0
+	until [ "$(count "$1" "$2")" -gt "$3" ]; do
+		[ $((n += 1)) -le 600 ] || fail "$4"
+		sleep 0.1
+	done
+}
+# A registered watch fires once at once, with its own path: wait for that first event.
+wait_count intro @introduceDomain 0 "the @introduceDomain watch never registered"
+wait_count release @releaseDomain 0 "the @releaseDomain watch never registered"
 intro0=$(count intro @introduceDomain) rel0=$(count release @releaseDomain)
 
 echo "--- xl create $cfg name=$name"
@@ -78,7 +88,7 @@ t=$(now)
 log=$logdir/guest-$name.log
 n=0
 until grep -q 'VFPGA-DOMU-UP' "$log" 2>/dev/null; do
-	[ $((n += 1)) -le 600 ] || fail "no VFPGA-DOMU-UP in $log after 60 s"
+	[ $((n += 1)) -le 1800 ] || fail "no VFPGA-DOMU-UP in $log after 180 s"
 	sleep 0.1
 done
 mark "console marker seen"
@@ -104,7 +114,8 @@ t=$(now)
 xl destroy "$name" || fail "xl destroy $name"
 mark "xl destroy done"
 echo "domu: xl destroy took $(since "$t") s"
-sleep 0.5 # let the watch events arrive
+wait_count intro @introduceDomain "$intro0" "@introduceDomain did not fire on xl create"
+wait_count release @releaseDomain "$rel0" "@releaseDomain did not fire on xl destroy"
 xl list | tee /tmp/xl-list || fail "xl list"
 ! grep -Eq "^$name " /tmp/xl-list || fail "$name is still in xl list"
 for p in "/local/domain/$domid" "/libxl/$domid"; do

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Scenario `restart`: runs a kernel, starts a long one, and tells the host
-# (VFPGA-STEP restart) to kill and restart vfpgad and re-attach the device; waits for
-# /host/go, then for the new /dev/vfpga0, and runs a kernel again, without rebooting.
+# Scenario `restart`: runs a kernel, starts another that the host's model holds in
+# flight, and tells the host (VFPGA-STEP restart) to kill and restart vfpgad once the
+# run has reached the core, and re-attach the device; waits for /host/go, then for the
+# new /dev/vfpga0, and runs a kernel again, without rebooting.
 # The long run's exit status and messages go to /host/out/inflight.*.
 set -u
 # shellcheck source=/dev/null
@@ -14,7 +15,6 @@ vfpga run vadd_u32 --in in/a_u32.bin --in in/b_u32.bin --out out/before.bin || e
 	echo $? >out/inflight.rc
 ) &
 inflight=$!
-sleep 1
 echo 'VFPGA-STEP restart'
 i=0
 while [ ! -e go ] && [ "$i" -lt 900 ]; do
@@ -25,7 +25,7 @@ done
 wait "$inflight"
 echo "restart: the run in flight ended with $(cat out/inflight.rc): $(cat out/inflight.err)"
 i=0
-while [ ! -c /dev/vfpga0 ] && [ "$i" -lt 100 ]; do
+while [ ! -c /dev/vfpga0 ] && [ "$i" -lt 1200 ]; do
 	sleep 0.1
 	i=$((i + 1))
 done
