@@ -7,6 +7,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use crate::{AbiError, ArgEntry, ChainLayout, Opcode, RequestHeader, Response, MAX_ARGS};
@@ -137,6 +138,32 @@ pub fn skip<R: Read>(r: &mut R, n: u64) -> io::Result<()> {
     Ok(())
 }
 
+/// A connected socket whose reads and writes can time out: TCP, unix and vsock streams.
+pub trait TimeoutSocket: Read + Write {
+    /// Sets `SO_RCVTIMEO` (`None`: wait forever).
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+    /// Sets `SO_SNDTIMEO` (`None`: wait forever).
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl TimeoutSocket for TcpStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_read_timeout(self, t)
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        TcpStream::set_write_timeout(self, t)
+    }
+}
+
+impl TimeoutSocket for UnixStream {
+    fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_read_timeout(self, t)
+    }
+    fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        UnixStream::set_write_timeout(self, t)
+    }
+}
+
 /// A socket whose reads and writes all end by one instant: a socket timeout alone
 /// bounds each call, so a peer trickling a byte at a time could stretch a message
 /// forever. Calls wait in slices of at most [`Deadline::SLICE`] (never past the
@@ -145,20 +172,20 @@ pub fn skip<R: Read>(r: &mut R, n: u64) -> io::Result<()> {
 /// connection between messages). The socket's timeouts change only when the slice
 /// does, so the steady state costs no system call beyond the transfer itself.
 #[derive(Debug)]
-pub struct Deadline {
-    inner: TcpStream,
+pub struct Deadline<S = TcpStream> {
+    inner: S,
     until: Option<Instant>,
     /// What `SO_RCVTIMEO` and `SO_SNDTIMEO` are set to (`None`: not known yet).
     set_r: Option<Duration>,
     set_w: Option<Duration>,
 }
 
-impl Deadline {
+impl<S: TimeoutSocket> Deadline<S> {
     /// Longest a single wait lasts before the deadline is looked at again.
     pub const SLICE: Duration = Duration::from_millis(500);
 
     /// Wraps `inner`, with no deadline.
-    pub fn new(inner: TcpStream) -> Self {
+    pub fn new(inner: S) -> Self {
         Self {
             inner,
             until: None,
@@ -178,8 +205,13 @@ impl Deadline {
     }
 
     /// The socket.
-    pub fn get_ref(&self) -> &TcpStream {
+    pub fn get_ref(&self) -> &S {
         &self.inner
+    }
+
+    /// The deadline in force.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.until
     }
 
     /// Sets the socket's timeout for the next wait; `TimedOut` once the deadline passed.
@@ -216,7 +248,7 @@ impl Deadline {
     }
 }
 
-impl Read for Deadline {
+impl<S: TimeoutSocket> Read for Deadline<S> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         loop {
             self.arm(true)?;
@@ -229,7 +261,7 @@ impl Read for Deadline {
     }
 }
 
-impl Write for Deadline {
+impl<S: TimeoutSocket> Write for Deadline<S> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
             self.arm(false)?;
@@ -349,7 +381,11 @@ mod tests {
         let t1 = Instant::now();
         d.read_to_end(&mut rest).unwrap();
         assert!(!rest.is_empty());
-        assert!(t1.elapsed() > Deadline::SLICE, "{:?}", t1.elapsed());
+        assert!(
+            t1.elapsed() > Deadline::<TcpStream>::SLICE,
+            "{:?}",
+            t1.elapsed()
+        );
         drop(d);
         peer.join().unwrap();
     }

@@ -11,7 +11,8 @@ use vfpga_agent::{Agent, AgentConfig};
 use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Call, Engine, SegStream, SgBuf};
 use vfpga_proto::{ArgEntry, ElemType, MAX_ARGS};
-use vfpga_remote::{BoardConfig, Conn, RemoteConfig, RemoteEngine, TlsFiles};
+use vfpga_remote::{BoardConfig, Conn, RemoteConfig, RemoteEngine};
+use vfpga_transport::TlsFiles;
 
 fn remote(c: &mut Criterion) {
     let pki = tempfile::tempdir().unwrap();
@@ -23,7 +24,7 @@ fn remote(c: &mut Criterion) {
     };
     let agent = Agent::start(AgentConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
-        tls: vfpga_remote::server_config(&files("server")).unwrap(),
+        tls: vfpga_transport::server_config(&files("server")).unwrap(),
         engine: Arc::new(SimEngine::new(None).unwrap()),
         library: None,
         max_connections: 8,
@@ -32,7 +33,7 @@ fn remote(c: &mut Criterion) {
     })
     .unwrap();
     let address = agent.local_addr().to_string();
-    let tls = vfpga_remote::client_config(&files("client")).unwrap();
+    let tls = vfpga_transport::client_config(&files("client")).unwrap();
 
     // Null op: percentiles need the individual samples.
     let mut conn =

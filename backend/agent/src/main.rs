@@ -13,7 +13,8 @@ use vfpga_agent::{cert, Agent, AgentConfig};
 use vfpga_engine::pl::{PlConfig, PlEngine};
 use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Engine, Library};
-use vfpga_remote::{Conn, TlsFiles};
+use vfpga_remote::Conn;
+use vfpga_transport::TlsFiles;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -166,7 +167,7 @@ fn serve(cmd: Command) -> Result<(), String> {
     else {
         return Err("internal: not a serve command".into());
     };
-    let tls = vfpga_remote::server_config(&files(&pki, "server")).map_err(|e| e.to_string())?;
+    let tls = vfpga_transport::server_config(&files(&pki, "server")).map_err(|e| e.to_string())?;
     let lib = library.clone().map(|dir| Library {
         dir,
         allow: vec!["*".into()],
@@ -225,8 +226,8 @@ fn upload(cmd: Command) -> Result<(), String> {
     let mut file =
         std::fs::File::open(&bitstream).map_err(|e| format!("{}: {e}", bitstream.display()))?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
-    let tls = vfpga_remote::client_config(&files(&pki, "client")).map_err(|e| e.to_string())?;
-    let host = server_name.unwrap_or_else(|| vfpga_remote::default_server_name(&to));
+    let tls = vfpga_transport::client_config(&files(&pki, "client")).map_err(|e| e.to_string())?;
+    let host = server_name.unwrap_or_else(|| vfpga_transport::default_server_name(&to));
     let mut conn = Conn::connect(&to, &host, tls, Duration::from_secs(10))
         .map_err(|e| format!("{to}: {e}"))?;
     // The whole upload, not each write: two minutes plus a second per MiB.

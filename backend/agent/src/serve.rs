@@ -2,23 +2,22 @@
 //! device of its own (its sessions end with it), runs bounded by a semaphore, and a
 //! graceful stop that lets running kernels finish.
 
-use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
 use tracing::{debug, info, warn};
 use vfpga_engine::manifest::valid_name;
-use vfpga_engine::{Catalog, Engine, SegStream};
-use vfpga_proto::stream::{read_request, skip, Deadline, StreamError, StreamRequest};
-use vfpga_proto::{AbiError, ArgKind, ChainLayout, Opcode, Response, Status};
-use vfpgad::chain::{bind, Request};
+use vfpga_engine::{Catalog, Engine};
+use vfpga_proto::stream::{Deadline, StreamRequest};
+use vfpga_proto::{AbiError, ArgKind, Opcode, Response, Status};
 use vfpgad::config::DeviceLimits;
 use vfpgad::device::Device;
+use vfpgad::stream::serve::{log_end, serve, End, Rules, Slots, TlsStream};
 
 /// What the agent serves and how much of it.
 #[derive(Debug)]
@@ -37,33 +36,6 @@ pub struct AgentConfig {
     pub max_concurrent: usize,
     /// Largest request (inputs plus outputs) accepted.
     pub max_request_bytes: u64,
-}
-
-/// A counting semaphore for running kernels.
-#[derive(Debug)]
-struct Slots {
-    free: Mutex<usize>,
-    cv: Condvar,
-}
-
-impl Slots {
-    fn acquire(&self) -> SlotGuard<'_> {
-        let mut n = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *n == 0 {
-            n = self.cv.wait(n).unwrap_or_else(|p| p.into_inner());
-        }
-        *n -= 1;
-        SlotGuard(self)
-    }
-}
-
-struct SlotGuard<'a>(&'a Slots);
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.0.cv.notify_one();
-    }
 }
 
 struct Shared {
@@ -98,10 +70,7 @@ impl Agent {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            slots: Slots {
-                free: Mutex::new(cfg.max_concurrent.max(1)),
-                cv: Condvar::new(),
-            },
+            slots: Slots::new(cfg.max_concurrent),
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),
@@ -207,16 +176,8 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     }
 }
 
-type Tls = StreamOwned<ServerConnection, Deadline>;
-
 /// How long a host has to finish the TLS handshake.
 const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
-
-/// How long moving `bytes` of a request or answer may take: 30 s plus 1 s per MiB
-/// (slower than 1 MiB/s means a stalled or hostile peer holding a connection slot).
-fn io_time(bytes: u64) -> Duration {
-    Duration::from_secs(30 + (bytes >> 20))
-}
 
 fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
     let _ = tcp.set_nodelay(true);
@@ -227,7 +188,7 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
     // hold a connection slot.
     let mut sock = Deadline::new(tcp);
     sock.set_in(HANDSHAKE_TIME);
-    let mut tls = StreamOwned::new(conn, sock);
+    let mut tls: TlsStream = StreamOwned::new(conn, sock);
     while tls.conn.is_handshaking() {
         if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
@@ -248,133 +209,20 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         max_request_bytes: shared.cfg.max_request_bytes,
         ..DeviceLimits::default()
     };
-    let dev = Device::new(&peer.ip().to_string(), limits, shared.cfg.engine.clone());
-    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
-    loop {
+    let dev = Device::for_stream(&peer.ip().to_string(), limits, shared.cfg.engine.clone());
+    let upload = |req: &StreamRequest, inputs: &[u8]| upload(shared, req, inputs);
+    let rules = Rules {
+        max_request_bytes: shared.cfg.max_request_bytes,
         // Between requests a connection may idle as long as the host keeps it.
-        tls.sock.set(None);
-        let req = match read_request(&mut tls, shared.cfg.max_request_bytes) {
-            Ok(r) => r,
-            Err(StreamError::Closed) => break,
-            Err(e @ StreamError::TooLarge { tag, in_bytes, .. }) => {
-                // Refused, but the stream stays in step: skip the inputs and answer
-                // with the request's tag, so the host keeps this board.
-                warn!(peer = %who, "refused: {e}");
-                tls.sock.set_in(io_time(in_bytes));
-                let resp = Response::error(
-                    &AbiError::new(Status::TooLarge, "request larger than the agent accepts"),
-                    tag,
-                );
-                if skip(&mut tls, in_bytes).is_err() || send(&mut tls, &resp, &[]).is_err() {
-                    break;
-                }
-                continue;
-            }
-            Err(StreamError::Abi(e)) => {
-                // The stream cannot be resynchronised after a bad header: answer, close.
-                let _ = send(&mut tls, &Response::error(&e, 0), &[]);
-                break;
-            }
-            Err(StreamError::Io(e)) => {
-                debug!(peer = %who, "connection ended: {e}");
-                break;
-            }
-        };
-        let resp = match receive_and_answer(shared, &dev, &mut tls, &req, &mut inputs, &mut outputs)
-        {
-            Ok(r) => r,
-            Err(e) => {
-                debug!(peer = %who, "connection ended in a request: {e}");
-                break;
-            }
-        };
-        let ok = resp.status == Status::Ok.raw();
-        let written = if ok {
-            usize::try_from(resp.written)
-                .unwrap_or(0)
-                .min(outputs.len())
-        } else {
-            0
-        };
-        tls.sock.set_in(io_time(written as u64));
-        if send(&mut tls, &resp, &outputs[..written]).is_err() {
-            break;
-        }
+        idle: None,
+        slots: &shared.slots,
+        extra: Some((Opcode::UploadBitstream, &upload)),
+    };
+    match serve(&mut tls, &dev, &rules) {
+        End::Refused(why) => warn!(peer = %who, "refused: {why}"),
+        end => log_end(&dev.name, &who, &end),
     }
     info!(peer = %who, "host disconnected");
-}
-
-fn send(tls: &mut Tls, resp: &Response, outputs: &[u8]) -> std::io::Result<()> {
-    tls.write_all(&resp.to_bytes())?;
-    tls.write_all(outputs)?;
-    tls.flush()
-}
-
-/// Reads the request's inputs and computes its response (outputs into `outputs`).
-fn receive_and_answer(
-    shared: &Shared,
-    dev: &Device,
-    tls: &mut Tls,
-    req: &StreamRequest,
-    inputs: &mut Vec<u8>,
-    outputs: &mut Vec<u8>,
-) -> std::io::Result<Response> {
-    let n_in = usize::try_from(req.layout.in_bytes).map_err(|_| std::io::ErrorKind::InvalidData)?;
-    let n_out =
-        usize::try_from(req.layout.out_bytes).map_err(|_| std::io::ErrorKind::InvalidData)?;
-    tls.sock.set_in(io_time(req.layout.in_bytes));
-    inputs.clear();
-    inputs.resize(n_in, 0);
-    tls.read_exact(inputs)?;
-    // The kernel may run as long as it needs; only moving bytes is bounded.
-    tls.sock.set(None);
-    outputs.clear();
-    outputs.resize(n_out, 0);
-    let tag = req.hdr.tag;
-    let result = if req.op == Opcode::UploadBitstream {
-        upload(shared, req, inputs)
-    } else {
-        answer(shared, dev, req, inputs, outputs)
-    };
-    Ok(match result {
-        Ok(r) => Response { tag, ..r },
-        Err(e) => Response::error(&e, tag),
-    })
-}
-
-/// Runs the operation through the same device logic vfpgad uses.
-fn answer(
-    shared: &Shared,
-    dev: &Device,
-    req: &StreamRequest,
-    inputs: &mut [u8],
-    outputs: &mut [u8],
-) -> Result<Response, AbiError> {
-    let mut rd = SegStream::with_capacity(1);
-    let mut wr = SegStream::with_capacity(1);
-    rd.push(inputs.as_mut_ptr(), inputs.len());
-    wr.push(outputs.as_mut_ptr(), outputs.len());
-    let r = Request {
-        head: 0,
-        hdr: req.hdr,
-        op: req.op,
-        args: req.args,
-        n_args: req.n_args,
-        layout: ChainLayout {
-            head_bytes: 0,
-            ..req.layout
-        },
-        resp_off: 0,
-    };
-    if req.op == Opcode::Run {
-        let session = dev.session_for(&r)?;
-        let _slot = shared.slots.acquire();
-        return Ok(dev.run_now(&session, &r, &rd, &wr));
-    }
-    // SAFETY: the streams map `inputs` and `outputs`, borrowed mutably for this whole
-    // function; the lengths are the table's (checked by `read_request`).
-    let bufs = unsafe { bind(r.args(), 0, &rd, &wr) };
-    dev.answer(&r, &bufs)
 }
 
 /// Stores an uploaded bitstream: `[name][manifest][file]`, all U8 inputs.

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use vfpga_engine::pl::model::{Faults, HlsModel, ModelBoard};
 use vfpga_proto::{ElemType, Opcode, Status};
 use vfpga_reference::{self as reference, le, Rng};
-use vfpga_remote::{Conn, TlsFiles};
+use vfpga_remote::Conn;
+use vfpga_transport::TlsFiles;
 use vfpga_vhu_frontend::{Arg, Layout, VhuFrontend};
 use vfpgad::config::{BoardSection, Config, GuestConfig, RemoteSection};
 use vfpgad::{build_engine, Server};
@@ -560,7 +561,7 @@ fn a_request_too_large_for_the_board_fails_alone_and_keeps_the_board() {
 fn clients_without_a_valid_certificate_are_refused() {
     let pki = pki();
     let agent = AgentProc::start(pki.path(), free_port(), &[]);
-    let good = vfpga_remote::client_config(&TlsFiles {
+    let good = vfpga_transport::client_config(&TlsFiles {
         ca: pki.path().join("ca.pem"),
         cert: pki.path().join("client.pem"),
         key: pki.path().join("client.key"),
@@ -571,7 +572,7 @@ fn clients_without_a_valid_certificate_are_refused() {
     // Signed by another CA.
     let other = tempfile::tempdir().unwrap();
     vfpga_agent::cert::init(other.path(), &["127.0.0.1".into()], "intruder").unwrap();
-    let foreign = vfpga_remote::client_config(&TlsFiles {
+    let foreign = vfpga_transport::client_config(&TlsFiles {
         ca: pki.path().join("ca.pem"),
         cert: other.path().join("client.pem"),
         key: other.path().join("client.key"),
@@ -586,7 +587,7 @@ fn clients_without_a_valid_certificate_are_refused() {
     .and_then(|mut c| c.nop());
     assert!(refused.is_err(), "a certificate from another CA is refused");
     // The server's own certificate cannot be used as a client's (wrong key usage).
-    let wrong_use = vfpga_remote::client_config(&TlsFiles {
+    let wrong_use = vfpga_transport::client_config(&TlsFiles {
         ca: pki.path().join("ca.pem"),
         cert: pki.path().join("server.pem"),
         key: pki.path().join("server.key"),
@@ -609,7 +610,7 @@ fn clients_without_a_valid_certificate_are_refused() {
         .add(rustls_pki_types::pem::PemObject::from_pem_file(pki.path().join("ca.pem")).unwrap())
         .unwrap();
     let anonymous = Arc::new(
-        rustls::ClientConfig::builder_with_provider(vfpga_remote::tls::provider())
+        rustls::ClientConfig::builder_with_provider(vfpga_transport::tls::provider())
             .with_safe_default_protocol_versions()
             .unwrap()
             .with_root_certificates(roots)
@@ -657,7 +658,7 @@ fn bitstreams_upload_with_progress_and_load() {
         free_port(),
         &["--library", lib.path().to_str().unwrap()],
     );
-    let tls = vfpga_remote::client_config(&TlsFiles {
+    let tls = vfpga_transport::client_config(&TlsFiles {
         ca: pki.path().join("ca.pem"),
         cert: pki.path().join("client.pem"),
         key: pki.path().join("client.key"),
@@ -721,7 +722,7 @@ fn sigterm_lets_a_running_kernel_finish() {
     let pki = pki();
     let board = PlBoard::new();
     let mut agent = AgentProc::start(pki.path(), free_port(), &board.agent_args());
-    let tls = vfpga_remote::client_config(&TlsFiles {
+    let tls = vfpga_transport::client_config(&TlsFiles {
         ca: pki.path().join("ca.pem"),
         cert: pki.path().join("client.pem"),
         key: pki.path().join("client.key"),

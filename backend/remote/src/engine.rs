@@ -32,7 +32,7 @@ pub struct BoardConfig {
 pub struct RemoteConfig {
     /// The boards.
     pub boards: Vec<BoardConfig>,
-    /// Client TLS configuration (see [`crate::tls::client_config`]).
+    /// Client TLS configuration (see `vfpga_transport::client_config`).
     pub tls: Arc<ClientConfig>,
     /// Longest a request may take, end to end.
     pub timeout: Duration,

@@ -32,9 +32,20 @@
 //! name = "pynq1"
 //! address = "192.168.42.20:7447"
 //!
-//! [[guest]]                 # one vhost-user socket per guest
+//! [tls]                     # for tls: listeners: vfpgad's certificate, and the CA
+//! ca = "/etc/vfpga/pki/ca.pem"    # that signs the guests' client certificates
+//! cert = "/etc/vfpga/pki/server.pem"
+//! key = "/etc/vfpga/pki/server.key"
+//!
+//! [stream]                  # guests on byte streams (vsock, unix, tls, vchan)
+//! max_connections = 8       # per guest
+//! idle_timeout_ms = 600000  # longest wait for a connection's next request (0: none)
+//!
+//! [[guest]]                 # a vhost-user socket and/or stream listeners per guest
 //! name = "vm0"
 //! socket = "/run/vfpga/vm0.sock"
+//! listen = ["unix:/run/vfpga/vm0.vsock_7000", "tls:0.0.0.0:7000"]
+//! tls_name = "vm0"          # name in its client certificate (default: its name)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -90,6 +101,42 @@ pub struct Config {
     /// Xen dom0 service mode.
     #[serde(default)]
     pub xen: XenSection,
+    /// vfpgad's certificate for `tls:` listeners.
+    pub tls: Option<TlsSection>,
+    /// Stream connections.
+    #[serde(default)]
+    pub stream: StreamSection,
+}
+
+/// `[tls]`: vfpgad's side of mutual TLS with guests.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// CA certificate the guests' client certificates are signed by.
+    pub ca: PathBuf,
+    /// vfpgad's certificate.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
+/// `[stream]`: bounds of stream connections.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StreamSection {
+    /// Connections per guest.
+    pub max_connections: usize,
+    /// Longest wait for a connection's next request; 0: no limit.
+    pub idle_timeout_ms: u64,
+}
+
+impl Default for StreamSection {
+    fn default() -> Self {
+        Self {
+            max_connections: 8,
+            idle_timeout_ms: 600_000,
+        }
+    }
 }
 
 /// `[xen]`: dom0 service mode. The daemon publishes itself and its guests in xenstore
@@ -187,7 +234,7 @@ impl BoardSection {
     pub fn server_name(&self) -> String {
         self.server_name
             .clone()
-            .unwrap_or_else(|| vfpga_remote::default_server_name(&self.address))
+            .unwrap_or_else(|| vfpga_transport::default_server_name(&self.address))
     }
 }
 
@@ -264,8 +311,15 @@ pub struct LibraryConfig {
 pub struct GuestConfig {
     /// Name, shown to the guest in `GET_INFO` and in logs.
     pub name: String,
-    /// vhost-user socket the guest's VMM connects to.
-    pub socket: PathBuf,
+    /// vhost-user socket the guest's VMM connects to (none: streams only).
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// Stream listeners (`unix:PATH`, `vsock:CID:PORT`, `tls:ADDR:PORT`, `vchan`).
+    #[serde(default)]
+    pub listen: Vec<String>,
+    /// The name its TLS client certificate carries; default: the guest's name.
+    #[serde(default)]
+    pub tls_name: Option<String>,
     /// Xen domain the guest is (dom0 service mode); default: the guest's name.
     #[serde(default)]
     pub domain: Option<String>,
@@ -275,8 +329,18 @@ impl GuestConfig {
     /// A guest with a name and a socket, its domain named like it.
     pub fn new(name: impl Into<String>, socket: impl Into<PathBuf>) -> Self {
         Self {
+            socket: Some(socket.into()),
+            ..Self::named(name)
+        }
+    }
+
+    /// A guest with a name only (add a socket or listeners).
+    pub fn named(name: impl Into<String>) -> Self {
+        Self {
             name: name.into(),
-            socket: socket.into(),
+            socket: None,
+            listen: Vec::new(),
+            tls_name: None,
             domain: None,
         }
     }
@@ -284,6 +348,19 @@ impl GuestConfig {
     /// The Xen domain name whose death ends this guest's sessions.
     pub fn domain(&self) -> &str {
         self.domain.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The name its TLS client certificate must carry.
+    pub fn tls_name(&self) -> &str {
+        self.tls_name.as_deref().unwrap_or(&self.name)
+    }
+
+    /// Its stream listeners, parsed (checked by [`Config::validate`]).
+    pub fn listens(&self) -> Vec<crate::stream::Listen> {
+        self.listen
+            .iter()
+            .filter_map(|l| crate::stream::Listen::parse(l).ok())
+            .collect()
     }
 }
 
@@ -381,7 +458,7 @@ impl Config {
                                 b.name, b.address
                             ));
                         }
-                        vfpga_remote::check_server_name(&b.server_name()).map_err(|e| {
+                        vfpga_transport::check_server_name(&b.server_name()).map_err(|e| {
                             ConfigError::Invalid(format!(
                                 "[[remote.board]] {:?}: server name {e}; set server_name to the name in its certificate",
                                 b.name
@@ -439,7 +516,13 @@ impl Config {
             }
         }
         if self.guests.is_empty() {
-            return bad("no guest: give at least one [[guest]] or --socket".into());
+            return bad("no guest: give at least one [[guest]], --socket or --listen".into());
+        }
+        if self.stream.max_connections == 0 || self.stream.max_connections > 1024 {
+            return bad(format!(
+                "[stream] max_connections = {}: must be 1..=1024",
+                self.stream.max_connections
+            ));
         }
         if self.xen.enable {
             vfpga_xen::service::check_path(&self.xen.path)
@@ -465,21 +548,87 @@ impl Config {
                     ));
                 }
             }
-            if g.socket.as_os_str().len() >= 108 {
+            if let Some(sock) = &g.socket {
+                if sock.as_os_str().len() >= 108 {
+                    return bad(format!(
+                        "guest {}: socket path {} is longer than a unix socket allows (107 bytes)",
+                        g.name,
+                        sock.display()
+                    ));
+                }
+            }
+            if g.socket.is_none() && g.listen.is_empty() {
                 return bad(format!(
-                    "guest {}: socket path {} is longer than a unix socket allows (107 bytes)",
-                    g.name,
-                    g.socket.display()
+                    "guest {}: neither a vhost-user socket nor a listen entry: give socket = PATH or listen = [...]",
+                    g.name
                 ));
+            }
+            let mut listens = Vec::new();
+            for l in &g.listen {
+                let l = crate::stream::Listen::parse(l)
+                    .map_err(|e| ConfigError::Invalid(format!("guest {}: {e}", g.name)))?;
+                if listens.contains(&l) {
+                    return bad(format!("guest {}: {l} is listed twice", g.name));
+                }
+                match &l {
+                    crate::stream::Listen::Tls(_) if self.tls.is_none() => {
+                        return bad(format!(
+                            "guest {}: {l} needs vfpgad's certificate: give [tls] ca, cert and key",
+                            g.name
+                        ))
+                    }
+                    crate::stream::Listen::Vchan if !self.xen.enable => return bad(format!(
+                        "guest {}: vchan needs the dom0 service: [xen] enable = true (or --xen)",
+                        g.name
+                    )),
+                    _ => {}
+                }
+                listens.push(l);
+            }
+            if let Some(n) = &g.tls_name {
+                vfpga_transport::check_server_name(n)
+                    .map_err(|e| ConfigError::Invalid(format!("guest {}: tls_name {e}", g.name)))?;
             }
             if let Some(o) = self.guests[..i]
                 .iter()
-                .find(|o| o.name == g.name || o.socket == g.socket)
+                .find(|o| o.name == g.name || (o.socket.is_some() && o.socket == g.socket))
             {
                 return bad(format!(
                     "guests {} and {} share a name or a socket",
                     o.name, g.name
                 ));
+            }
+            for (o, l) in self.guests[..i]
+                .iter()
+                .flat_map(|o| o.listens().into_iter().map(move |l| (o, l)))
+            {
+                let clash = match (&l, &listens[..]) {
+                    (crate::stream::Listen::Unix(p), mine) => mine
+                        .iter()
+                        .any(|m| matches!(m, crate::stream::Listen::Unix(q) if q == p)),
+                    (crate::stream::Listen::Vsock { cid, port }, mine) => mine.iter().any(
+                        |m| matches!(m, crate::stream::Listen::Vsock { cid: c, port: p } if c == cid && p == port),
+                    ),
+                    (crate::stream::Listen::Tls(a), mine) => {
+                        o.tls_name() == g.tls_name()
+                            && mine.contains(&crate::stream::Listen::Tls(*a))
+                    }
+                    (crate::stream::Listen::Vchan, _) => false,
+                };
+                if clash {
+                    return bad(format!(
+                        "guests {} and {} share {l}: each guest must be told apart (its own socket path, CID, or certificate name)",
+                        o.name, g.name
+                    ));
+                }
+            }
+            if let Some(p) = &g.socket {
+                if listens.contains(&crate::stream::Listen::Unix(p.clone())) {
+                    return bad(format!(
+                        "guest {}: its vhost-user socket and a unix: listener are the same path",
+                        g.name
+                    ));
+                }
             }
         }
         Ok(())

@@ -157,6 +157,16 @@ impl Device {
     /// A device for guest `name` that runs everything on the caller's thread
     /// ([`Device::with_engine_threads`] hands long runs over).
     pub fn new(name: &str, limits: DeviceLimits, engine: Arc<dyn Engine>) -> Self {
+        Self::with_queues(name, limits, engine, usize::from(limits.request_queues) + 1)
+    }
+
+    /// The device behind one stream connection: sessions, counters and the engine, and
+    /// no virtqueue state (a stream has none).
+    pub fn for_stream(name: &str, limits: DeviceLimits, engine: Arc<dyn Engine>) -> Self {
+        Self::with_queues(name, limits, engine, 0)
+    }
+
+    fn with_queues(name: &str, limits: DeviceLimits, engine: Arc<dyn Engine>, n: usize) -> Self {
         Self {
             name: name.to_owned(),
             limits,
@@ -166,9 +176,7 @@ impl Device {
             inline_cost: u64::MAX,
             sessions: Sessions::new(limits.max_sessions as usize),
             counters: Counters::default(),
-            queues: (0..=limits.request_queues)
-                .map(|_| QueueCtx::new(&limits))
-                .collect(),
+            queues: (0..n).map(|_| QueueCtx::new(&limits)).collect(),
             event_idx: AtomicBool::new(false),
             #[cfg(feature = "vhost")]
             mem: RwLock::new(None),

@@ -4,7 +4,8 @@
 //! Where a request goes: [`vhu_vfpga`] pops it from its virtqueue, [`chain`] decodes
 //! and checks it, [`dispatch`] runs the operation (handing long runs to
 //! [`executor`]'s engine threads), and the completion goes back through
-//! [`vhu_vfpga::complete_one`].
+//! [`vhu_vfpga::complete_one`]. Guests on byte streams (vsock, unix sockets, TLS, Xen
+//! vchan) come in through [`stream`], which runs the same operations.
 //!
 //! Without the `vhost` feature (default on) only the device logic is built: sessions,
 //! operations and runs on requests decoded elsewhere, as `vfpga-agent` uses them on
@@ -22,7 +23,9 @@ pub mod notify;
 #[cfg(feature = "vhost")]
 pub mod server;
 pub mod sessions;
+pub mod sockets;
 pub mod stats;
+pub mod stream;
 #[cfg(feature = "vhost")]
 pub mod vhu_vfpga;
 #[cfg(feature = "vhost")]
@@ -78,7 +81,7 @@ pub fn build_engine(config: &Config) -> Result<Arc<dyn Engine>, String> {
                 .remote
                 .as_ref()
                 .ok_or("engine remote needs a [remote] section")?;
-            let tls = vfpga_remote::client_config(&vfpga_remote::TlsFiles {
+            let tls = vfpga_transport::client_config(&vfpga_transport::TlsFiles {
                 ca: r.ca.clone(),
                 cert: r.cert.clone(),
                 key: r.key.clone(),

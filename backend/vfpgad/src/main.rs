@@ -10,7 +10,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{error, info, warn};
 use vfpga_proto::DEFAULT_VIRTIO_ID;
-use vfpgad::config::{GuestConfig, LibraryConfig};
+use vfpgad::config::{GuestConfig, LibraryConfig, TlsSection};
 use vfpgad::notify::notify;
 use vfpgad::{build_engine, Config, Server};
 
@@ -20,8 +20,15 @@ Examples:
     vfpgad --socket /run/vfpga/vm0.sock
   Serve two guests with four request queues each:
     vfpgad --socket vm0=/run/vfpga/vm0.sock --socket vm1=/run/vfpga/vm1.sock --request-queues 4
-  Run as the dom0 service of a Xen host (guest names are the domain names):
-    vfpgad --socket domu1=/run/vfpga/domu1.sock --xen
+  Serve a guest without the kernel module over vsock (vhost-device-vsock started with
+  --vm guest-cid=3,socket=/run/vfpga/vm1-vsock.sock,uds-path=/run/vfpga/vm1.vsock):
+    vfpgad --listen vm1=unix:/run/vfpga/vm1.vsock_7000
+  (in the guest: vfpga --device vsock://2:7000 list)
+  Serve guests over mutual TLS (certificates from `vfpga-agent cert`):
+    vfpgad --listen vm2=tls:0.0.0.0:7000 --tls-dir /etc/vfpga/pki
+  Run as the dom0 service of a Xen host (guest names are the domain names), with
+  domu2 reaching dom0 over Xen vchan (in the guest: vfpga --device vchan:// list):
+    vfpgad --socket domu1=/run/vfpga/domu1.sock --listen domu2=vchan --xen
   Check a configuration file and print the QEMU options for its guests:
     vfpgad --config /etc/vfpga/vfpgad.toml --check --print-qemu-args
 
@@ -48,9 +55,23 @@ struct Cli {
     config: Option<PathBuf>,
 
     /// vhost-user socket for a guest, as PATH or NAME=PATH; repeat for more guests.
-    /// Replaces the file's [[guest]] list.
+    /// With --listen, replaces the file's [[guest]] list.
     #[arg(short, long = "socket", value_name = "[NAME=]PATH")]
     sockets: Vec<String>,
+
+    /// A stream listener for guest NAME, for guests without the virtio_vfpga module:
+    /// unix:PATH (a userspace vsock device's socket, e.g. vhost-device-vsock's
+    /// uds-path plus _PORT), vsock:CID:PORT (the kernel's vhost-vsock), tls:ADDR:PORT
+    /// (mutual TLS, needs --tls-dir) or vchan (Xen, needs --xen). Repeatable; a guest
+    /// named only here needs no vhost-user socket. With --socket, replaces the file's
+    /// [[guest]] list.
+    #[arg(short, long = "listen", value_name = "NAME=URI")]
+    listens: Vec<String>,
+
+    /// Folder with ca.pem, server.pem and server.key (as `vfpga-agent cert init`
+    /// makes them) for tls: listeners; replaces the file's [tls].
+    #[arg(long, value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
 
     /// Request queues per device, besides the control queue [default: 2].
     #[arg(long, value_name = "N")]
@@ -105,22 +126,54 @@ struct Cli {
 }
 
 impl Cli {
+    /// The guests `--socket` and `--listen` name, in order of first mention.
+    fn guests(&self) -> Result<Vec<GuestConfig>, String> {
+        fn entry(guests: &mut Vec<GuestConfig>, name: &str) -> usize {
+            guests
+                .iter()
+                .position(|g| g.name == name)
+                .unwrap_or_else(|| {
+                    guests.push(GuestConfig::named(name));
+                    guests.len() - 1
+                })
+        }
+        let mut guests: Vec<GuestConfig> = Vec::new();
+        for (i, s) in self.sockets.iter().enumerate() {
+            let (name, path) = match s.split_once('=') {
+                Some((name, path)) => (name.to_owned(), path),
+                None => (format!("vm{i}"), s.as_str()),
+            };
+            let g = entry(&mut guests, &name);
+            if guests[g].socket.is_some() {
+                return Err(format!("--socket {s}: guest {name} has a socket already"));
+            }
+            guests[g].socket = Some(path.into());
+        }
+        for l in &self.listens {
+            let (name, uri) = l.split_once('=').ok_or_else(|| {
+                format!("--listen {l}: give NAME=URI, e.g. vm0=unix:/run/vfpga/vm0.vsock_7000")
+            })?;
+            let g = entry(&mut guests, name);
+            guests[g].listen.push(uri.to_owned());
+        }
+        Ok(guests)
+    }
+
     /// The file's configuration with the flags applied.
     fn config(&self) -> Result<Config, String> {
         let mut c = match &self.config {
             Some(p) => Config::load(p).map_err(|e| e.to_string())?,
             None => Config::default(),
         };
-        if !self.sockets.is_empty() {
-            c.guests = self
-                .sockets
-                .iter()
-                .enumerate()
-                .map(|(i, s)| match s.split_once('=') {
-                    Some((name, path)) => GuestConfig::new(name, path),
-                    None => GuestConfig::new(format!("vm{i}"), s),
-                })
-                .collect();
+        if !self.sockets.is_empty() || !self.listens.is_empty() {
+            c.guests = self.guests()?;
+        }
+        if let Some(dir) = &self.tls_dir {
+            c.tls = Some(TlsSection {
+                ca: dir.join("ca.pem"),
+                cert: dir.join("server.pem"),
+                key: dir.join("server.key"),
+            });
         }
         let d = &mut c.device;
         d.request_queues = self.request_queues.unwrap_or(d.request_queues);
@@ -165,7 +218,12 @@ impl Cli {
 
 /// Prints the QEMU options of each guest; a closed stdout (`| head`) ends it quietly.
 fn print_qemu_args(out: &mut impl Write, c: &Config) -> std::io::Result<()> {
-    for (i, g) in c.guests.iter().enumerate() {
+    for (i, (g, socket)) in c
+        .guests
+        .iter()
+        .filter_map(|g| g.socket.as_ref().map(|s| (g, s)))
+        .enumerate()
+    {
         writeln!(
             out,
             "# guest {} (start vfpgad before QEMU; see docs/qemu.md; size= must equal -m)\n\
@@ -173,7 +231,7 @@ fn print_qemu_args(out: &mut impl Write, c: &Config) -> std::io::Result<()> {
              -chardev socket,id=vfpga{i},path={} \
              -device vhost-user-test-device-pci,chardev=vfpga{i},virtio-id={DEFAULT_VIRTIO_ID},num_vqs={},vq_size={},config_size={}",
             g.name,
-            g.socket.display(),
+            socket.display(),
             1 + c.device.request_queues,
             c.device.queue_size.min(1024),
             vfpga_proto::DeviceConfig::SIZE,

@@ -3,12 +3,11 @@
 //! device), and an orderly stop on request.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::os::unix::net::{UnixListener, UnixStream};
-use std::path::{Path, PathBuf};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -22,6 +21,8 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::config::{Config, DeviceLimits, GuestConfig};
 use crate::device::{lock, Device};
 use crate::executor::Executor;
+use crate::sockets::{bind, wait_readable};
+use crate::stream::{StreamConfig, StreamError, StreamGuest, StreamGuests, StreamServer};
 use crate::vhu_vfpga::VhuVfpga;
 
 /// Why the server could not start.
@@ -44,6 +45,9 @@ pub enum ServerError {
     /// The configuration cannot be applied.
     #[error(transparent)]
     Config(crate::config::ConfigError),
+    /// The stream listeners could not start.
+    #[error(transparent)]
+    Streams(StreamError),
 }
 
 /// Shared stop signal: a flag, an eventfd to wake threads waiting for connections, and
@@ -79,28 +83,36 @@ impl Stop {
 /// The device each guest's connected frontend is using now, by guest name, with the
 /// time the frontend connected.
 #[derive(Debug, Default)]
-pub struct LiveDevices(Mutex<Vec<(String, Arc<Device>, Instant)>>);
+pub struct LiveDevices {
+    vhost: Mutex<Vec<(String, Arc<Device>, Instant)>>,
+    streams: OnceLock<StreamGuests>,
+}
 
 impl LiveDevices {
     fn set(&self, guest: &str, dev: Arc<Device>) {
-        let mut l = lock(&self.0);
+        let mut l = lock(&self.vhost);
         l.retain(|(n, ..)| n != guest);
         l.push((guest.to_owned(), dev, Instant::now()));
     }
 
     fn remove(&self, guest: &str) {
-        lock(&self.0).retain(|(n, ..)| n != guest);
+        lock(&self.vhost).retain(|(n, ..)| n != guest);
     }
 
     /// Closes every session of `guest`'s device if its frontend connected no later
     /// than `before` (a later connection is someone else's, e.g. a new domain of the
-    /// same name); returns how many were open (0 when no frontend is connected).
+    /// same name), and its stream connections made by then; returns how many sessions
+    /// were open.
     pub fn drop_sessions(&self, guest: &str, before: Instant) -> usize {
-        let dev = lock(&self.0)
+        let dev = lock(&self.vhost)
             .iter()
             .find(|(n, _, since)| n == guest && *since <= before)
             .map(|(_, d, _)| d.clone());
-        dev.map_or(0, |d| d.sessions.clear())
+        let streams = self
+            .streams
+            .get()
+            .map_or(0, |s| s.drop_guest(guest, before));
+        dev.map_or(0, |d| d.sessions.clear()) + streams
     }
 }
 
@@ -112,11 +124,12 @@ pub struct Server {
     threads: Vec<JoinHandle<()>>,
     exec: Arc<Executor>,
     sockets: Vec<PathBuf>,
+    streams: Option<StreamServer>,
 }
 
 impl Server {
-    /// Binds every guest's socket, then serves them on their own threads. Returns once
-    /// all sockets accept connections.
+    /// Binds every guest's vhost-user socket and stream listeners, then serves them on
+    /// their own threads. Returns once all of them accept connections.
     pub fn start(config: &Config, engine: Arc<dyn Engine>) -> Result<Self, ServerError> {
         let exec = Executor::new(config.engine_threads())?;
         let stop = Arc::new(Stop {
@@ -128,21 +141,28 @@ impl Server {
         let gid = config.socket_gid().map_err(ServerError::Config)?;
         let mut listeners = Vec::with_capacity(config.guests.len());
         for g in &config.guests {
-            let l = bind(&g.socket, mode, gid).map_err(|source| ServerError::Listen {
+            let Some(path) = &g.socket else { continue };
+            let l = bind(path, mode, gid).map_err(|source| ServerError::Listen {
                 guest: g.name.clone(),
-                path: g.socket.clone(),
+                path: path.clone(),
                 source,
             })?;
-            listeners.push((g.clone(), l));
+            listeners.push((g.clone(), path.clone(), l));
+        }
+        let streams = start_streams(config, &engine, mode, gid)?;
+        let live = Arc::new(LiveDevices::default());
+        if let Some(s) = &streams {
+            let _ = live.streams.set(s.guests());
         }
         let mut server = Self {
             stop,
-            live: Arc::default(),
+            live,
             threads: Vec::new(),
             exec,
-            sockets: config.guests.iter().map(|g| g.socket.clone()).collect(),
+            sockets: listeners.iter().map(|(_, p, _)| p.clone()).collect(),
+            streams,
         };
-        for (g, listener) in listeners {
+        for (g, path, listener) in listeners {
             let guest = GuestLoop {
                 guest: g.clone(),
                 limits: config.device,
@@ -156,7 +176,7 @@ impl Server {
                 .name(format!("vfpga-{}", g.name))
                 .spawn(move || guest.run(listener))?;
             server.threads.push(t);
-            info!(guest = %g.name, socket = %g.socket.display(), "listening");
+            info!(guest = %g.name, socket = %path.display(), "listening");
         }
         Ok(server)
     }
@@ -166,11 +186,19 @@ impl Server {
         self.live.clone()
     }
 
+    /// The stream listeners, if any guest has some.
+    pub fn streams(&self) -> Option<&StreamServer> {
+        self.streams.as_ref()
+    }
+
     /// Cuts every connection, lets runs on the engine threads finish, removes the
     /// sockets. Returns once everything has stopped (or after `grace`).
     pub fn shutdown(self, grace: Duration) {
         self.stop.trigger();
         let deadline = Instant::now() + grace;
+        if let Some(s) = self.streams {
+            s.shutdown(grace);
+        }
         for t in self.threads {
             while !t.is_finished() && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(10));
@@ -189,67 +217,51 @@ impl Server {
     }
 }
 
-/// Creates the listening socket, replacing a stale socket file but never a live
-/// socket or another kind of file, and gives it the configured mode and group.
-fn bind(path: &Path, mode: Option<u32>, gid: Option<u32>) -> io::Result<UnixListener> {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if !m.file_type().is_socket() => {
-            return Err(io::Error::new(
-                io::ErrorKind::AlreadyExists,
-                "a file that is not a socket is in the way",
-            ))
-        }
-        Ok(_) if UnixStream::connect(path).is_ok() => {
-            return Err(io::Error::new(
-                io::ErrorKind::AddrInUse,
-                "another process is serving this socket",
-            ))
-        }
-        Ok(_) => std::fs::remove_file(path)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+/// Starts the stream listeners of the guests that have some.
+fn start_streams(
+    config: &Config,
+    engine: &Arc<dyn Engine>,
+    socket_mode: Option<u32>,
+    socket_gid: Option<u32>,
+) -> Result<Option<StreamServer>, ServerError> {
+    let guests: Vec<StreamGuest> = config
+        .guests
+        .iter()
+        .filter(|g| !g.listen.is_empty())
+        .map(|g| StreamGuest {
+            name: g.name.clone(),
+            listen: g.listens(),
+            tls_name: g.tls_name().to_owned(),
+        })
+        .collect();
+    if guests.is_empty() {
+        return Ok(None);
     }
-    let listener = UnixListener::bind(path)?;
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid))?;
-    }
-    if let Some(mode) = mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    }
-    Ok(listener)
-}
-
-/// Waits until `fd` is readable (`true`) or the stop event fires (`false`).
-fn wait_readable(fd: RawFd, stop: RawFd) -> io::Result<bool> {
-    let mut fds = [
-        libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: stop,
-            events: libc::POLLIN,
-            revents: 0,
-        },
-    ];
-    loop {
-        // SAFETY: `fds` is a valid array of two pollfd structures for the whole call.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), 2, -1) };
-        if n < 0 {
-            let e = io::Error::last_os_error();
-            if e.kind() == io::ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
-        }
-        if fds[1].revents != 0 {
-            return Ok(false);
-        }
-        if fds[0].revents != 0 {
-            return Ok(true);
-        }
-    }
+    let tls = config
+        .tls
+        .as_ref()
+        .map(|t| {
+            vfpga_transport::server_config(&vfpga_transport::TlsFiles {
+                ca: t.ca.clone(),
+                cert: t.cert.clone(),
+                key: t.key.clone(),
+            })
+        })
+        .transpose()
+        .map_err(|e| ServerError::Streams(StreamError::Config(format!("[tls]: {e}"))))?;
+    let cfg = StreamConfig {
+        limits: config.device,
+        max_connections: config.stream.max_connections,
+        idle: (config.stream.idle_timeout_ms > 0)
+            .then(|| Duration::from_millis(config.stream.idle_timeout_ms)),
+        run_slots: config.engine_threads(),
+        tls,
+        socket_mode,
+        socket_gid,
+    };
+    StreamServer::start(cfg, &guests, engine.clone())
+        .map(Some)
+        .map_err(ServerError::Streams)
 }
 
 /// One guest's serving loop.

@@ -32,7 +32,11 @@ pub fn start(config: &Config, live: Arc<LiveDevices>) -> Result<Option<Service>,
         .iter()
         .map(|g| ServiceGuest {
             name: g.name.clone(),
-            socket: g.socket.display().to_string(),
+            socket: g
+                .socket
+                .as_ref()
+                .map(|s| s.display().to_string())
+                .unwrap_or_default(),
             domain: g.domain().to_owned(),
         })
         .collect();

@@ -1,5 +1,8 @@
-//! Mutual TLS between vfpgad (client) and board agents (server): both sides present a
-//! certificate signed by the deployment's own CA and accept only peers signed by it.
+//! Mutual TLS, wherever vfpga uses it: vfpgad (client) and board agents (server), and
+//! guests (client) and vfpgad's TLS listeners (server). Both sides present a certificate
+//! signed by the deployment's own CA and accept only peers signed by it; a server that
+//! serves several peers tells them apart by the names in their certificates
+//! ([`cert_names`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -116,6 +119,17 @@ pub fn check_server_name(name: &str) -> Result<(), String> {
     rustls_pki_types::ServerName::try_from(name)
         .map(|_| ())
         .map_err(|e| format!("{name:?} is neither a DNS name nor an IP address ({e})"))
+}
+
+/// Whether the end-entity certificate `der` is valid for `name` (a DNS name or an IP
+/// address among its subject alternative names), as a server name check would decide.
+/// The chain must have been verified already (the handshake did).
+pub fn cert_names(der: &CertificateDer<'_>, name: &str) -> bool {
+    let Ok(name) = rustls_pki_types::ServerName::try_from(name) else {
+        return false;
+    };
+    webpki::EndEntityCert::try_from(der)
+        .is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
 }
 
 #[cfg(test)]

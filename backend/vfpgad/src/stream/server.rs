@@ -1,0 +1,555 @@
+//! The stream listeners: one accept thread per listening socket, one thread per
+//! connection, a registry of each guest's connections (to bound them, to close them when
+//! the guest's Xen domain dies, and to close them all at shutdown).
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rustls::{ServerConfig, ServerConnection, StreamOwned};
+use tracing::{debug, info, warn};
+use vfpga_engine::Engine;
+use vfpga_proto::stream::Deadline;
+use vfpga_transport::vsock::{VsockListener, VsockStream};
+
+use super::listen::Listen;
+use super::serve::{log_end, serve, Conn, End, Rules, Slots};
+use crate::config::DeviceLimits;
+use crate::device::{lock, Device};
+use crate::sockets::{bind, wait_readable};
+
+/// How long a TLS client has to finish its handshake.
+const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
+/// TLS handshakes in progress per listener; connections beyond wait in the backlog.
+const MAX_HANDSHAKES: usize = 32;
+/// Fewest seconds between two warnings about one guest's refused connections.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// A guest with stream listeners.
+#[derive(Clone, Debug)]
+pub struct StreamGuest {
+    /// Its name.
+    pub name: String,
+    /// Where it is served.
+    pub listen: Vec<Listen>,
+    /// The name its TLS client certificate must carry.
+    pub tls_name: String,
+}
+
+/// How streams are served.
+#[derive(Clone, Debug)]
+pub struct StreamConfig {
+    /// The guests' device limits.
+    pub limits: DeviceLimits,
+    /// Connections per guest.
+    pub max_connections: usize,
+    /// Longest wait for a connection's next request.
+    pub idle: Option<Duration>,
+    /// Runs executing at once on stream connections.
+    pub run_slots: usize,
+    /// Server TLS set-up (client certificates required), for `tls:` listeners.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// Mode of `unix:` sockets.
+    pub socket_mode: Option<u32>,
+    /// Group of `unix:` sockets.
+    pub socket_gid: Option<u32>,
+}
+
+/// Why the stream listeners could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// A socket could not be created.
+    #[error("guest {guest}: cannot listen on {listen}: {source}")]
+    Listen {
+        /// Guest name.
+        guest: String,
+        /// The entry.
+        listen: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// Two guests claim the same thing, or a listener lacks what it needs.
+    #[error("{0}")]
+    Config(String),
+    /// Threads could not be created.
+    #[error("cannot start the stream listeners: {0}")]
+    Start(#[from] io::Error),
+}
+
+/// Closes a connection from another thread (wakes its reader).
+type Closer = Box<dyn Fn() + Send + Sync>;
+
+struct Entry {
+    id: u64,
+    since: Instant,
+    dev: Arc<Device>,
+    close: Closer,
+}
+
+/// A warning that repeats at most every [`WARN_EVERY`].
+struct Limited(Mutex<Option<Instant>>);
+
+impl Limited {
+    fn due(&self) -> bool {
+        let mut last = lock(&self.0);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+}
+
+struct GuestState {
+    name: String,
+    tls_name: String,
+    conns: Mutex<Vec<Entry>>,
+    warned: Limited,
+}
+
+struct Shared {
+    cfg: StreamConfig,
+    engine: Arc<dyn Engine>,
+    slots: Slots,
+    guests: Vec<GuestState>,
+    stop: AtomicBool,
+    next_id: AtomicU64,
+    /// Connection threads alive, and a signal when one ends.
+    active: Mutex<usize>,
+    ended: Condvar,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("guests", &self.guests.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The running listeners.
+#[derive(Debug)]
+pub struct StreamServer {
+    shared: Arc<Shared>,
+    /// Written to at shutdown: wakes every accept thread.
+    wake: UnixStream,
+    accept: Vec<JoinHandle<()>>,
+    unix_paths: Vec<PathBuf>,
+    tls_addrs: Vec<SocketAddr>,
+}
+
+/// The guests' stream connections, for closing those of a guest whose domain died.
+#[derive(Clone, Debug)]
+pub struct StreamGuests(Arc<Shared>);
+
+impl StreamGuests {
+    /// Closes the connections of `guest` made no later than `before` (a later one
+    /// belongs to a new domain of the same name); returns the sessions they had open.
+    pub fn drop_guest(&self, guest: &str, before: Instant) -> usize {
+        let Some(g) = self.0.guests.iter().find(|g| g.name == guest) else {
+            return 0;
+        };
+        let conns = lock(&g.conns);
+        let mut sessions = 0;
+        for e in conns.iter().filter(|e| e.since <= before) {
+            sessions += e.dev.sessions.clear();
+            (e.close)();
+        }
+        sessions
+    }
+}
+
+/// A listening socket and who may come through it.
+enum Bound {
+    Unix(std::os::unix::net::UnixListener, usize),
+    Vsock(VsockListener, HashMap<u32, usize>),
+    Tls(TcpListener, SocketAddr, Vec<usize>),
+}
+
+impl StreamServer {
+    /// Binds every guest's stream listeners and starts accepting. `vchan` entries are
+    /// not sockets: the Xen side serves them.
+    pub fn start(
+        cfg: StreamConfig,
+        guests: &[StreamGuest],
+        engine: Arc<dyn Engine>,
+    ) -> Result<Self, StreamError> {
+        let mut bound = Vec::new();
+        let mut unix_paths = Vec::new();
+        let mut vsock: HashMap<u32, HashMap<u32, usize>> = HashMap::new();
+        let mut tls: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+        for (g, guest) in guests.iter().enumerate() {
+            for l in &guest.listen {
+                match l {
+                    Listen::Unix(path) => {
+                        let u = bind(path, cfg.socket_mode, cfg.socket_gid).map_err(|source| {
+                            StreamError::Listen {
+                                guest: guest.name.clone(),
+                                listen: l.to_string(),
+                                source,
+                            }
+                        })?;
+                        unix_paths.push(path.clone());
+                        bound.push(Bound::Unix(u, g));
+                    }
+                    Listen::Vsock { cid, port } => {
+                        if let Some(o) = vsock.entry(*port).or_default().insert(*cid, g) {
+                            return Err(StreamError::Config(format!(
+                                "guests {} and {} both listen on vsock CID {cid} port {port}",
+                                guests[o].name, guest.name
+                            )));
+                        }
+                    }
+                    Listen::Tls(addr) => tls.entry(*addr).or_default().push(g),
+                    Listen::Vchan => {}
+                }
+            }
+        }
+        for (port, cids) in vsock {
+            let l = VsockListener::bind(port).map_err(|source| StreamError::Listen {
+                guest: guests[*cids.values().next().unwrap_or(&0)].name.clone(),
+                listen: format!("vsock port {port}"),
+                source,
+            })?;
+            bound.push(Bound::Vsock(l, cids));
+        }
+        if !tls.is_empty() && cfg.tls.is_none() {
+            return Err(StreamError::Config(
+                "tls: listeners need the server's certificate: give [tls] ca, cert and key".into(),
+            ));
+        }
+        for (addr, gs) in tls {
+            let l = TcpListener::bind(addr).map_err(|source| StreamError::Listen {
+                guest: guests[gs[0]].name.clone(),
+                listen: format!("tls:{addr}"),
+                source,
+            })?;
+            let local = l.local_addr()?;
+            bound.push(Bound::Tls(l, local, gs));
+        }
+        let (wake, wait) = UnixStream::pair()?;
+        let shared = Arc::new(Shared {
+            slots: Slots::new(cfg.run_slots),
+            cfg,
+            engine,
+            guests: guests
+                .iter()
+                .map(|g| GuestState {
+                    name: g.name.clone(),
+                    tls_name: g.tls_name.clone(),
+                    conns: Mutex::new(Vec::new()),
+                    warned: Limited(Mutex::new(None)),
+                })
+                .collect(),
+            stop: AtomicBool::new(false),
+            next_id: AtomicU64::new(1),
+            active: Mutex::new(0),
+            ended: Condvar::new(),
+        });
+        let tls_addrs = bound
+            .iter()
+            .filter_map(|b| match b {
+                Bound::Tls(_, a, _) => Some(*a),
+                _ => None,
+            })
+            .collect();
+        let mut server = Self {
+            shared,
+            wake,
+            accept: Vec::new(),
+            unix_paths,
+            tls_addrs,
+        };
+        for b in bound {
+            let (shared, wait) = (server.shared.clone(), wait.try_clone()?);
+            let what = describe(&b, guests);
+            info!("listening: {what}");
+            let t = std::thread::Builder::new()
+                .name("vfpga-accept".into())
+                .spawn(move || accept_loop(&shared, &b, wait.as_raw_fd()))?;
+            server.accept.push(t);
+        }
+        Ok(server)
+    }
+
+    /// The addresses the `tls:` listeners are bound to (a port 0 in the config gets one).
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
+    /// A handle on the guests' connections.
+    pub fn guests(&self) -> StreamGuests {
+        StreamGuests(self.shared.clone())
+    }
+
+    /// Stops accepting, closes every connection, waits (up to `grace`) for their threads
+    /// (a running kernel finishes first) and removes the unix sockets.
+    pub fn shutdown(mut self, grace: Duration) {
+        self.shared.stop.store(true, Ordering::Release);
+        let _ = self.wake.write_all(b"x");
+        for t in self.accept.drain(..) {
+            let _ = t.join();
+        }
+        for g in &self.shared.guests {
+            for e in lock(&g.conns).iter() {
+                (e.close)();
+            }
+        }
+        let deadline = Instant::now() + grace;
+        let mut n = lock(&self.shared.active);
+        while *n > 0 {
+            let Some(left) = deadline.checked_duration_since(Instant::now()) else {
+                warn!("{} stream connections still busy after {grace:?}", *n);
+                break;
+            };
+            n = match self.shared.ended.wait_timeout(n, left) {
+                Ok((n, _)) => n,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        drop(n);
+        for p in &self.unix_paths {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+fn describe(b: &Bound, guests: &[StreamGuest]) -> String {
+    match b {
+        Bound::Unix(l, g) => format!(
+            "guest {} on unix:{}",
+            guests[*g].name,
+            l.local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_default()
+        ),
+        Bound::Vsock(_, cids) => {
+            let mut v: Vec<String> = cids
+                .iter()
+                .map(|(cid, g)| format!("{} (CID {cid})", guests[*g].name))
+                .collect();
+            v.sort();
+            format!("vsock for {}", v.join(", "))
+        }
+        Bound::Tls(_, addr, gs) => {
+            let names: Vec<&str> = gs.iter().map(|g| guests[*g].name.as_str()).collect();
+            format!("tls:{addr} for {}", names.join(", "))
+        }
+    }
+}
+
+fn listener_fd(b: &Bound) -> RawFd {
+    match b {
+        Bound::Unix(l, _) => l.as_raw_fd(),
+        Bound::Vsock(l, _) => l.as_raw_fd(),
+        Bound::Tls(l, ..) => l.as_raw_fd(),
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, b: &Bound, wait: RawFd) {
+    let handshakes = Arc::new(AtomicUsize::new(0));
+    while !shared.stop.load(Ordering::Acquire) {
+        match wait_readable(listener_fd(b), wait) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                warn!("waiting for stream connections: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+                continue;
+            }
+        }
+        let r = match b {
+            Bound::Unix(l, g) => l.accept().map(|(s, _)| {
+                let close = closer_unix(&s);
+                spawn(shared, *g, "unix".into(), close, Deadline::new(s));
+            }),
+            Bound::Vsock(l, cids) => l.accept().map(|(s, cid)| match cids.get(&cid) {
+                Some(g) => {
+                    let close = closer_vsock(&s);
+                    spawn(
+                        shared,
+                        *g,
+                        format!("vsock CID {cid}"),
+                        close,
+                        Deadline::new(s),
+                    );
+                }
+                None => warn!("vsock: refused a connection from CID {cid}: no guest has that CID"),
+            }),
+            Bound::Tls(l, addr, gs) => l.accept().map(|(s, peer)| {
+                if handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
+                    debug!(%peer, "tls:{addr}: {MAX_HANDSHAKES} handshakes in progress; refused");
+                    return;
+                }
+                handshakes.fetch_add(1, Ordering::AcqRel);
+                let (shared, gs, addr, hs) =
+                    (shared.clone(), gs.clone(), *addr, handshakes.clone());
+                let spawned =
+                    std::thread::Builder::new()
+                        .name("vfpga-tls".into())
+                        .spawn(move || {
+                            let who = tls_guest(&shared, s, peer, addr, &gs);
+                            hs.fetch_sub(1, Ordering::AcqRel);
+                            if let Some((g, tls, close)) = who {
+                                serve_conn(&shared, g, format!("{peer}"), close, tls);
+                            }
+                        });
+                if spawned.is_err() {
+                    handshakes.fetch_sub(1, Ordering::AcqRel);
+                }
+            }),
+        };
+        if let Err(e) = r {
+            if e.kind() != io::ErrorKind::WouldBlock {
+                warn!("accepting a stream connection: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn closer_unix(s: &UnixStream) -> Closer {
+    match s.try_clone() {
+        Ok(c) => Box::new(move || {
+            let _ = c.shutdown(Shutdown::Both);
+        }),
+        Err(_) => Box::new(|| {}),
+    }
+}
+
+fn closer_tcp(s: &TcpStream) -> Closer {
+    match s.try_clone() {
+        Ok(c) => Box::new(move || {
+            let _ = c.shutdown(Shutdown::Both);
+        }),
+        Err(_) => Box::new(|| {}),
+    }
+}
+
+fn closer_vsock(s: &VsockStream) -> Closer {
+    match s.try_clone() {
+        Ok(c) => Box::new(move || {
+            let _ = c.shutdown();
+        }),
+        Err(_) => Box::new(|| {}),
+    }
+}
+
+type TlsConn = StreamOwned<ServerConnection, Deadline<TcpStream>>;
+
+/// Completes the TLS handshake and finds the guest whose name the client certificate
+/// carries among those served on this listener.
+fn tls_guest(
+    shared: &Shared,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    addr: SocketAddr,
+    gs: &[usize],
+) -> Option<(usize, TlsConn, Closer)> {
+    let cfg = shared.cfg.tls.clone()?;
+    let _ = tcp.set_nodelay(true);
+    let close = closer_tcp(&tcp);
+    let conn = ServerConnection::new(cfg).ok()?;
+    let mut sock = Deadline::new(tcp);
+    sock.set_in(HANDSHAKE_TIME);
+    let mut tls = StreamOwned::new(conn, sock);
+    while tls.conn.is_handshaking() {
+        if let Err(e) = tls.conn.complete_io(&mut tls.sock) {
+            debug!(%peer, "tls:{addr}: handshake failed: {e}");
+            return None;
+        }
+    }
+    let cert = tls.conn.peer_certificates().and_then(|c| c.first())?;
+    match gs
+        .iter()
+        .find(|g| vfpga_transport::cert_names(cert, &shared.guests[**g].tls_name))
+    {
+        Some(g) => Some((*g, tls, close)),
+        None => {
+            warn!(%peer, "tls:{addr}: refused: the client certificate names no guest served here");
+            None
+        }
+    }
+}
+
+/// Starts the thread of a connection already tied to guest `g`.
+fn spawn<C: Conn + Send + 'static>(
+    shared: &Arc<Shared>,
+    g: usize,
+    peer: String,
+    close: Closer,
+    conn: C,
+) {
+    let s = shared.clone();
+    let r = std::thread::Builder::new()
+        .name(format!("vfpga-{}", shared.guests[g].name))
+        .spawn(move || serve_conn(&s, g, peer, close, conn));
+    if let Err(e) = r {
+        warn!("cannot start a stream connection's thread: {e}");
+    }
+}
+
+/// Serves one connection of guest `g` until it ends.
+fn serve_conn<C: Conn>(shared: &Shared, g: usize, peer: String, close: Closer, mut conn: C) {
+    let gs = &shared.guests[g];
+    let dev = Arc::new(Device::for_stream(
+        &gs.name,
+        shared.cfg.limits,
+        shared.engine.clone(),
+    ));
+    let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
+    {
+        let mut conns = lock(&gs.conns);
+        if shared.stop.load(Ordering::Acquire) {
+            return;
+        }
+        if conns.len() >= shared.cfg.max_connections {
+            drop(conns);
+            if gs.warned.due() {
+                warn!(
+                    guest = %gs.name,
+                    %peer,
+                    "refused a stream connection: {} open already (the guest's limit)",
+                    shared.cfg.max_connections
+                );
+            }
+            close();
+            return;
+        }
+        conns.push(Entry {
+            id,
+            since: Instant::now(),
+            dev: dev.clone(),
+            close,
+        });
+    }
+    *lock(&shared.active) += 1;
+    debug!(guest = %gs.name, %peer, "stream connected");
+    let rules = Rules {
+        max_request_bytes: shared.cfg.limits.max_request_bytes,
+        idle: shared.cfg.idle,
+        slots: &shared.slots,
+        extra: None,
+    };
+    match serve(&mut conn, &dev, &rules) {
+        End::Refused(why) if gs.warned.due() => {
+            warn!(guest = %gs.name, %peer, "stream closed: {why}");
+        }
+        end => log_end(&gs.name, &peer, &end),
+    }
+    lock(&gs.conns).retain(|e| e.id != id);
+    dev.reset();
+    drop(conn);
+    *lock(&shared.active) -= 1;
+    shared.ended.notify_all();
+}
