@@ -17,6 +17,25 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// vfpgad could not be reached on a stream endpoint.
+    #[error("cannot connect to {endpoint}: {}", connect_hint(endpoint, source))]
+    Connect {
+        /// The endpoint (`vsock://2:7000`, ...).
+        endpoint: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
+    /// The connection to vfpgad failed in the middle of a request (the request's
+    /// outcome is unknown; the connection is not used again).
+    #[error("{op}: the connection to vfpgad failed: {source}")]
+    Link {
+        /// What was being done.
+        op: String,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
     /// The driver refused or could not complete the request.
     #[error("{op}: {}", io_hint(source))]
     Io {
@@ -90,6 +109,25 @@ fn open_hint(e: &io::Error) -> String {
             "permission denied (the node is mode 0660: run as root or join its group)".into()
         }
         _ => e.to_string(),
+    }
+}
+
+fn connect_hint(endpoint: &str, e: &io::Error) -> String {
+    let what = match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) | Some(libc::ENOENT) => {
+            "nothing listens there (is vfpgad running with a listen entry for this guest?)"
+        }
+        Some(libc::ENODEV) | Some(libc::EAFNOSUPPORT) if endpoint.starts_with("vsock:") => {
+            "no vsock transport in this guest (load vmw_vsock_virtio_transport; does the VM have a vsock device?)"
+        }
+        Some(libc::ETIMEDOUT) => "no answer (is the host reachable, and does vfpgad listen there?)",
+        Some(libc::EACCES) | Some(libc::EPERM) => "permission denied",
+        _ => "",
+    };
+    if what.is_empty() {
+        e.to_string()
+    } else {
+        format!("{what} ({e})")
     }
 }
 

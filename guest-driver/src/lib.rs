@@ -18,26 +18,42 @@
 //! # Ok::<(), vfpga::Error>(())
 //! ```
 //!
-//! Buffers stay where they are: the kernel module pins their pages and the device reads
-//! and writes them in place.
+//! Through `/dev/vfpgaN`, buffers stay where they are: the kernel module pins their
+//! pages and the device reads and writes them in place.
+//!
+//! A guest without the kernel module reaches vfpgad on a stream instead, with the same
+//! API and the same errors; the endpoint says which:
+//!
+//! ```no_run
+//! # use vfpga::Device;
+//! let dev = Device::open("vsock://2:7000")?; // or unix:PATH, tls://HOST:PORT, vchan://
+//! println!("{} kernels", dev.kernels()?.len());
+//! # Ok::<(), vfpga::Error>(())
+//! ```
 
 mod buffer;
+mod connect;
 mod error;
 pub mod ioctl;
+mod link;
+mod vchan;
 
-use std::fs::File;
-use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use vfpga_proto::wire::name_str;
-use vfpga_proto::{ArgKind, DeviceInfo, ElemType, KernelDesc, KernelSig, Stats, Status, MAX_ARGS};
+use vfpga_proto::{DeviceInfo, ElemType, KernelDesc, KernelSig, Stats, Status, MAX_ARGS};
+pub use vfpga_transport::{Endpoint, TlsFiles};
 
 pub use buffer::{AlignedBuf, Pod};
+pub use connect::{tls_dir, Options};
 pub use error::Error;
+use link::Link;
 
-/// The default device node.
+/// The default endpoint: the first vfpga device node.
 pub const DEFAULT_DEVICE: &str = "/dev/vfpga0";
+
+/// The environment variable naming the endpoint when the program gives none.
+pub const DEVICE_ENV: &str = "VFPGA_DEVICE";
 
 /// One argument of a run.
 #[derive(Debug)]
@@ -96,15 +112,11 @@ pub struct RunStats {
     pub engine: Duration,
 }
 
-/// An open `/dev/vfpgaN`.
+/// An open vfpga device: a device node, or a connection to vfpgad.
 #[derive(Debug)]
 pub struct Device {
-    file: File,
-    path: PathBuf,
-}
-
-fn status(raw: u16) -> Status {
-    Status::from_raw(raw).unwrap_or(Status::EngineError)
+    link: Link,
+    endpoint: Endpoint,
 }
 
 fn text(field: &[u8]) -> String {
@@ -112,50 +124,47 @@ fn text(field: &[u8]) -> String {
 }
 
 impl Device {
-    /// Opens a vfpga device node.
-    pub fn open(path: impl AsRef<Path>) -> Result<Self, Error> {
-        let path = path.as_ref().to_owned();
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .open(&path)
-            .map_err(|source| Error::Open {
-                path: path.clone(),
-                source,
+    /// Opens an endpoint: a device node path (`/dev/vfpga0`), `vsock://CID:PORT`,
+    /// `unix:PATH`, `tls://HOST:PORT` or `vchan://[DOMID][/PATH]`, with the options
+    /// from the environment ([`Options::from_env`]).
+    pub fn open(endpoint: impl AsRef<str>) -> Result<Self, Error> {
+        Self::open_with(endpoint, &Options::from_env())
+    }
+
+    /// The endpoint `VFPGA_DEVICE` names, else [`DEFAULT_DEVICE`].
+    pub fn open_default() -> Result<Self, Error> {
+        let ep = std::env::var(DEVICE_ENV).unwrap_or_else(|_| DEFAULT_DEVICE.to_owned());
+        Self::open(ep)
+    }
+
+    /// Opens an endpoint with explicit options.
+    pub fn open_with(endpoint: impl AsRef<str>, options: &Options) -> Result<Self, Error> {
+        let endpoint =
+            Endpoint::parse(endpoint.as_ref()).map_err(|e| Error::Usage(e.to_string()))?;
+        let link = connect::open(&endpoint, options)?;
+        let dev = Self { link, endpoint };
+        if !matches!(dev.endpoint, Endpoint::Device(_)) {
+            // One round trip now: a refused certificate or something else listening
+            // there shows at open, not on the first real request.
+            dev.link.nop().map_err(|e| match e {
+                Error::Link { source, .. } => Error::Connect {
+                    endpoint: dev.endpoint.to_string(),
+                    source,
+                },
+                e => e,
             })?;
-        Ok(Self { file, path })
-    }
-
-    /// The node's path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    fn ioctl<T>(&self, op: &'static str, request: u64, arg: &mut T) -> Result<(), Error> {
-        ioctl::call(self.file.as_raw_fd(), request, arg).map_err(|source| Error::Io { op, source })
-    }
-
-    fn check(op: &'static str, raw: u16) -> Result<(), Error> {
-        match status(raw) {
-            Status::Ok => Ok(()),
-            s => Err(Error::Device {
-                op: op.into(),
-                status: s,
-                detail: String::new(),
-            }),
         }
+        Ok(dev)
+    }
+
+    /// The endpoint it was opened on.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
     }
 
     /// Device information.
     pub fn info(&self) -> Result<Info, Error> {
-        let mut a = ioctl::IocInfo {
-            info: [0; DeviceInfo::SIZE],
-            status: 0,
-            reserved: [0; 3],
-        };
-        self.ioctl("info", ioctl::INFO, &mut a)?;
-        Self::check("info", a.status)?;
-        let raw = DeviceInfo::from_bytes(&a.info);
+        let raw = self.link.info()?;
         Ok(Info {
             name: text(&raw.device_name),
             engine: text(&raw.engine),
@@ -167,19 +176,13 @@ impl Device {
 
     /// The kernel catalogue with signatures.
     pub fn kernels(&self) -> Result<Vec<KernelSig>, Error> {
-        const PAGE: u32 = 16;
+        const PAGE: usize = 16;
         let mut out = Vec::new();
-        let mut descs = vec![[0u8; KernelDesc::SIZE]; PAGE as usize];
+        let mut descs = vec![[0u8; KernelDesc::SIZE]; PAGE];
         loop {
-            let mut a = ioctl::IocList {
-                descs: descs.as_mut_ptr() as u64,
-                start: u32::try_from(out.len()).unwrap_or(u32::MAX),
-                capacity: PAGE,
-                ..Default::default()
-            };
-            self.ioctl("list kernels", ioctl::LIST_KERNELS, &mut a)?;
-            Self::check("list kernels", a.status)?;
-            for raw in &descs[..a.count.min(PAGE) as usize] {
+            let start = u32::try_from(out.len()).unwrap_or(u32::MAX);
+            let (n, total) = self.link.list(start, &mut descs)?;
+            for raw in &descs[..n] {
                 let sig = KernelSig::from_desc(&KernelDesc::from_bytes(raw)).map_err(|e| {
                     Error::Device {
                         op: "list kernels".into(),
@@ -189,7 +192,7 @@ impl Device {
                 })?;
                 out.push(sig);
             }
-            if a.count == 0 || out.len() >= a.total as usize {
+            if n == 0 || out.len() as u64 >= total {
                 return Ok(out);
             }
         }
@@ -210,54 +213,27 @@ impl Device {
     /// Opens a session on kernel `name`.
     pub fn session(&self, name: &str) -> Result<Session<'_>, Error> {
         let sig = self.kernel(name)?;
-        let mut a = ioctl::IocSession {
-            name: name_field(name)?,
-            ..Default::default()
-        };
-        self.ioctl("open session", ioctl::OPEN_SESSION, &mut a)?;
-        Self::check("open session", a.status)
-            .map_err(|e| e.with_op(format!("open session on `{name}`")))?;
-        Ok(Session {
-            dev: self,
-            id: a.session,
-            sig,
-        })
+        let id = self
+            .link
+            .open_session(&name_field(name)?, &format!("open session on `{name}`"))?;
+        Ok(Session { dev: self, id, sig })
     }
 
-    /// Loads bitstream `name` from the daemon's library; returns the new kernel count.
+    /// Loads bitstream `name` from the daemon's library.
     pub fn load_bitstream(&self, name: &str) -> Result<(), Error> {
-        let mut a = ioctl::IocSession {
-            name: name_field(name)?,
-            ..Default::default()
-        };
-        self.ioctl("load bitstream", ioctl::LOAD_BITSTREAM, &mut a)?;
-        Self::check("load bitstream", a.status)
-            .map_err(|e| e.with_op(format!("load bitstream `{name}`")))
+        self.link
+            .load(&name_field(name)?, &format!("load bitstream `{name}`"))
     }
 
     /// Device-wide statistics.
     pub fn stats(&self) -> Result<Stats, Error> {
-        self.stats_of(0)
+        self.link.stats(0)
     }
 
-    fn stats_of(&self, session: u64) -> Result<Stats, Error> {
-        let mut a = ioctl::IocStats {
-            session,
-            stats: [0; Stats::SIZE],
-            status: 0,
-            reserved: [0; 3],
-        };
-        self.ioctl("stats", ioctl::STATS, &mut a)?;
-        Self::check("stats", a.status)?;
-        Ok(Stats::from_bytes(&a.stats))
-    }
-
-    /// One round trip through a request queue; returns the time the driver measured.
+    /// One round trip through a request queue; returns the time the driver (or, on a
+    /// stream, this process) measured.
     pub fn nop(&self) -> Result<Duration, Error> {
-        let mut a = ioctl::IocNop::default();
-        self.ioctl("nop", ioctl::NOP, &mut a)?;
-        Self::check("nop", a.status)?;
-        Ok(Duration::from_nanos(a.duration_ns))
+        self.link.nop()
     }
 }
 
@@ -289,50 +265,20 @@ impl Session<'_> {
                 "{name}: at most {MAX_ARGS} arguments"
             )));
         }
-        let mut a = ioctl::IocRun {
-            session: self.id,
-            n_args: u32::try_from(args.len()).unwrap_or(u32::MAX),
-            ..Default::default()
-        };
-        for (slot, arg) in a.args.iter_mut().zip(args.iter_mut()) {
-            *slot = match arg {
-                Arg::Scalar(ty, bits) => ioctl::IocArg {
-                    kind: ArgKind::Scalar.raw(),
-                    ty: ty.raw(),
-                    value: *bits,
-                    ..Default::default()
-                },
-                Arg::In(ty, data) => ioctl::IocArg {
-                    kind: ArgKind::In.raw(),
-                    ty: ty.raw(),
-                    value: data.len() as u64,
-                    addr: data.as_ptr() as u64,
-                    ..Default::default()
-                },
-                Arg::Out(ty, data) => ioctl::IocArg {
-                    kind: ArgKind::Out.raw(),
-                    ty: ty.raw(),
-                    value: data.len() as u64,
-                    addr: data.as_mut_ptr() as u64,
-                    ..Default::default()
-                },
-            };
-        }
-        self.dev
-            .ioctl("run", ioctl::RUN, &mut a)
-            .map_err(|e| e.with_op(format!("run `{name}`")))?;
-        match status(a.status) {
+        let op = format!("run `{name}`");
+        let r = self.dev.link.run(self.id, args, &op)?;
+        match r.status {
             Status::Ok => Ok(RunStats {
-                written: a.written,
-                engine: Duration::from_nanos(a.duration_ns),
+                written: r.written,
+                engine: Duration::from_nanos(r.duration_ns),
             }),
             s => {
                 let detail = if s == Status::BadArgument {
-                    let arg = self.sig.args.get(a.detail as usize);
-                    arg.map_or(format!("argument {}", a.detail), |x| {
+                    let arg = self.sig.args.get(r.detail as usize);
+                    arg.map_or(format!("argument {}", r.detail), |x| {
                         format!(
                             "argument {} `{}` of {}",
-                            a.detail,
+                            r.detail,
                             x.name,
                             self.sig.render()
                         )
@@ -341,7 +287,7 @@ impl Session<'_> {
                     String::new()
                 };
                 Err(Error::Device {
-                    op: format!("run `{name}`"),
+                    op,
                     status: s,
                     detail,
                 })
@@ -351,7 +297,7 @@ impl Session<'_> {
 
     /// This session's statistics.
     pub fn stats(&self) -> Result<Stats, Error> {
-        self.dev.stats_of(self.id)
+        self.dev.link.stats(self.id)
     }
 
     /// Closes the session now (dropping it does the same, ignoring errors).
@@ -365,13 +311,7 @@ impl Session<'_> {
         if self.id == 0 {
             return Ok(());
         }
-        let mut a = ioctl::IocSession {
-            session: self.id,
-            ..Default::default()
-        };
-        self.dev
-            .ioctl("close session", ioctl::CLOSE_SESSION, &mut a)?;
-        Device::check("close session", a.status)
+        self.dev.link.close_session(self.id)
     }
 }
 

@@ -209,7 +209,12 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         max_request_bytes: shared.cfg.max_request_bytes,
         ..DeviceLimits::default()
     };
-    let dev = Device::for_stream(&peer.ip().to_string(), limits, shared.cfg.engine.clone());
+    let dev = Device::for_stream(
+        &peer.ip().to_string(),
+        limits,
+        shared.cfg.engine.clone(),
+        Default::default(),
+    );
     let upload = |req: &StreamRequest, inputs: &[u8]| upload(shared, req, inputs);
     let rules = Rules {
         max_request_bytes: shared.cfg.max_request_bytes,

@@ -577,10 +577,12 @@ impl Config {
                             g.name
                         ))
                     }
-                    crate::stream::Listen::Vchan if !self.xen.enable => return bad(format!(
+                    crate::stream::Listen::Vchan if !self.xen.enable => {
+                        return bad(format!(
                         "guest {}: vchan needs the dom0 service: [xen] enable = true (or --xen)",
                         g.name
-                    )),
+                    ))
+                    }
                     _ => {}
                 }
                 listens.push(l);

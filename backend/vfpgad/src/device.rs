@@ -143,8 +143,8 @@ pub struct Device {
     pub inline_cost: u64,
     /// Open sessions.
     pub sessions: Sessions,
-    /// Device-wide counters.
-    pub counters: Counters,
+    /// Device-wide counters (shared by a guest's stream connections).
+    pub counters: Arc<Counters>,
     /// Per-virtqueue state; index 0 is the control queue.
     pub queues: Vec<QueueCtx>,
     /// Whether the driver negotiated EVENT_IDX.
@@ -160,10 +160,19 @@ impl Device {
         Self::with_queues(name, limits, engine, usize::from(limits.request_queues) + 1)
     }
 
-    /// The device behind one stream connection: sessions, counters and the engine, and
-    /// no virtqueue state (a stream has none).
-    pub fn for_stream(name: &str, limits: DeviceLimits, engine: Arc<dyn Engine>) -> Self {
-        Self::with_queues(name, limits, engine, 0)
+    /// The device behind one stream connection: sessions of its own, the guest's
+    /// `counters` (every stream of a guest adds to the same statistics), the engine,
+    /// and no virtqueue state (a stream has none).
+    pub fn for_stream(
+        name: &str,
+        limits: DeviceLimits,
+        engine: Arc<dyn Engine>,
+        counters: Arc<Counters>,
+    ) -> Self {
+        Self {
+            counters,
+            ..Self::with_queues(name, limits, engine, 0)
+        }
     }
 
     fn with_queues(name: &str, limits: DeviceLimits, engine: Arc<dyn Engine>, n: usize) -> Self {
@@ -175,7 +184,7 @@ impl Device {
             jobs_tx: None,
             inline_cost: u64::MAX,
             sessions: Sessions::new(limits.max_sessions as usize),
-            counters: Counters::default(),
+            counters: Arc::default(),
             queues: (0..n).map(|_| QueueCtx::new(&limits)).collect(),
             event_idx: AtomicBool::new(false),
             #[cfg(feature = "vhost")]

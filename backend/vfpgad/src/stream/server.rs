@@ -24,6 +24,7 @@ use super::serve::{log_end, serve, Conn, End, Rules, Slots};
 use crate::config::DeviceLimits;
 use crate::device::{lock, Device};
 use crate::sockets::{bind, wait_readable};
+use crate::stats::Counters;
 
 /// How long a TLS client has to finish its handshake.
 const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
@@ -112,6 +113,7 @@ impl Limited {
 struct GuestState {
     name: String,
     tls_name: String,
+    counters: Arc<Counters>,
     conns: Mutex<Vec<Entry>>,
     warned: Limited,
 }
@@ -121,6 +123,9 @@ struct Shared {
     engine: Arc<dyn Engine>,
     slots: Slots,
     guests: Vec<GuestState>,
+    /// Refusals of connections no guest can be named for (an unknown CID, a
+    /// certificate of nobody served): a network peer must not flood the log.
+    strangers: Limited,
     stop: AtomicBool,
     next_id: AtomicU64,
     /// Connection threads alive, and a signal when one ends.
@@ -246,10 +251,12 @@ impl StreamServer {
                 .map(|g| GuestState {
                     name: g.name.clone(),
                     tls_name: g.tls_name.clone(),
+                    counters: Arc::default(),
                     conns: Mutex::new(Vec::new()),
                     warned: Limited(Mutex::new(None)),
                 })
                 .collect(),
+            strangers: Limited(Mutex::new(None)),
             stop: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             active: Mutex::new(0),
@@ -384,7 +391,10 @@ fn accept_loop(shared: &Arc<Shared>, b: &Bound, wait: RawFd) {
                         Deadline::new(s),
                     );
                 }
-                None => warn!("vsock: refused a connection from CID {cid}: no guest has that CID"),
+                None if shared.strangers.due() => {
+                    warn!("vsock: refused a connection from CID {cid}: no guest has that CID");
+                }
+                None => {}
             }),
             Bound::Tls(l, addr, gs) => l.accept().map(|(s, peer)| {
                 if handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
@@ -476,7 +486,9 @@ fn tls_guest(
     {
         Some(g) => Some((*g, tls, close)),
         None => {
-            warn!(%peer, "tls:{addr}: refused: the client certificate names no guest served here");
+            if shared.strangers.due() {
+                warn!(%peer, "tls:{addr}: refused: the client certificate names no guest served here");
+            }
             None
         }
     }
@@ -506,6 +518,7 @@ fn serve_conn<C: Conn>(shared: &Shared, g: usize, peer: String, close: Closer, m
         &gs.name,
         shared.cfg.limits,
         shared.engine.clone(),
+        gs.counters.clone(),
     ));
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
     {

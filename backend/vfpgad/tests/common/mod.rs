@@ -23,21 +23,31 @@ impl Daemon {
         let sockets: Vec<PathBuf> = (0..guests)
             .map(|i| dir.path().join(format!("vm{i}.sock")))
             .collect();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vfpgad"));
-        for (i, s) in sockets.iter().enumerate() {
-            cmd.arg("--socket").arg(format!("vm{i}={}", s.display()));
-        }
-        cmd.args(args)
+        let mut all: Vec<String> = sockets
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| ["--socket".to_owned(), format!("vm{i}={}", s.display())])
+            .collect();
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Self::launch(dir, sockets, &all)
+    }
+
+    /// Starts the daemon with `args` in `dir`, and waits until the unix sockets `wait`
+    /// exist (the daemon creates every listener before any).
+    pub fn launch(dir: tempfile::TempDir, wait: Vec<PathBuf>, args: &[String]) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_vfpgad"))
+            .args(args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
-            .stdin(Stdio::null());
-        let child = cmd.spawn().expect("start vfpgad");
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("start vfpgad");
         let d = Self {
             child: Some(child),
             dir,
-            sockets,
+            sockets: wait,
         };
         d.wait_for_sockets();
         d

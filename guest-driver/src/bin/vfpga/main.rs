@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
-use vfpga::{Device, Error, DEFAULT_DEVICE};
+use vfpga::{Device, Error, Options, DEFAULT_DEVICE, DEVICE_ENV};
 use vfpga_proto::{ArgKind, ElemType};
 
 const AFTER_HELP: &str = "\
@@ -21,17 +21,39 @@ Examples:
   vfpga run sha256 --in data.bin                             (digest printed in hex)
   vfpga bench --size 16M
 
+Without the virtio_vfpga kernel module, reach vfpgad on a stream instead:
+  vfpga --device vsock://2:7000 kernels             (vsock to the host, CID 2)
+  vfpga --device unix:/run/vfpga/vm0.vsock_7000 info (on the host itself)
+  vfpga --device tls://10.0.0.1:7000 --tls-dir /etc/vfpga/guest info
+  VFPGA_DEVICE=vchan:// vfpga info                   (a Xen domU, to vfpgad in dom0)
+
 Buffers are raw little-endian element arrays, exactly as long as the kernel's
 signature says (`vfpga kernels` shows it). Exit status: 0 success, 1 the device or
 driver refused, 2 bad command line.";
 
-/// Run accelerator kernels on the vfpga virtio device.
+/// Run accelerator kernels on the vfpga virtio device or, without its kernel module,
+/// on vfpgad over vsock, a unix socket, TLS or Xen vchan.
 #[derive(Debug, Parser)]
-#[command(version, about = "Run accelerator kernels on the vfpga virtio device", after_help = AFTER_HELP)]
+#[command(version, about = "Run accelerator kernels on the vfpga virtio device (or vfpgad over vsock, TLS or Xen vchan)", after_help = AFTER_HELP)]
 struct Cli {
-    /// Device node.
-    #[arg(short, long, global = true, default_value = DEFAULT_DEVICE, value_name = "PATH")]
-    device: PathBuf,
+    /// Where vfpgad is: a device node (/dev/vfpgaN), vsock://CID:PORT, unix:PATH,
+    /// tls://HOST:PORT or vchan://[DOMID][/PATH].
+    #[arg(short, long, global = true, env = DEVICE_ENV, default_value = DEFAULT_DEVICE, value_name = "ENDPOINT")]
+    device: String,
+
+    /// For tls://: a folder with ca.pem (the CA of vfpgad's certificate) and this
+    /// guest's client.pem and client.key.
+    #[arg(long, global = true, env = "VFPGA_TLS_DIR", value_name = "DIR")]
+    tls_dir: Option<PathBuf>,
+
+    /// For tls://: the name in vfpgad's certificate [default: the host of the endpoint].
+    #[arg(
+        long,
+        global = true,
+        env = "VFPGA_TLS_SERVER_NAME",
+        value_name = "NAME"
+    )]
+    server_name: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -91,7 +113,7 @@ impl From<Error> for Fail {
 fn info(dev: &Device) -> Result<(), Fail> {
     let i = dev.info()?;
     let r = &i.raw;
-    println!("device:      {} ({})", dev.path().display(), i.name);
+    println!("device:      {} ({})", dev.endpoint(), i.name);
     println!("engine:      {}", i.engine);
     println!("bitstream:   {} ({} kernels)", i.bitstream, r.num_kernels);
     println!("daemon:      vfpgad {}", i.daemon_version);
@@ -186,7 +208,11 @@ fn stats(dev: &Device) -> Result<(), Fail> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = Device::open(&cli.device)
+    let options = Options {
+        tls: cli.tls_dir.as_deref().map(vfpga::tls_dir),
+        server_name: cli.server_name.clone(),
+    };
+    let result = Device::open_with(&cli.device, &options)
         .map_err(Fail::from)
         .and_then(|dev| match &cli.command {
             Command::Info => info(&dev),
