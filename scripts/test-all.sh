@@ -31,12 +31,13 @@ case $rc in
 esac
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
-log "VM tests: guests under QEMU against vfpgad, Xen dom0, IOMMU/SR-IOV, network boot"
+log "VM tests: guests under QEMU against vfpgad (virtio and vsock), Xen dom0, IOMMU/SR-IOV, network boot"
 cargo build --release --locked -p vfpgad -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
 log "packaging: example config and systemd unit"
 packaging/verify.sh target/release/vfpgad
 cli=$(scripts/build-guest-cli.sh)
 xen=$(scripts/build-static.sh vfpga-xen)
 tests/vm/build-qemu-root.sh >/dev/null
-VFPGA_CLI=$cli VFPGA_XEN=$xen cargo test --locked -p vfpga-vm-tests -- --ignored
+vsock=$(tests/vm/fetch-vsock-device.sh)
+VFPGA_CLI=$cli VFPGA_XEN=$xen VFPGA_VSOCK_DEVICE=$vsock cargo test --locked -p vfpga-vm-tests -- --ignored
 log "all tests passed"

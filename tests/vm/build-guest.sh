@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: tests/vm/build-guest.sh [--out DIR] [--bin SRC[:DEST]]... [--scenarios DIR]...
-#                                [--modules "A B"]... [--force]
+#                                [--modules "A B"]... [--no-vfpga-module] [--force]
 #   --out DIR          output folder (default: $VFPGA_CACHE/guest); use another folder for
 #                      an image with other --bin, --scenarios or --modules so that the
 #                      default image stays as it is
@@ -12,6 +12,8 @@
 #   --modules "A B"    more kernel modules (with their dependencies) in the image, for the
 #                      scenario to modprobe, e.g. "igb vfio-pci vfio_iommu_type1"; soft
 #                      dependencies are not followed: list them too; repeatable
+#   --no-vfpga-module  leave virtio_vfpga.ko out: a guest that reaches vfpgad only over
+#                      a stream (vsock, TLS), as a guest whose kernel cannot take the module
 #   --force            rebuild the module and the initramfs even if nothing changed
 #
 # Builds the vfpga test guest for tests/vm/run-guest.sh:
@@ -38,7 +40,7 @@ repo=$(cd "$here/../.." && pwd)
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
-out=$VFPGA_CACHE/guest force=0
+out=$VFPGA_CACHE/guest force=0 with_ko=1
 bins=() scen_dirs=("$here/guest/scenarios") more_modules=''
 while [ $# -gt 0 ]; do
 	case $1 in
@@ -53,6 +55,7 @@ while [ $# -gt 0 ]; do
 		shift 2
 		;;
 	--force) force=1 && shift ;;
+	--no-vfpga-module) with_ko=0 && shift ;;
 	-h | --help) usage && exit 0 ;;
 	*) die "unknown argument: $1 (see --help)" ;;
 	esac
@@ -136,7 +139,7 @@ done
 [ -n "${scen[smoke.sh]:-}" ] || die "no smoke.sh scenario in ${scen_dirs[*]}"
 # Everything the image is made of, hashed: unchanged inputs mean an unchanged image.
 istamp=$( {
-	echo "kver $kver modules $modules"
+	echo "kver $kver modules $modules virtio_vfpga $with_ko"
 	sha256sum "$here/build-initramfs.sh" "$here/guest/init" "$ko"
 	compgen -G "$VFPGA_CACHE/debs/busybox-static_*.deb" | sort || true
 	for n in $(printf '%s\n' "${!scen[@]}" | sort); do
@@ -152,7 +155,8 @@ if [ "$force" = 1 ] || [ ! -s "$out/initrd.gz" ] || [ "$(cat "$out/.stamp" 2>/de
 	trap 'rm -rf "$stage"' EXIT
 	mkdir -p "$stage/scenarios"
 	for n in "${!scen[@]}"; do install -m 755 "${scen[$n]}" "$stage/scenarios/$n"; done
-	files=(--file "$ko:/lib/modules/@KVER@/extra/virtio_vfpga.ko" --file "$stage/scenarios:/")
+	files=(--file "$stage/scenarios:/")
+	[ "$with_ko" = 0 ] || files+=(--file "$ko:/lib/modules/@KVER@/extra/virtio_vfpga.ko")
 	for s in "${specs[@]}"; do files+=(--file "$s"); done
 	rm -f "$out/.stamp"
 	"$here/build-initramfs.sh" --kernel-dir "$kdir" --modules "$modules" "${files[@]}" \

@@ -12,6 +12,9 @@
 #                      refuses the size). With indirect descriptors (vfpgad offers them) a
 #                      request may have up to the device's max_segments descriptors
 #                      whatever the ring size; only without them does the ring bound it
+#   --vsock SOCKET     attach a vhost-user-vsock-pci device served on this vhost-user
+#                      socket (e.g. by vhost-device-vsock, started first): the guest's
+#                      AF_VSOCK reaches the host without the vfpga device
 #   --share DIR        export DIR to the guest over 9p (tag `host`, mounted at /host, the
 #                      scenario's working folder; security_model=none: files the guest
 #                      writes as root are plain files of this user on the host)
@@ -85,17 +88,18 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
-scenario=smoke queues=3 vq_size='' share='' limit=120 mem=512 smp=2 logf='' append='' qmp='' iommu=0
+scenario=smoke queues=3 vq_size='' share='' limit=120 mem=512 smp=2 logf='' append='' qmp='' iommu=0 vsock=
 guest=$VFPGA_CACHE/guest
 socks=() extra=()
 netboot='' tftp='' netns=''
 while [ $# -gt 0 ]; do
 	case $1 in
-	--scenario | --vfpga | --queues | --vq-size | --share | --timeout | --mem | --smp | --log | --append | --guest | --qmp | --netboot | --tftp | --netns)
+	--scenario | --vfpga | --vsock | --queues | --vq-size | --share | --timeout | --mem | --smp | --log | --append | --guest | --qmp | --netboot | --tftp | --netns)
 		[ $# -ge 2 ] || die "$1 needs a value (see --help)"
 		case $1 in
 		--scenario) scenario=$2 ;;
 		--vfpga) socks+=("$2") ;;
+		--vsock) vsock=$2 ;;
 		--queues) queues=$2 ;;
 		--vq-size) vq_size=$2 ;;
 		--share) share=$2 ;;
@@ -137,7 +141,8 @@ fi
 for s in "${socks[@]}"; do
 	case $s in *,*) die "--vfpga $s: a socket path with a comma cannot be passed to QEMU" ;; esac
 done
-case $share$qmp in *,*) die "--share/--qmp: a path with a comma cannot be passed to QEMU" ;; esac
+case $share$qmp$vsock in *,*) die "--share/--qmp/--vsock: a path with a comma cannot be passed to QEMU" ;; esac
+[ -z "$vsock" ] || [ -S "$vsock" ] || die "--vsock $vsock: no socket there (start the vsock backend first)"
 
 if [ -n "$netboot" ]; then
 	case $netboot$tftp in *,*) die "--netboot/--tftp: a comma cannot be passed to QEMU" ;; esac
@@ -207,6 +212,10 @@ if [ ${#socks[@]} -gt 0 ] || [ "$qmp" != "$work/qmp.sock" ]; then
 	args+=(-qmp "unix:$qmp,server=on,wait=off")
 fi
 [ ${#socks[@]} -eq 0 ] || args+=(-S)
+if [ -n "$vsock" ]; then
+	# shellcheck disable=SC2054 # commas inside QEMU option values
+	args+=(-chardev "socket,id=vsock0,path=$vsock" -device vhost-user-vsock-pci,chardev=vsock0)
+fi
 if [ -n "$share" ]; then
 	# shellcheck disable=SC2054 # commas inside QEMU option values
 	args+=(-fsdev "local,id=host,path=$(realpath "$share"),security_model=none"

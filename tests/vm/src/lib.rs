@@ -80,6 +80,122 @@ pub fn env() -> &'static Env {
     }
 }
 
+/// The guest image without `virtio_vfpga.ko`, with the vsock modules instead: a guest
+/// that reaches vfpgad only over a stream. Built once per test binary.
+pub fn stream_guest() -> &'static Path {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let built = DIR.get_or_init(|| {
+        let e = env();
+        let cli = std::env::var_os("VFPGA_CLI").map_or_else(
+            || {
+                e.repo
+                    .join("target/guest/x86_64-unknown-linux-gnu/release/vfpga")
+            },
+            PathBuf::from,
+        );
+        let cache = std::env::var_os("VFPGA_CACHE").map_or_else(
+            || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vfpga"),
+            PathBuf::from,
+        );
+        let out = Command::new(e.repo.join("tests/vm/build-guest.sh"))
+            .arg("--out")
+            .arg(cache.join("guest-stream"))
+            .arg("--no-vfpga-module")
+            .args([
+                "--modules",
+                "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport",
+            ])
+            .arg("--bin")
+            .arg(format!("{}:/bin/vfpga", cli.display()))
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(|e| format!("cannot run tests/vm/build-guest.sh: {e}"))?;
+        if !out.status.success() {
+            return Err(format!("tests/vm/build-guest.sh failed ({})", out.status));
+        }
+        Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    });
+    match built {
+        Ok(p) => p,
+        Err(e) => panic!("stream guest image: {e}"),
+    }
+}
+
+/// rust-vmm's vhost-device-vsock serving one guest: the guest's vsock device connects
+/// to `socket`; the guest's connections to the host's port P arrive on the unix socket
+/// `uds` + `_P`.
+#[derive(Debug)]
+pub struct VsockDevice {
+    child: Child,
+    /// The vhost-user socket for QEMU's `vhost-user-vsock-pci`.
+    pub socket: PathBuf,
+    /// The host side's socket prefix (`uds-path`).
+    pub uds: PathBuf,
+}
+
+impl VsockDevice {
+    /// Starts the device for a guest with CID `cid`, its sockets in `dir`.
+    pub fn start(dir: &Path, cid: u32) -> Self {
+        let bin = std::env::var_os("VFPGA_VSOCK_DEVICE").map_or_else(
+            || {
+                let out = Command::new(env().repo.join("tests/vm/fetch-vsock-device.sh"))
+                    .stderr(Stdio::inherit())
+                    .output()
+                    .expect("run tests/vm/fetch-vsock-device.sh");
+                assert!(
+                    out.status.success(),
+                    "tests/vm/fetch-vsock-device.sh failed"
+                );
+                PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+            },
+            PathBuf::from,
+        );
+        let socket = dir.join("vsock.sock");
+        let uds = dir.join("vm.vsock");
+        let mut cmd = Command::new(&bin);
+        // SAFETY: only prctl(2) between fork and exec (async-signal-safe).
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd
+            .arg("--vm")
+            .arg(format!(
+                "guest-cid={cid},socket={},uds-path={}",
+                socket.display(),
+                uds.display()
+            ))
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {}: {e}", bin.display()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !socket.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "vhost-device-vsock did not create {}",
+                socket.display()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Self { child, socket, uds }
+    }
+
+    /// The host-side socket for the guest's connections to port `port`.
+    pub fn port(&self, port: u32) -> PathBuf {
+        PathBuf::from(format!("{}_{port}", self.uds.display()))
+    }
+}
+
+impl Drop for VsockDevice {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Serialises VMs: hold the guard while one runs.
 pub fn vm_lock() -> MutexGuard<'static, ()> {
     static LOCK: Mutex<()> = Mutex::new(());
@@ -115,6 +231,18 @@ impl Daemon {
             args,
             sockets,
             _dir: dir,
+        };
+        d.spawn();
+        d
+    }
+
+    /// Starts `vfpgad` with `args` only, waiting for the unix sockets `wait`.
+    pub fn start_with(args: &[String], wait: &[PathBuf]) -> Self {
+        let mut d = Self {
+            child: None,
+            args: args.to_vec(),
+            sockets: wait.to_vec(),
+            _dir: tempfile::tempdir().expect("temp dir"),
         };
         d.spawn();
         d
