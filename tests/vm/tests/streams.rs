@@ -26,7 +26,7 @@ fn a_guest_without_the_module_runs_every_kernel_over_vsock() {
     let port = vsock.port(7000);
     let d = Daemon::start_with(
         &["--listen".into(), format!("vm0=unix:{}", port.display())],
-        &[port.clone()],
+        std::slice::from_ref(&port),
     );
     let out = run(&GuestOpts {
         mem: 1536,
