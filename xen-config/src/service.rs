@@ -82,6 +82,10 @@ pub trait DomainEvents: Send + Sync + 'static {
     /// alive; a later one belongs to a new domain of the same name), and say how many
     /// there were.
     fn domain_gone(&self, guest: &str, alive_at: Instant) -> usize;
+
+    /// The domain of `guest` runs as `domid` (found by a scan, at start or later, or
+    /// replacing an earlier domain of the same name after [`Self::domain_gone`]).
+    fn domain_up(&self, _guest: &str, _domid: u32) {}
 }
 
 /// Why the service could not start.
@@ -472,12 +476,18 @@ impl Record {
             let name = &self.guests[i].name;
             let domain = &self.guests[i].domain;
             match c {
-                Change::Up(id) => info!(guest = %name, domain = %domain, domid = id, "domain up"),
+                Change::Up(id) => {
+                    info!(guest = %name, domain = %domain, domid = id, "domain up");
+                    self.events.domain_up(name, id);
+                }
                 Change::Gone(old) | Change::Replaced { old, .. } => {
                     let n = self.events.domain_gone(name, self.alive_at[i]);
                     self.dropped[i] += u64::try_from(n).unwrap_or(u64::MAX);
                     info!(guest = %name, domain = %domain, domid = old, sessions = n,
                           "domain gone: its sessions are closed");
+                    if let Change::Replaced { new, .. } = c {
+                        self.events.domain_up(name, new);
+                    }
                 }
             }
             self.domids[i] = now;

@@ -114,6 +114,13 @@ impl LiveDevices {
             .map_or(0, |s| s.drop_guest(guest, before));
         dev.map_or(0, |d| d.sessions.clear()) + streams
     }
+
+    /// The Xen domain of `guest` runs as `domid` (its vchan channels are offered).
+    pub fn domain_up(&self, guest: &str, domid: u32) {
+        if let Some(s) = self.streams.get() {
+            s.domain_up(guest, domid);
+        }
+    }
 }
 
 /// A running daemon.

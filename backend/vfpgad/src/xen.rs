@@ -14,6 +14,10 @@ impl DomainEvents for LiveDevices {
     fn domain_gone(&self, guest: &str, alive_at: Instant) -> usize {
         self.drop_sessions(guest, alive_at)
     }
+
+    fn domain_up(&self, guest: &str, domid: u32) {
+        self.domain_up(guest, domid);
+    }
 }
 
 /// Registers in xenstore and starts watching domains; `None` when `[xen]` is off.

@@ -12,6 +12,7 @@
 pub mod listen;
 pub mod serve;
 mod server;
+mod vchan;
 
 pub use listen::Listen;
 pub use server::{StreamConfig, StreamError, StreamGuest, StreamGuests, StreamServer};

@@ -86,7 +86,7 @@ pub enum StreamError {
 }
 
 /// Closes a connection from another thread (wakes its reader).
-type Closer = Box<dyn Fn() + Send + Sync>;
+pub(super) type Closer = Box<dyn Fn() + Send + Sync>;
 
 struct Entry {
     id: u64,
@@ -110,27 +110,31 @@ impl Limited {
     }
 }
 
-struct GuestState {
-    name: String,
+pub(super) struct GuestState {
+    pub(super) name: String,
     tls_name: String,
     counters: Arc<Counters>,
+    /// Whether it listens on vchan.
+    pub(super) vchan: bool,
+    /// The domain its vchan channels are offered to, and the flag that ends them.
+    pub(super) vchan_domain: Mutex<Option<(u32, Arc<AtomicBool>)>>,
     conns: Mutex<Vec<Entry>>,
     warned: Limited,
 }
 
-struct Shared {
-    cfg: StreamConfig,
+pub(super) struct Shared {
+    pub(super) cfg: StreamConfig,
     engine: Arc<dyn Engine>,
     slots: Slots,
-    guests: Vec<GuestState>,
+    pub(super) guests: Vec<GuestState>,
     /// Refusals of connections no guest can be named for (an unknown CID, a
     /// certificate of nobody served): a network peer must not flood the log.
     strangers: Limited,
-    stop: AtomicBool,
+    pub(super) stop: AtomicBool,
     next_id: AtomicU64,
-    /// Connection threads alive, and a signal when one ends.
-    active: Mutex<usize>,
-    ended: Condvar,
+    /// Connection (and vchan channel) threads alive, and a signal when one ends.
+    pub(super) active: Mutex<usize>,
+    pub(super) ended: Condvar,
 }
 
 impl std::fmt::Debug for Shared {
@@ -163,6 +167,9 @@ impl StreamGuests {
         let Some(g) = self.0.guests.iter().find(|g| g.name == guest) else {
             return 0;
         };
+        if let Some((_, stop)) = lock(&g.vchan_domain).take() {
+            stop.store(true, Ordering::Release);
+        }
         let conns = lock(&g.conns);
         let mut sessions = 0;
         for e in conns.iter().filter(|e| e.since <= before) {
@@ -170,6 +177,19 @@ impl StreamGuests {
             (e.close)();
         }
         sessions
+    }
+}
+
+impl StreamGuests {
+    /// The Xen domain of `guest` is up as `domid`: offer it vchan channels, if it
+    /// listens on vchan (channels offered to an earlier domain end).
+    pub fn domain_up(&self, guest: &str, domid: u32) {
+        let Some(g) = self.0.guests.iter().position(|g| g.name == guest) else {
+            return;
+        };
+        if self.0.guests[g].vchan && !self.0.stop.load(Ordering::Acquire) {
+            super::vchan::offer(&self.0, g, domid);
+        }
     }
 }
 
@@ -252,6 +272,8 @@ impl StreamServer {
                     name: g.name.clone(),
                     tls_name: g.tls_name.clone(),
                     counters: Arc::default(),
+                    vchan: g.listen.contains(&Listen::Vchan),
+                    vchan_domain: Mutex::new(None),
                     conns: Mutex::new(Vec::new()),
                     warned: Limited(Mutex::new(None)),
                 })
@@ -307,6 +329,9 @@ impl StreamServer {
             let _ = t.join();
         }
         for g in &self.shared.guests {
+            if let Some((_, stop)) = lock(&g.vchan_domain).take() {
+                stop.store(true, Ordering::Release);
+            }
             for e in lock(&g.conns).iter() {
                 (e.close)();
             }
@@ -512,7 +537,13 @@ fn spawn<C: Conn + Send + 'static>(
 }
 
 /// Serves one connection of guest `g` until it ends.
-fn serve_conn<C: Conn>(shared: &Shared, g: usize, peer: String, close: Closer, mut conn: C) {
+pub(super) fn serve_conn<C: Conn>(
+    shared: &Shared,
+    g: usize,
+    peer: String,
+    close: Closer,
+    mut conn: C,
+) {
     let gs = &shared.guests[g];
     let dev = Arc::new(Device::for_stream(
         &gs.name,
