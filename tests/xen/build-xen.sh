@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Usage: tests/xen/build-xen.sh [--out DIR] [--bin SRC[:DEST]]... [--scenarios DIR]...
-#                               [--domu-name NAME] [--force]
+#                               [--domu-file SRC:DEST]... [--domu-name NAME] [--force]
 #   --out DIR          output folder (default: $VFPGA_CACHE/xen)
 #   --bin SRC[:DEST]   put file SRC into dom0 at DEST (default /bin/<name>; a DEST ending
 #                      in / keeps the name), e.g. --bin target/release/vfpgad:/usr/bin/
@@ -9,6 +9,9 @@
 #                      Debian ones of the same name), so a glibc build runs in dom0.
 #   --scenarios DIR    add DIR/*.sh to /scenarios (after tests/xen/scenarios; a later file
 #                      of the same name wins); repeatable
+#   --domu-file SRC:DEST  put file SRC into the domU's initramfs at DEST (static binaries,
+#                      data, and /domu-run.sh: a script the domU's /init runs instead of
+#                      sleeping; see tests/xen/domu/init); repeatable
 #   --domu-name NAME   the domain name in /domu/domu.cfg (default: vfpga-domu)
 #   --force            re-extract the Xen packages and rebuild both initramfs images
 #
@@ -24,11 +27,15 @@
 # - DIR/vmlinux: the Debian kernel of tests/vm/fetch-kernel.sh, uncompressed (extracted
 #   once from the bzImage, as tests/vm/build-guest.sh does; DIR/vmlinuz if extraction
 #   failed). It is both dom0's kernel and the domU's.
-# - DIR/domu-initrd.gz (~1 MB, tests/vm/build-initramfs.sh): busybox and
-#   tests/xen/domu/init, which prints `VFPGA-DOMU-UP ...` on hvc0 and sleeps.
+# - DIR/domu-initrd.gz (~2 MB, tests/vm/build-initramfs.sh): busybox, the modules a
+#   domU needs to reach dom0 (xen-evtchn, xen-gntdev, xen-gntalloc, xen-netfront),
+#   the --domu-file files and tests/xen/domu/init, which prints `VFPGA-DOMU-UP ...` on
+#   hvc0 and sleeps (or runs /domu-run.sh).
 # - DIR/dom0-initrd.gz (tests/vm/build-initramfs.sh): busybox, the modules xen-evtchn,
-#   xen-gntdev, xen-gntalloc, xen-privcmd, xenfs, virtio_pci, 9pnet_virtio, 9p (and their
-#   dependencies), tests/xen/dom0/init as /init, /usr/lib/xen-4.17/bin/{xl, xenstored,
+#   xen-gntdev, xen-gntalloc, xen-privcmd, xenfs, xen-netback, bridge, virtio_pci,
+#   9pnet_virtio, 9p (and their dependencies), tests/xen/dom0/init as /init,
+#   tests/xen/dom0/vif as /etc/xen/scripts/vfpga-vif (a busybox vif hotplug script:
+#   `vif = ["bridge=BR,script=vfpga-vif"]` puts the guest's vif on bridge BR), /usr/lib/xen-4.17/bin/{xl, xenstored,
 #   xenconsoled, xen-init-dom0, xenconsole, xenstore-control, libxl-save-helper},
 #   /usr/bin/xenstore and its xenstore-{ls,read,write,rm,list,exists,chmod,watch} links,
 #   the libraries they need (glibc, libgcc_s.so.1, the libxen* ones, ...) in
@@ -52,15 +59,16 @@ vm=$(cd "$here/../vm" && pwd)
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 out=$VFPGA_CACHE/xen force=0 domu_name=vfpga-domu
-bins=() scen_dirs=("$here/scenarios")
+bins=() scen_dirs=("$here/scenarios") domu_files=()
 while [ $# -gt 0 ]; do
 	case $1 in
-	--out | --bin | --scenarios | --domu-name)
+	--out | --bin | --scenarios | --domu-file | --domu-name)
 		[ $# -ge 2 ] || die "$1 needs a value (see --help)"
 		case $1 in
 		--out) out=$2 ;;
 		--bin) bins+=("$2") ;;
 		--scenarios) [ -d "$2" ] || die "--scenarios $2: not a directory" && scen_dirs+=("$2") ;;
+		--domu-file) domu_files+=("$2") ;;
 		--domu-name) domu_name=$2 ;;
 		esac
 		shift 2
@@ -74,7 +82,8 @@ case $domu_name in '' | *[!A-Za-z0-9_.-]*) die "--domu-name $domu_name: expected
 export LC_ALL=C
 umask 022
 xenver=4.17
-dom0_modules='xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs virtio_pci 9pnet_virtio 9p'
+dom0_modules='xen-evtchn xen-gntdev xen-gntalloc xen-privcmd xenfs xen-netback bridge virtio_pci 9pnet_virtio 9p'
+domu_modules='xen-evtchn xen-gntdev xen-gntalloc xen-netfront'
 # From xen-utils-4.17 (/usr/lib/xen-4.17/bin) and xenstore-utils (/usr/bin).
 xen_bins='xl xenstored xenconsoled xen-init-dom0 xenconsole xenstore-control libxl-save-helper'
 xs_links='xenstore-chmod xenstore-exists xenstore-list xenstore-ls xenstore-read xenstore-rm xenstore-watch xenstore-write'
@@ -155,13 +164,22 @@ fi
 sed -n 's/^xen-hypervisor-[^_]*_\([^_]*\)_.*/\1/p' "$xroot/.ready" | sed 's/%3a/:/' >"$out/xen-version"
 
 # --- domU initramfs -------------------------------------------------------------------------
+dfiles=()
+for f in "${domu_files[@]}"; do
+	case $f in *:/*) ;; *) die "--domu-file $f: expected SRC:/DEST" ;; esac
+	[ -f "${f%%:*}" ] || die "--domu-file $f: ${f%%:*} is not a file"
+	dfiles+=(--file "$(realpath "${f%%:*}"):${f#*:}")
+done
 domu_stamp=$( {
+	echo "kver $kver modules $domu_modules"
 	sha256sum "$vm/build-initramfs.sh" "$here/domu/init"
 	compgen -G "$VFPGA_CACHE/debs/busybox-static_*.deb" | sort || true
+	for f in "${domu_files[@]}"; do echo "file ${f#*:} $(sha256sum <"${f%%:*}")"; done
 } | sha256sum | cut -d' ' -f1)
 if [ "$force" = 1 ] || [ ! -s "$out/domu-initrd.gz" ] || [ "$(cat "$out/.domu-stamp" 2>/dev/null)" != "$domu_stamp" ]; then
 	rm -f "$out/.domu-stamp"
-	"$vm/build-initramfs.sh" --init "$here/domu/init" --out "$out/domu-initrd.gz" >/dev/null
+	"$vm/build-initramfs.sh" --kernel-dir "$kdir" --modules "$domu_modules" "${dfiles[@]}" \
+		--init "$here/domu/init" --out "$out/domu-initrd.gz" >/dev/null
 	echo "$domu_stamp" >"$out/.domu-stamp"
 fi
 
@@ -180,7 +198,7 @@ host_libs() {
 istamp=$( {
 	echo "kver $kver modules $dom0_modules bins $xen_bins domu $domu_name kernel $kernel"
 	cat "$xroot/.ready"
-	sha256sum "$0" "$vm/build-initramfs.sh" "$here/dom0/init" "$out/domu-initrd.gz"
+	sha256sum "$0" "$vm/build-initramfs.sh" "$here/dom0/init" "$here/dom0/vif" "$out/domu-initrd.gz"
 	compgen -G "$VFPGA_CACHE/debs/busybox-static_*.deb" | sort || true
 	for n in $(printf '%s\n' "${!scen[@]}" | sort); do
 		echo "scenario $n $(sha256sum <"${scen[$n]}")"
@@ -196,8 +214,9 @@ if [ "$force" = 1 ] || [ ! -s "$out/dom0-initrd.gz" ] || [ "$(cat "$out/.stamp" 
 	trap 'rm -rf "$stage"' EXIT
 	o=$stage/ov # dom0's files beyond busybox, in their final places
 	libdir=$o/lib/x86_64-linux-gnu
-	mkdir -p "$libdir" "$o/lib64" "$o/usr/lib/xen-$xenver/bin" "$o/usr/bin" "$o/etc/xen" \
+	mkdir -p "$libdir" "$o/lib64" "$o/usr/lib/xen-$xenver/bin" "$o/usr/bin" "$o/etc/xen/scripts" \
 		"$o/scenarios" "$o/domu" "$stage/bin"
+	install -m 755 "$here/dom0/vif" "$o/etc/xen/scripts/vfpga-vif"
 	for b in $xen_bins; do
 		cp "$xroot/usr/lib/xen-$xenver/bin/$b" "$o/usr/lib/xen-$xenver/bin/" || die "no $b in xen-utils-$xenver"
 	done

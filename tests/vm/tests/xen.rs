@@ -8,6 +8,11 @@
 //!   PV, a PVH and an HVM guest; Xen 4.17's `xl create -n` (scenario `parse`) must
 //!   accept each, and its JSON must hold the values the descriptions asked for; broken
 //!   files must be refused, by the tool (virtio on x86, a missing PCI function) or by xl.
+//! - `domus_without_the_module_reach_vfpgad_over_vchan_and_tls`: scenario `streams`,
+//!   PV domUs with no vfpga module and the static CLI: every kernel over Xen vchan and
+//!   over TLS on a bridged vif (digests checked here against the references), a second
+//!   domU kept from the first one's channel and certificate name, and `xl destroy`
+//!   dropping the session the first one held.
 //! - `vfpgad_in_dom0_registers_and_drops_sessions`: scenario `vfpgad`, the daemon as a
 //!   dom0 service against the real xenstored, once through xenstored's socket and once
 //!   through /dev/xen/xenbus; the raw evidence the scenario copies to the share is
@@ -21,6 +26,8 @@
 //!
 //! `#[ignore]`d like the other VM tests: `cargo test -p vfpga-vm-tests -- --ignored`.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+
+mod common;
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -72,6 +79,11 @@ fn vfpga_xen() -> PathBuf {
 /// Builds the QEMU root (once) and Xen + dom0 with `bins` (SRC, DEST in dom0) into
 /// `$VFPGA_CACHE/xen-tests/<name>`; returns that folder.
 fn build_xen(name: &str, bins: &[(&Path, &str)]) -> PathBuf {
+    build_xen_with_domu(name, bins, &[])
+}
+
+/// As [`build_xen`], with `domu` files (SRC, DEST) in the domU's image too.
+fn build_xen_with_domu(name: &str, bins: &[(&Path, &str)], domu: &[(PathBuf, String)]) -> PathBuf {
     let r = repo();
     let st = Command::new(r.join("tests/vm/build-qemu-root.sh"))
         .stdout(Stdio::null())
@@ -83,6 +95,10 @@ fn build_xen(name: &str, bins: &[(&Path, &str)]) -> PathBuf {
     cmd.arg("--out").arg(&out);
     for (src, dst) in bins {
         cmd.arg("--bin").arg(format!("{}:{dst}", src.display()));
+    }
+    for (src, dst) in domu {
+        cmd.arg("--domu-file")
+            .arg(format!("{}:{dst}", src.display()));
     }
     let o = cmd.stderr(Stdio::inherit()).output().unwrap();
     assert!(
@@ -785,4 +801,153 @@ fn check_vfpgad_evidence(dir: &Path, transport: &str, run: &XenRun) {
         "0",
         "{transport}: {p} still in xenstore after vfpgad stopped"
     );
+}
+
+// --- domUs on streams ------------------------------------------------------------------
+
+#[test]
+#[ignore = "boots Xen under QEMU; run by scripts/test-all.sh"]
+fn domus_without_the_module_reach_vfpgad_over_vchan_and_tls() {
+    let vfpgad = binary(
+        "VFPGA_VFPGAD",
+        "target/release/vfpgad",
+        "cargo build --release -p vfpgad",
+    );
+    let cli = binary(
+        "VFPGA_CLI",
+        "target/guest/x86_64-unknown-linux-gnu/release/vfpga",
+        "scripts/build-guest-cli.sh",
+    );
+    let _vm = vm_lock();
+    let work = tempfile::tempdir().unwrap();
+    let pki = work.path().join("pki");
+    vfpga_agent::cert::init(&pki, &["10.0.3.1".into()], "d1").unwrap();
+    vfpga_agent::cert::issue(&pki, "d2", &["d2".into()], false).unwrap();
+    let inputs = work.path().join("share");
+    let want = common::kernel_inputs(&inputs, &mut vfpga_reference::Rng(1001));
+    let mut domu: Vec<(PathBuf, String)> = vec![
+        (cli, "/bin/vfpga".into()),
+        (
+            repo().join("tests/xen/domu/streams.sh"),
+            "/domu-run.sh".into(),
+        ),
+    ];
+    for f in std::fs::read_dir(inputs.join("in")).unwrap().flatten() {
+        let name = f.file_name().to_string_lossy().into_owned();
+        domu.push((f.path(), format!("/in/{name}")));
+    }
+    domu.push((inputs.join("params.sh"), "/in/params.sh".into()));
+    for (who, prefix) in [("d1", "client"), ("d2", "d2")] {
+        domu.push((pki.join("ca.pem"), format!("/pki/{who}/ca.pem")));
+        domu.push((
+            pki.join(format!("{prefix}.pem")),
+            format!("/pki/{who}/client.pem"),
+        ));
+        domu.push((
+            pki.join(format!("{prefix}.key")),
+            format!("/pki/{who}/client.key"),
+        ));
+    }
+    let (ca, cert, key) = (
+        pki.join("ca.pem"),
+        pki.join("server.pem"),
+        pki.join("server.key"),
+    );
+    let xdir = build_xen_with_domu(
+        "streams",
+        &[
+            (&vfpgad, "/usr/bin/vfpgad"),
+            (&ca, "/pki/ca.pem"),
+            (&cert, "/pki/server.pem"),
+            (&key, "/pki/server.key"),
+        ],
+        &domu,
+    );
+    let share = tempfile::tempdir().unwrap();
+    let run = run_xen(
+        &xdir,
+        "streams",
+        Some(share.path()),
+        &share.path().join("console.log"),
+    );
+    assert_passed("streams", &run);
+    let ev = |f: &str| {
+        std::fs::read_to_string(share.path().join("streams").join(f))
+            .unwrap_or_else(|e| panic!("streams/{f}: {e}; console (end):\n{}", run.tail()))
+            .replace('\r', "")
+    };
+    let domu1 = ev("domu1.log");
+    assert!(
+        !domu1.contains("VFPGA-FAIL"),
+        "the domU reported a failure:\n{domu1}"
+    );
+    for (kernel, expected) in &want {
+        let digest: String = vfpga_reference::sha256(expected)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        for transport in ["vchan", "tls"] {
+            let line = format!("VFPGA-OUT {transport} {kernel} {digest}");
+            assert!(
+                domu1.lines().any(|l| l.trim_end() == line),
+                "{kernel} over {transport}: no `{line}` (the output differs from the reference, or the run failed):\n{domu1}"
+            );
+        }
+    }
+    for needle in [
+        "device:      vchan://0/vfpga (d1)",
+        "device:      tls://10.0.3.1:7000 (d1)",
+        "VFPGA-DOMU-HOLD",
+    ] {
+        assert!(domu1.contains(needle), "domU lacks {needle:?}:\n{domu1}");
+    }
+    let domu2 = ev("domu2.log");
+    let line = |what: &str| {
+        domu2
+            .lines()
+            .find(|l| l.starts_with(&format!("VFPGA-INTRUDER {what} ")))
+            .unwrap_or_else(|| panic!("no VFPGA-INTRUDER {what} line:\n{domu2}"))
+            .to_owned()
+    };
+    assert!(
+        line("own").contains("own ok: device:      vchan://0/vfpga (d2)"),
+        "{domu2}"
+    );
+    let vchan = line("vchan");
+    assert!(
+        vchan.contains("rc=1") && vchan.contains("cannot connect") && vchan.contains("ermission"),
+        "the second domU reached the first one's channel: {vchan}"
+    );
+    let tls = line("tls");
+    assert!(
+        tls.contains("rc=1") && tls.contains("cannot connect"),
+        "the second domU's certificate was served as the first one: {tls}"
+    );
+    assert_eq!(
+        ev("dropped-before").trim(),
+        "0",
+        "the other domU's destruction dropped d1's sessions"
+    );
+    assert!(
+        ev("dropped-after")
+            .trim()
+            .parse::<u32>()
+            .is_ok_and(|n| n >= 1),
+        "xl destroy dropped no session: {}",
+        ev("dropped-after")
+    );
+    assert_ne!(
+        ev("vchan-after.rc").trim(),
+        "0",
+        "the destroyed domain's channels are still offered"
+    );
+    assert_eq!(
+        ev("vfpgad.rc").trim(),
+        "0",
+        "vfpgad after SIGTERM:\n{}",
+        ev("vfpgad.log")
+    );
+    for l in domu1.lines().filter(|l| l.starts_with("VFPGA-BENCH ")) {
+        eprintln!("xen guest timing: {l}");
+    }
 }

@@ -93,15 +93,15 @@ impl std::fmt::Debug for Xenstore {
 fn xs_error(payload: &[u8]) -> io::Error {
     let name =
         String::from_utf8_lossy(payload.split(|&b| b == 0).next().unwrap_or(&[])).into_owned();
-    let kind = match name.as_str() {
-        "ENOENT" => io::ErrorKind::NotFound,
-        "EACCES" | "EPERM" => io::ErrorKind::PermissionDenied,
-        "EEXIST" => io::ErrorKind::AlreadyExists,
-        "EAGAIN" => io::ErrorKind::WouldBlock,
-        "EINVAL" => io::ErrorKind::InvalidInput,
-        _ => io::ErrorKind::Other,
+    let (kind, what) = match name.as_str() {
+        "ENOENT" => (io::ErrorKind::NotFound, "no such key"),
+        "EACCES" | "EPERM" => (io::ErrorKind::PermissionDenied, "permission denied"),
+        "EEXIST" => (io::ErrorKind::AlreadyExists, "already exists"),
+        "EAGAIN" => (io::ErrorKind::WouldBlock, "conflict, try again"),
+        "EINVAL" => (io::ErrorKind::InvalidInput, "invalid request"),
+        _ => (io::ErrorKind::Other, "refused"),
     };
-    io::Error::new(kind, format!("xenstore: {name}"))
+    io::Error::new(kind, format!("xenstore: {what} ({name})"))
 }
 
 impl Xenstore {
