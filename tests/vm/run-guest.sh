@@ -15,6 +15,9 @@
 #   --vsock SOCKET     attach a vhost-user-vsock-pci device served on this vhost-user
 #                      socket (e.g. by vhost-device-vsock, started first): the guest's
 #                      AF_VSOCK reaches the host without the vfpga device
+#   --user-net         a virtio NIC on QEMU's user-mode network (no iPXE ROM): the guest
+#                      reaches the host's loopback as 10.0.2.2 (virtio_net must be in the
+#                      image; the scenario brings eth0 up, e.g. with udhcpc)
 #   --share DIR        export DIR to the guest over 9p (tag `host`, mounted at /host, the
 #                      scenario's working folder; security_model=none: files the guest
 #                      writes as root are plain files of this user on the host)
@@ -88,7 +91,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
-scenario=smoke queues=3 vq_size='' share='' limit=120 mem=512 smp=2 logf='' append='' qmp='' iommu=0 vsock=
+scenario=smoke queues=3 vq_size='' share='' limit=120 mem=512 smp=2 logf='' append='' qmp='' iommu=0 vsock='' usernet=0
 guest=$VFPGA_CACHE/guest
 socks=() extra=()
 netboot='' tftp='' netns=''
@@ -117,6 +120,7 @@ while [ $# -gt 0 ]; do
 		shift 2
 		;;
 	--iommu) iommu=1 && shift ;;
+	--user-net) usernet=1 && shift ;;
 	--) shift && extra=("$@") && break ;;
 	-h | --help) usage && exit 0 ;;
 	*) die "unknown argument: $1 (see --help)" ;;
@@ -212,6 +216,11 @@ if [ ${#socks[@]} -gt 0 ] || [ "$qmp" != "$work/qmp.sock" ]; then
 	args+=(-qmp "unix:$qmp,server=on,wait=off")
 fi
 [ ${#socks[@]} -eq 0 ] || args+=(-S)
+if [ "$usernet" = 1 ]; then
+	[ -z "$netboot" ] || die "--user-net: --netboot has its NIC already"
+	# shellcheck disable=SC2054 # commas inside QEMU option values
+	args+=(-netdev user,id=un0 -device virtio-net-pci,netdev=un0,romfile=)
+fi
 if [ -n "$vsock" ]; then
 	# shellcheck disable=SC2054 # commas inside QEMU option values
 	args+=(-chardev "socket,id=vsock0,path=$vsock" -device vhost-user-vsock-pci,chardev=vsock0)

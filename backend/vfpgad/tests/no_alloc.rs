@@ -1,6 +1,7 @@
 //! The warm request path allocates nothing: a counting global allocator watches the
 //! whole process (daemon threads and test frontend alike) while `vadd` requests run,
-//! both on the queue's own thread (small) and on the engine threads (1 MiB).
+//! both on the queue's own thread (small) and on the engine threads (1 MiB), and on a
+//! stream connection (a unix socket, the host end of a userspace vsock device).
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
@@ -39,6 +40,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is the whole process's: one test at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Allocations made while `n` runs of the prepared `vadd` of `elems` elements go through.
 fn allocations(fe: &mut VhuFrontend, session: u64, elems: usize, n: usize) -> u64 {
     let a: Vec<u8> = (0..elems as u32).flat_map(|x| x.to_le_bytes()).collect();
@@ -74,6 +78,7 @@ fn allocations(fe: &mut VhuFrontend, session: u64, elems: usize, n: usize) -> u6
 
 #[test]
 fn warm_vadd_requests_allocate_nothing() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("vm0.sock");
     let config = Config {
@@ -106,5 +111,67 @@ fn warm_vadd_requests_allocate_nothing() {
     );
 
     drop(fe);
+    server.shutdown(Duration::from_secs(10));
+}
+
+#[test]
+fn warm_vadd_requests_on_a_stream_allocate_nothing() {
+    use std::io::{Read, Write};
+    use vfpga_proto::stream::{read_response, write_request};
+    use vfpga_proto::{ArgEntry, RequestHeader};
+
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("vm0.stream");
+    let mut guest = GuestConfig::named("vm0");
+    guest.listen = vec![format!("unix:{}", socket.display())];
+    let config = Config {
+        guests: vec![guest],
+        ..Config::default()
+    };
+    config.validate().unwrap();
+    let server = Server::start(&config, Arc::new(SimEngine::new(None).unwrap())).unwrap();
+    let mut c = std::os::unix::net::UnixStream::connect(&socket).unwrap();
+    write_request(
+        &mut c,
+        &RequestHeader::new(Opcode::OpenSession, 1, 0, 1),
+        &[ArgEntry::input(ElemType::U8, 8)],
+    )
+    .unwrap();
+    c.write_all(b"vadd_u32").unwrap();
+    let session = read_response(&mut c).unwrap().value;
+    for elems in [1024usize, 256 * 1024] {
+        let a: Vec<u8> = (0..elems as u32).flat_map(|x| x.to_le_bytes()).collect();
+        let mut out = vec![0u8; elems * 4];
+        let args = [
+            ArgEntry::input(ElemType::U32, a.len() as u64),
+            ArgEntry::input(ElemType::U32, a.len() as u64),
+            ArgEntry::output(ElemType::U32, out.len() as u64),
+            ArgEntry::scalar(ElemType::U32, elems as u64),
+        ];
+        let hdr = RequestHeader::new(Opcode::Run, 2, session, 4);
+        let mut one = |c: &mut std::os::unix::net::UnixStream| {
+            write_request(c, &hdr, &args).unwrap();
+            c.write_all(&a).unwrap();
+            c.write_all(&a).unwrap();
+            let r = read_response(c).unwrap();
+            assert_eq!(r.status(), Some(Status::Ok));
+            c.read_exact(&mut out).unwrap();
+        };
+        for _ in 0..20 {
+            one(&mut c);
+        }
+        let before = ALLOCS.load(Ordering::SeqCst);
+        for _ in 0..100 {
+            one(&mut c);
+        }
+        let count = ALLOCS.load(Ordering::SeqCst) - before;
+        assert_eq!(
+            count, 0,
+            "{elems}-element vadd on a stream allocated {count} times in 100 requests"
+        );
+        assert_eq!(&out[..8], &[0, 0, 0, 0, 2, 0, 0, 0], "results are real");
+    }
+    drop(c);
     server.shutdown(Duration::from_secs(10));
 }

@@ -80,45 +80,54 @@ pub fn env() -> &'static Env {
     }
 }
 
+/// A guest image of its own in `$VFPGA_CACHE/<out>`: `tests/vm/build-guest.sh` with the
+/// static CLI and `args` (more modules, files, `--no-vfpga-module`). Rebuilt only when an
+/// input changed.
+pub fn guest_image(out: &str, args: &[String]) -> PathBuf {
+    let e = env();
+    let cli = std::env::var_os("VFPGA_CLI").map_or_else(
+        || {
+            e.repo
+                .join("target/guest/x86_64-unknown-linux-gnu/release/vfpga")
+        },
+        PathBuf::from,
+    );
+    let cache = std::env::var_os("VFPGA_CACHE").map_or_else(
+        || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vfpga"),
+        PathBuf::from,
+    );
+    let o = Command::new(e.repo.join("tests/vm/build-guest.sh"))
+        .arg("--out")
+        .arg(cache.join(out))
+        .arg("--bin")
+        .arg(format!("{}:/bin/vfpga", cli.display()))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/vm/build-guest.sh");
+    assert!(
+        o.status.success(),
+        "tests/vm/build-guest.sh --out {out} failed ({})",
+        o.status
+    );
+    PathBuf::from(String::from_utf8_lossy(&o.stdout).trim())
+}
+
+/// The vsock modules, for `--modules`.
+pub const VSOCK_MODULES: &str =
+    "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport";
+
 /// The guest image without `virtio_vfpga.ko`, with the vsock modules instead: a guest
-/// that reaches vfpgad only over a stream. Built once per test binary.
-pub fn stream_guest() -> &'static Path {
-    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = DIR.get_or_init(|| {
-        let e = env();
-        let cli = std::env::var_os("VFPGA_CLI").map_or_else(
-            || {
-                e.repo
-                    .join("target/guest/x86_64-unknown-linux-gnu/release/vfpga")
-            },
-            PathBuf::from,
-        );
-        let cache = std::env::var_os("VFPGA_CACHE").map_or_else(
-            || PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/vfpga"),
-            PathBuf::from,
-        );
-        let out = Command::new(e.repo.join("tests/vm/build-guest.sh"))
-            .arg("--out")
-            .arg(cache.join("guest-stream"))
-            .arg("--no-vfpga-module")
-            .args([
-                "--modules",
-                "vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport",
-            ])
-            .arg("--bin")
-            .arg(format!("{}:/bin/vfpga", cli.display()))
-            .stderr(Stdio::inherit())
-            .output()
-            .map_err(|e| format!("cannot run tests/vm/build-guest.sh: {e}"))?;
-        if !out.status.success() {
-            return Err(format!("tests/vm/build-guest.sh failed ({})", out.status));
-        }
-        Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
-    });
-    match built {
-        Ok(p) => p,
-        Err(e) => panic!("stream guest image: {e}"),
-    }
+/// that reaches vfpgad only over a stream.
+pub fn stream_guest() -> PathBuf {
+    guest_image(
+        "guest-stream",
+        &[
+            "--no-vfpga-module".into(),
+            "--modules".into(),
+            VSOCK_MODULES.into(),
+        ],
+    )
 }
 
 /// rust-vmm's vhost-device-vsock serving one guest: the guest's vsock device connects

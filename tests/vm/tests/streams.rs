@@ -71,3 +71,118 @@ fn a_guest_without_the_module_runs_every_kernel_over_vsock() {
     );
     drop(d);
 }
+
+/// The same guest reaching the same vfpgad three ways in one boot, measured with
+/// `vfpga bench`: the virtio device, vsock, and TLS over QEMU's user-mode network. The
+/// figures go to the test's output (docs/benchmarks.md has them); the test checks that
+/// each transport ran the benchmark through.
+#[test]
+#[ignore = "boots a VM; run by scripts/test-all.sh"]
+fn virtio_vsock_and_tls_side_by_side_in_one_boot() {
+    let _vm = vm_lock();
+    let share = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let pki = dir.path().join("pki");
+    vfpga_agent::cert::init(&pki, &["10.0.2.2".into()], "vm0").unwrap();
+    let mut args = vec![
+        "--modules".to_owned(),
+        format!("{} virtio_net", vfpga_vm_tests::VSOCK_MODULES),
+    ];
+    for (src, dst) in [
+        ("ca.pem", "ca.pem"),
+        ("client.pem", "client.pem"),
+        ("client.key", "client.key"),
+    ] {
+        args.push("--bin".into());
+        args.push(format!("{}:/pki/{dst}", pki.join(src).display()));
+    }
+    // The floor any vsock RPC pays: 64-byte echoes, a C client in the guest, an echo
+    // server here on the host end of port 7001.
+    let echo = dir.path().join("vsock-echo");
+    let cc = std::process::Command::new("cc")
+        .args(["-O2", "-static", "-Wall", "-o"])
+        .arg(&echo)
+        .arg(
+            vfpga_vm_tests::env()
+                .repo
+                .join("tests/vm/guest/tools/vsock-echo.c"),
+        )
+        .status()
+        .unwrap();
+    assert!(cc.success(), "cc vsock-echo.c: {cc}");
+    args.push("--bin".into());
+    args.push(format!("{}:/bin/vsock-echo", echo.display()));
+    let image = vfpga_vm_tests::guest_image("guest-bench", &args);
+    let vsock = VsockDevice::start(dir.path(), 3);
+    let echo_listener = std::os::unix::net::UnixListener::bind(vsock.port(7001)).unwrap();
+    std::thread::spawn(move || {
+        for mut c in echo_listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut r = c.try_clone().unwrap();
+                let _ = std::io::copy(&mut r, &mut c);
+            });
+        }
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let virtio = dir.path().join("vm0.sock");
+    let uds = vsock.port(7000);
+    let d = Daemon::start_with(
+        &[
+            "--socket".into(),
+            format!("vm0={}", virtio.display()),
+            "--listen".into(),
+            format!("vm0=unix:{}", uds.display()),
+            "--listen".into(),
+            format!("vm0=tls:127.0.0.1:{port}"),
+            "--tls-dir".into(),
+            pki.display().to_string(),
+        ],
+        &[virtio.clone(), uds.clone()],
+    );
+    let out = run(&GuestOpts {
+        mem: 1536,
+        timeout: 600,
+        run_args: vec![
+            "--guest".into(),
+            image.display().to_string(),
+            "--vsock".into(),
+            vsock.socket.display().to_string(),
+            "--user-net".into(),
+            "--append".into(),
+            format!("vfpga.tls_port={port}"),
+        ],
+        ..GuestOpts::new("transports", std::slice::from_ref(&virtio), share.path())
+    });
+    assert_ok("transports", &out);
+    let echo_line = out
+        .console
+        .lines()
+        .find(|l| l.starts_with("VFPGA-BENCH vsock-echo echo 64 B: 2000 round trips"))
+        .unwrap_or_else(|| panic!("no vsock echo figures:\n{}", out.console));
+    eprintln!("transport timing: {echo_line}");
+    for t in ["virtio", "vsock", "tls"] {
+        let lines: Vec<&str> = out
+            .console
+            .lines()
+            .filter(|l| l.starts_with(&format!("VFPGA-BENCH {t} ")))
+            .collect();
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains("null op: 2000 round trips"))
+                && lines
+                    .iter()
+                    .any(|l| l.contains("vadd_u32 16.0 MiB vectors: 5 runs")),
+            "{t}: the benchmark did not run through:\n{}",
+            out.console
+        );
+        for l in lines {
+            eprintln!("transport timing: {l}");
+        }
+    }
+    drop(d);
+}

@@ -5,7 +5,8 @@
 //!
 //! Inputs and outputs pass through two buffers owned by the connection and reused from
 //! one request to the next (a stream has to land its bytes somewhere; they grow to the
-//! largest request seen, never past the device's `max_request_bytes`).
+//! largest request seen, never past the device's `max_request_bytes`), so a warm
+//! connection allocates nothing per request.
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -129,7 +130,12 @@ pub enum End {
 /// Serves requests on `conn` with `dev`'s sessions and engine until the peer goes away
 /// or breaks the protocol.
 pub fn serve<C: Conn>(conn: &mut C, dev: &Device, rules: &Rules<'_>) -> End {
-    let (mut inputs, mut outputs) = (Vec::new(), Vec::new());
+    let mut bufs = Buffers {
+        inputs: Vec::new(),
+        outputs: Vec::new(),
+        rd: SegStream::with_capacity(1),
+        wr: SegStream::with_capacity(1),
+    };
     loop {
         conn.set_deadline(rules.idle.and_then(|t| Instant::now().checked_add(t)));
         let req = match read_request(conn, rules.max_request_bytes) {
@@ -158,19 +164,19 @@ pub fn serve<C: Conn>(conn: &mut C, dev: &Device, rules: &Rules<'_>) -> End {
             }
             Err(StreamError::Io(e)) => return End::Io(e),
         };
-        let resp = match receive_and_answer(conn, dev, rules, &req, &mut inputs, &mut outputs) {
+        let resp = match receive_and_answer(conn, dev, rules, &req, &mut bufs) {
             Ok(r) => r,
             Err(e) => return End::Io(e),
         };
         let written = if resp.status == Status::Ok.raw() {
             usize::try_from(resp.written)
                 .unwrap_or(0)
-                .min(outputs.len())
+                .min(bufs.outputs.len())
         } else {
             0
         };
         conn.set_deadline(Instant::now().checked_add(io_time(written as u64)));
-        if let Err(e) = send(conn, &resp, &outputs[..written]) {
+        if let Err(e) = send(conn, &resp, &bufs.outputs[..written]) {
             return End::Io(e);
         }
     }
@@ -182,15 +188,28 @@ fn send<C: Conn>(conn: &mut C, resp: &Response, outputs: &[u8]) -> io::Result<()
     conn.flush()
 }
 
-/// Reads the request's inputs and computes its response (outputs into `outputs`).
+/// A connection's buffers, reused by every request.
+struct Buffers {
+    inputs: Vec<u8>,
+    outputs: Vec<u8>,
+    rd: SegStream,
+    wr: SegStream,
+}
+
+/// Reads the request's inputs and computes its response (outputs into `bufs.outputs`).
 fn receive_and_answer<C: Conn>(
     conn: &mut C,
     dev: &Device,
     rules: &Rules<'_>,
     req: &StreamRequest,
-    inputs: &mut Vec<u8>,
-    outputs: &mut Vec<u8>,
+    bufs: &mut Buffers,
 ) -> io::Result<Response> {
+    let Buffers {
+        inputs,
+        outputs,
+        rd,
+        wr,
+    } = bufs;
     let n_in = usize::try_from(req.layout.in_bytes).map_err(|_| io::ErrorKind::InvalidData)?;
     let n_out = usize::try_from(req.layout.out_bytes).map_err(|_| io::ErrorKind::InvalidData)?;
     conn.set_deadline(Instant::now().checked_add(io_time(req.layout.in_bytes)));
@@ -204,7 +223,13 @@ fn receive_and_answer<C: Conn>(
     let tag = req.hdr.tag;
     let result = match rules.extra {
         Some((op, handler)) if op == req.op => handler(req, inputs),
-        _ => answer(dev, rules, req, inputs, outputs),
+        _ => {
+            rd.clear();
+            wr.clear();
+            rd.push(inputs.as_mut_ptr(), inputs.len());
+            wr.push(outputs.as_mut_ptr(), outputs.len());
+            answer(dev, rules, req, rd, wr)
+        }
     };
     let resp = match result {
         Ok(r) => Response { tag, ..r },
@@ -221,18 +246,15 @@ fn receive_and_answer<C: Conn>(
     Ok(resp)
 }
 
-/// Runs the operation through the same device logic the virtio path uses.
+/// Runs the operation through the same device logic the virtio path uses, on the
+/// request's inputs and outputs as `rd` and `wr` map them.
 fn answer(
     dev: &Device,
     rules: &Rules<'_>,
     req: &StreamRequest,
-    inputs: &mut [u8],
-    outputs: &mut [u8],
+    rd: &SegStream,
+    wr: &SegStream,
 ) -> Result<Response, AbiError> {
-    let mut rd = SegStream::with_capacity(1);
-    let mut wr = SegStream::with_capacity(1);
-    rd.push(inputs.as_mut_ptr(), inputs.len());
-    wr.push(outputs.as_mut_ptr(), outputs.len());
     let r = Request {
         head: 0,
         hdr: req.hdr,
@@ -250,14 +272,14 @@ fn answer(
             dev.counters.request(e.status);
         })?;
         let _slot = rules.slots.acquire();
-        let resp = dev.run_now(&session, &r, &rd, &wr);
+        let resp = dev.run_now(&session, &r, rd, wr);
         dev.counters
             .request(resp.status().unwrap_or(Status::EngineError));
         return Ok(resp);
     }
-    // SAFETY: the streams map `inputs` and `outputs`, borrowed mutably for this whole
-    // function; the lengths are the table's (checked by `read_request`).
-    let bufs = unsafe { bind(r.args(), 0, &rd, &wr) };
+    // SAFETY: the streams map the connection's input and output buffers, which are not
+    // touched while this runs; the lengths are the table's (checked by `read_request`).
+    let bufs = unsafe { bind(r.args(), 0, rd, wr) };
     dev.answer(&r, &bufs)
 }
 

@@ -1,0 +1,30 @@
+#!/bin/sh
+# Scenario `transports`: one guest, three ways to the same vfpgad, measured side by side
+# with `vfpga bench` (null-op round trips and 16 MiB vadd_u32): the virtio device
+# (/dev/vfpga0), vsock (vsock://2:7000, through the host's vsock device) and TLS over the
+# user-mode network (tls://10.0.2.2:PORT, PORT from vfpga.tls_port=, certificates in
+# /pki). Each bench line is printed as `VFPGA-BENCH <transport> <line>`. Then the floor
+# of any RPC over vsock (a vAccel-style one included): 64-byte echoes to the host's port
+# 7001 with /bin/vsock-echo (tests/vm/guest/tools/vsock-echo.c), as VFPGA-BENCH vsock-echo.
+set -eu
+# shellcheck disable=SC3040 # busybox sh has pipefail
+set -o pipefail
+for m in vsock vmw_vsock_virtio_transport_common vmw_vsock_virtio_transport virtio_net; do
+	modprobe "$m"
+done
+ip link set lo up
+n=0
+while [ ! -e /sys/class/net/eth0 ] && [ $((n += 1)) -le 300 ]; do sleep 0.1; done
+udhcpc -q -n -t 20 -i eth0 >/dev/null
+port=$(sed -n 's/.*vfpga\.tls_port=\([0-9]*\).*/\1/p' /proc/cmdline)
+export VFPGA_TLS_DIR=/pki
+thp=/sys/kernel/mm/transparent_hugepage/enabled
+[ ! -w "$thp" ] || echo never >"$thp"
+for t in virtio:/dev/vfpga0 vsock:vsock://2:7000 "tls:tls://10.0.2.2:$port"; do
+	name=${t%%:*}
+	dev=${t#*:}
+	vfpga -d "$dev" info | head -n 1
+	vfpga -d "$dev" bench --nops 2000 --size 16M --runs 5 2>&1 | sed "s/^/VFPGA-BENCH $name /"
+done
+vsock-echo 7001 2000 64 | sed "s/^/VFPGA-BENCH vsock-echo /"
+echo 'transports: OK'
