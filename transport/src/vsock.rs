@@ -158,10 +158,11 @@ impl VsockStream {
             }
             Some(d) => libc::timeval {
                 tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-                // Below 1 µs, wait 1 µs rather than forever.
-                tv_usec: libc::suseconds_t::from(
+                // Below 1 µs, wait 1 µs rather than forever; under a second always fits.
+                tv_usec: libc::suseconds_t::try_from(
                     d.subsec_micros().max(u32::from(d.as_secs() == 0)),
-                ),
+                )
+                .unwrap_or(999_999),
             },
         };
         // SAFETY: `tv` is a valid timeval for the call; the length is its size.
