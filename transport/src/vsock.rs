@@ -158,11 +158,9 @@ impl VsockStream {
             }
             Some(d) => libc::timeval {
                 tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
-                // Below 1 µs, wait 1 µs rather than forever; under a second always fits.
-                tv_usec: libc::suseconds_t::try_from(
-                    d.subsec_micros().max(u32::from(d.as_secs() == 0)),
-                )
-                .unwrap_or(999_999),
+                // Below 1 µs, wait 1 µs rather than forever. Under a million: fits the
+                // 32-bit suseconds_t of armv7 as well as x86-64's 64-bit one.
+                tv_usec: d.subsec_micros().max(u32::from(d.as_secs() == 0)) as libc::suseconds_t,
             },
         };
         // SAFETY: `tv` is a valid timeval for the call; the length is its size.

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use super::{cvt, ioc, IOC_NONE};
 
-const BIND_INTERDOMAIN: u64 = ioc(IOC_NONE, b'E', 1, 8);
-const BIND_UNBOUND_PORT: u64 = ioc(IOC_NONE, b'E', 2, 4);
-const NOTIFY: u64 = ioc(IOC_NONE, b'E', 4, 4);
+const BIND_INTERDOMAIN: libc::c_ulong = ioc(IOC_NONE, b'E', 1, 8);
+const BIND_UNBOUND_PORT: libc::c_ulong = ioc(IOC_NONE, b'E', 2, 4);
+const NOTIFY: libc::c_ulong = ioc(IOC_NONE, b'E', 4, 4);
 
 /// One `/dev/xen/evtchn` handle with the ports bound through it.
 #[derive(Debug)]
@@ -35,13 +35,13 @@ impl Evtchn {
             })
     }
 
-    fn ioctl<T>(&self, request: u64, arg: &mut T) -> io::Result<u32> {
+    fn ioctl<T>(&self, request: libc::c_ulong, arg: &mut T) -> io::Result<u32> {
         // SAFETY: `arg` is the structure `request` encodes the size of, valid for the
         // whole call; the kernel reads (and for none of these writes) only it.
         let r = cvt(unsafe {
             libc::ioctl(
                 self.file.as_raw_fd(),
-                request as libc::c_ulong,
+                request,
                 std::ptr::from_mut(arg),
             )
         })?;

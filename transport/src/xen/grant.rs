@@ -9,12 +9,12 @@ use std::os::fd::AsRawFd;
 
 use super::{cvt, ioc, IOC_NONE, PAGE};
 
-const GNTALLOC_ALLOC: u64 = ioc(IOC_NONE, b'G', 5, 24);
-const GNTALLOC_DEALLOC: u64 = ioc(IOC_NONE, b'G', 6, 16);
-const GNTALLOC_NOTIFY: u64 = ioc(IOC_NONE, b'G', 7, 16);
-const GNTDEV_MAP: u64 = ioc(IOC_NONE, b'G', 0, 24);
-const GNTDEV_UNMAP: u64 = ioc(IOC_NONE, b'G', 1, 16);
-const GNTDEV_NOTIFY: u64 = ioc(IOC_NONE, b'G', 7, 16);
+const GNTALLOC_ALLOC: libc::c_ulong = ioc(IOC_NONE, b'G', 5, 24);
+const GNTALLOC_DEALLOC: libc::c_ulong = ioc(IOC_NONE, b'G', 6, 16);
+const GNTALLOC_NOTIFY: libc::c_ulong = ioc(IOC_NONE, b'G', 7, 16);
+const GNTDEV_MAP: libc::c_ulong = ioc(IOC_NONE, b'G', 0, 24);
+const GNTDEV_UNMAP: libc::c_ulong = ioc(IOC_NONE, b'G', 1, 16);
+const GNTDEV_NOTIFY: libc::c_ulong = ioc(IOC_NONE, b'G', 7, 16);
 
 const FLAG_WRITABLE: u16 = 1;
 const NOTIFY_CLEAR_BYTE: u32 = 1;
@@ -22,10 +22,10 @@ const NOTIFY_SEND_EVENT: u32 = 2;
 /// Most pages in one allocation or mapping here (a vchan ring is at most 256).
 pub const MAX_PAGES: usize = 512;
 
-fn ioctl(file: &File, request: u64, arg: *mut u8) -> io::Result<()> {
+fn ioctl(file: &File, request: libc::c_ulong, arg: *mut u8) -> io::Result<()> {
     // SAFETY: callers pass a buffer at least as large as `request` encodes (and for
     // the variable-length requests as large as their count implies), valid for the call.
-    cvt(unsafe { libc::ioctl(file.as_raw_fd(), request as libc::c_ulong, arg) }).map(|_| ())
+    cvt(unsafe { libc::ioctl(file.as_raw_fd(), request, arg) }).map(|_| ())
 }
 
 fn open(dev: &str, module: &str) -> io::Result<File> {
@@ -156,7 +156,7 @@ impl Drop for Granted {
     }
 }
 
-fn notify(file: &File, request: u64, index: u64, offset: usize, port: u32) -> io::Result<()> {
+fn notify(file: &File, request: libc::c_ulong, index: u64, offset: usize, port: u32) -> io::Result<()> {
     // struct ioctl_gnt{alloc,dev}_unmap_notify: u64 index, u32 action, u32 port.
     let mut a = [0u8; 16];
     a[0..8].copy_from_slice(&(index + offset as u64).to_ne_bytes());

@@ -20,9 +20,10 @@ fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// `_IOC(dir, type, nr, size)` as Linux encodes it on x86 and Arm.
-const fn ioc(dir: u64, ty: u8, nr: u8, size: usize) -> u64 {
-    dir << 30 | (size as u64) << 16 | (ty as u64) << 8 | nr as u64
+/// `_IOC(dir, type, nr, size)` as Linux encodes it on x86 and Arm (32 bits).
+#[allow(clippy::cast_possible_truncation)] // sizes of a few bytes
+const fn ioc(dir: u32, ty: u8, nr: u8, size: usize) -> libc::c_ulong {
+    (dir << 30 | (size as u32) << 16 | (ty as u32) << 8 | nr as u32) as libc::c_ulong
 }
 
-const IOC_NONE: u64 = 0;
+const IOC_NONE: u32 = 0;
