@@ -38,13 +38,8 @@ impl Evtchn {
     fn ioctl<T>(&self, request: libc::c_ulong, arg: &mut T) -> io::Result<u32> {
         // SAFETY: `arg` is the structure `request` encodes the size of, valid for the
         // whole call; the kernel reads (and for none of these writes) only it.
-        let r = cvt(unsafe {
-            libc::ioctl(
-                self.file.as_raw_fd(),
-                request,
-                std::ptr::from_mut(arg),
-            )
-        })?;
+        let r =
+            cvt(unsafe { libc::ioctl(self.file.as_raw_fd(), request, std::ptr::from_mut(arg)) })?;
         u32::try_from(r).map_err(|_| io::Error::other("negative event channel port"))
     }
 

@@ -156,7 +156,13 @@ impl Drop for Granted {
     }
 }
 
-fn notify(file: &File, request: libc::c_ulong, index: u64, offset: usize, port: u32) -> io::Result<()> {
+fn notify(
+    file: &File,
+    request: libc::c_ulong,
+    index: u64,
+    offset: usize,
+    port: u32,
+) -> io::Result<()> {
     // struct ioctl_gnt{alloc,dev}_unmap_notify: u64 index, u32 action, u32 port.
     let mut a = [0u8; 16];
     a[0..8].copy_from_slice(&(index + offset as u64).to_ne_bytes());
