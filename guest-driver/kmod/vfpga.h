@@ -136,6 +136,7 @@ struct vfpga_req {
 	union {
 		struct vfpga_info info;
 		struct vfpga_stats stats;
+		struct vfpga_limits limits;
 	} kout ____cacheline_aligned;
 	struct vfpga_resp resp;
 };

@@ -112,6 +112,29 @@ out:
 	return err;
 }
 
+static int vfpga_ioc_limits(struct vfpga_file *vf, void __user *uarg)
+{
+	struct vfpga_ioc_limits io = {};
+	struct vfpga_req *req;
+	int err;
+
+	req = vfpga_req_new(vf->vd, vfpga_control_queue(vf->vd), VFPGA_OP_GET_LIMITS, 0);
+	if (!req)
+		return -ENOMEM;
+	vfpga_req_kbuf(req, VFPGA_ARG_OUT, &req->kout.limits, sizeof(req->kout.limits));
+	err = vfpga_req_exec(req);
+	if (err)
+		goto out;
+	io.status = le16_to_cpu(req->resp.status);
+	if (io.status == VFPGA_S_OK)
+		io.limits = req->kout.limits;
+	if (copy_to_user(uarg, &io, sizeof(io)))
+		err = -EFAULT;
+out:
+	vfpga_req_put(req);
+	return err;
+}
+
 static int vfpga_ioc_list(struct vfpga_file *vf, void __user *uarg)
 {
 	const u32 rec = sizeof(struct vfpga_kernel_desc);
@@ -432,6 +455,8 @@ static long vfpga_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return vfpga_ioc_stats(vf, uarg);
 	case VFPGA_IOC_NOP:
 		return vfpga_ioc_nop(vf, uarg);
+	case VFPGA_IOC_LIMITS:
+		return vfpga_ioc_limits(vf, uarg);
 	default:
 		return -ENOTTY;
 	}

@@ -111,6 +111,18 @@ pub struct IocStats {
     pub reserved: [u16; 3],
 }
 
+/// `struct vfpga_ioc_limits`.
+#[repr(C, align(8))]
+#[derive(Clone, Copy, Debug)]
+pub struct IocLimits {
+    /// `struct vfpga_limits` as the device sent it (little-endian).
+    pub limits: [u8; vfpga_proto::Limits::SIZE],
+    /// Out: status.
+    pub status: u16,
+    /// Zero.
+    pub reserved: [u16; 3],
+}
+
 /// `struct vfpga_ioc_nop`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -146,6 +158,8 @@ pub const LOAD_BITSTREAM: u64 = ioc(IOC_READ | IOC_WRITE, 5, size_of::<IocSessio
 pub const STATS: u64 = ioc(IOC_READ | IOC_WRITE, 6, size_of::<IocStats>());
 /// `VFPGA_IOC_NOP`.
 pub const NOP: u64 = ioc(IOC_READ | IOC_WRITE, 7, size_of::<IocNop>());
+/// `VFPGA_IOC_LIMITS`.
+pub const LIMITS: u64 = ioc(IOC_READ, 8, size_of::<IocLimits>());
 
 /// Issues ioctl `request` on `fd` with `arg`, retrying on `EINTR` from a non-fatal
 /// signal (the driver only returns `EINTR` before submitting or for fatal signals).

@@ -41,6 +41,7 @@ mod vchan;
 use std::time::Duration;
 
 use vfpga_proto::wire::name_str;
+pub use vfpga_proto::Limits;
 use vfpga_proto::{DeviceInfo, ElemType, KernelDesc, KernelSig, Stats, Status, MAX_ARGS};
 pub use vfpga_transport::{Endpoint, TlsFiles};
 
@@ -228,6 +229,12 @@ impl Device {
     /// Device-wide statistics.
     pub fn stats(&self) -> Result<Stats, Error> {
         self.link.stats(0)
+    }
+
+    /// The policy this guest runs under (quotas, rates, its share of the engine) and
+    /// its use now. `UNSUPPORTED` from a vfpgad older than `GET_LIMITS`.
+    pub fn limits(&self) -> Result<Limits, Error> {
+        self.link.limits()
     }
 
     /// One round trip through a request queue; returns the time the driver (or, on a

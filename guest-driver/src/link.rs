@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use vfpga_proto::stream::{read_response, write_request, StreamError};
 use vfpga_proto::{
-    ArgEntry, ArgKind, DeviceInfo, ElemType, KernelDesc, Opcode, RequestHeader, Response, Stats,
-    Status, MAX_ARGS,
+    ArgEntry, ArgKind, DeviceInfo, ElemType, KernelDesc, Limits, Opcode, RequestHeader, Response,
+    Stats, Status, MAX_ARGS,
 };
 
 use crate::error::Error;
@@ -249,6 +249,35 @@ impl Link {
                 )?;
                 check("stats", r.status)?;
                 Ok(Stats::from_bytes(&raw))
+            }
+        }
+    }
+
+    /// `GET_LIMITS`.
+    pub fn limits(&self) -> Result<Limits, Error> {
+        match self {
+            Link::Ioctl(f) => {
+                let mut a = ioctl::IocLimits {
+                    limits: [0; Limits::SIZE],
+                    status: 0,
+                    reserved: [0; 3],
+                };
+                Self::ioctl(f, "limits", ioctl::LIMITS, &mut a)?;
+                check("limits", a.status)?;
+                Ok(Limits::from_bytes(&a.limits))
+            }
+            Link::Stream(s) => {
+                let mut raw = [0u8; Limits::SIZE];
+                let r = Self::locked(s).call(
+                    "limits",
+                    Opcode::GetLimits,
+                    0,
+                    &[ArgEntry::output(ElemType::U8, Limits::SIZE as u64)],
+                    &[],
+                    &mut [&mut raw],
+                )?;
+                check("limits", r.status)?;
+                Ok(Limits::from_bytes(&raw))
             }
         }
     }

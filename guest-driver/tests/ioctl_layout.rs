@@ -54,6 +54,7 @@ fn facts() -> Vec<(String, u64)> {
         [session, stats, status, reserved]
     );
     s!(IocNop, "vfpga_ioc_nop", [duration_ns, status, reserved]);
+    s!(IocLimits, "vfpga_ioc_limits", [limits, status, reserved]);
     for (n, r) in [
         ("VFPGA_IOC_INFO", INFO),
         ("VFPGA_IOC_LIST_KERNELS", LIST_KERNELS),
@@ -63,6 +64,7 @@ fn facts() -> Vec<(String, u64)> {
         ("VFPGA_IOC_LOAD_BITSTREAM", LOAD_BITSTREAM),
         ("VFPGA_IOC_STATS", STATS),
         ("VFPGA_IOC_NOP", NOP),
+        ("VFPGA_IOC_LIMITS", LIMITS),
     ] {
         v.push((n.to_owned(), r));
     }

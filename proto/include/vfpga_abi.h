@@ -29,6 +29,7 @@
 
 /* Capability bits in vfpga_config.capabilities and vfpga_info.capabilities. */
 #define VFPGA_CAP_OUT_OF_ORDER		_BITULL(0)
+#define VFPGA_CAP_LIMITS		_BITULL(1)	/* GET_LIMITS answers */
 #define VFPGA_CAP_ENGINE_SIM		_BITULL(8)
 #define VFPGA_CAP_ENGINE_PL		_BITULL(9)
 #define VFPGA_CAP_ENGINE_REMOTE		_BITULL(10)
@@ -43,6 +44,7 @@
 #define VFPGA_OP_GET_STATS		7
 #define VFPGA_OP_NOP			8
 #define VFPGA_OP_UPLOAD_BITSTREAM	9	/* board agents only */
+#define VFPGA_OP_GET_LIMITS		10
 
 /* Status codes (vfpga_resp.status). */
 #define VFPGA_S_OK			0
@@ -169,6 +171,25 @@ struct vfpga_stats {
 	__le64 busy;
 	__le32 open_sessions;
 	__le32 reserved;
+};
+
+/* vfpga_limits.flags */
+#define VFPGA_LIMIT_F_LOAD		_BITUL(0)	/* may load bitstreams */
+#define VFPGA_LIMIT_F_ALL_KERNELS	_BITUL(1)	/* may run every kernel */
+
+/* VFPGA_OP_GET_LIMITS answer: this guest's policy (rates: 0 = none) and its use now. */
+struct vfpga_limits {
+	__le32 max_sessions;
+	__le32 max_inflight;
+	__le64 max_inflight_bytes;
+	__le64 max_request_bytes;
+	__le64 rate_runs;
+	__le64 rate_bytes;
+	__le32 weight;
+	__le32 flags;
+	__le32 inflight;
+	__le32 reserved;
+	__le64 inflight_bytes;
 };
 
 #endif /* _VFPGA_ABI_H */

@@ -175,3 +175,32 @@ wire_struct! {
         pub reserved: u32,
     }
 }
+
+wire_struct! {
+    /// Answer of `GET_LIMITS`: the policy this guest runs under, and what it uses now.
+    /// A limit of 0 in the rate fields means none.
+    pub struct Limits as "vfpga_limits" {
+        /// Most sessions open at once (per device, or per stream).
+        pub max_sessions: u32,
+        /// Most runs in flight at once, over all of the guest's devices and streams.
+        pub max_inflight: u32,
+        /// Most bytes (inputs plus outputs) of runs in flight at once.
+        pub max_inflight_bytes: u64,
+        /// Most bytes of one request.
+        pub max_request_bytes: u64,
+        /// Runs per second (0: no limit).
+        pub rate_runs: u64,
+        /// Bytes of runs per second (0: no limit).
+        pub rate_bytes: u64,
+        /// The guest's share of the engine against other guests' (weighted round robin).
+        pub weight: u32,
+        /// `VFPGA_LIMIT_F_*` bits.
+        pub flags: u32,
+        /// Runs in flight now.
+        pub inflight: u32,
+        /// Zero.
+        pub reserved: u32,
+        /// Bytes of runs in flight now.
+        pub inflight_bytes: u64,
+    }
+}

@@ -56,6 +56,8 @@ code_enum! {
         /// Store a bitstream and its manifest in a board agent's library (stream
         /// transport only; virtio devices answer `UNSUPPORTED`).
         UploadBitstream = 9 => "VFPGA_OP_UPLOAD_BITSTREAM",
+        /// What this guest may do and how much (`vfpga_limits`).
+        GetLimits = 10 => "VFPGA_OP_GET_LIMITS",
     }
 }
 

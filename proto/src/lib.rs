@@ -19,7 +19,7 @@ pub mod stream;
 pub mod wire;
 
 pub use abi::{
-    ArgDesc, ArgEntry, DeviceConfig, DeviceInfo, KernelDesc, RequestHeader, Response, Stats,
+    ArgDesc, ArgEntry, DeviceConfig, DeviceInfo, KernelDesc, Limits, RequestHeader, Response, Stats,
 };
 pub use codes::{ArgKind, ElemType, Opcode, Status};
 pub use request::{AbiError, ChainLayout};
@@ -55,6 +55,12 @@ pub const VIRTIO_VFPGA_F_LOAD_BITSTREAM: u32 = 0;
 
 /// Capability: completions may arrive out of submission order.
 pub const CAP_OUT_OF_ORDER: u64 = 1 << 0;
+/// Capability: `GET_LIMITS` answers (the device enforces a per-guest policy).
+pub const CAP_LIMITS: u64 = 1 << 1;
+/// `vfpga_limits.flags`: the guest may load bitstreams (some or all of the library's).
+pub const LIMIT_F_LOAD: u32 = 1 << 0;
+/// `vfpga_limits.flags`: the guest may run every kernel of the catalogue.
+pub const LIMIT_F_ALL_KERNELS: u32 = 1 << 1;
 /// Capability: the engine is the software model.
 pub const CAP_ENGINE_SIM: u64 = 1 << 8;
 /// Capability: the engine is local programmable logic.
@@ -77,6 +83,9 @@ pub const C_CONSTANTS: &[(&str, u64)] = &[
         VIRTIO_VFPGA_F_LOAD_BITSTREAM as u64,
     ),
     ("VFPGA_CAP_OUT_OF_ORDER", CAP_OUT_OF_ORDER),
+    ("VFPGA_CAP_LIMITS", CAP_LIMITS),
+    ("VFPGA_LIMIT_F_LOAD", LIMIT_F_LOAD as u64),
+    ("VFPGA_LIMIT_F_ALL_KERNELS", LIMIT_F_ALL_KERNELS as u64),
     ("VFPGA_CAP_ENGINE_SIM", CAP_ENGINE_SIM),
     ("VFPGA_CAP_ENGINE_PL", CAP_ENGINE_PL),
     ("VFPGA_CAP_ENGINE_REMOTE", CAP_ENGINE_REMOTE),

@@ -24,7 +24,8 @@ fn structures() -> Vec<(&'static str, usize, Fields)> {
         DeviceInfo,
         ArgDesc,
         KernelDesc,
-        Stats
+        Stats,
+        Limits
     )
 }
 

@@ -71,6 +71,7 @@ fn remote(c: &mut Criterion) {
         timeout: Duration::from_secs(30),
         connections: 2,
         health_interval: Duration::from_secs(1),
+        allow: Vec::new(),
     });
     let catalog = engine.catalog();
     let kernel = catalog.find("vadd_u32").unwrap().clone();

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use vfpga_agent::{cert, Agent, AgentConfig};
+use vfpga_engine::manifest::valid_name;
 use vfpga_engine::pl::{PlConfig, PlEngine};
 use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Engine, Library};
@@ -20,8 +21,8 @@ const AFTER_HELP: &str = "\
 Examples:
   Create a CA and certificates (board reachable as pynq1 / 192.168.42.20):
     vfpga-agent cert init --dir /etc/vfpga/pki --server-name pynq1 --server-name 192.168.42.20
-  Serve the board's programmable logic:
-    vfpga-agent serve --pki /etc/vfpga/pki --engine pl --library /lib/firmware/vfpga --bitstream base
+  Serve the board's programmable logic, letting hosts switch between two bitstreams:
+    vfpga-agent serve --pki /etc/vfpga/pki --engine pl --library /lib/firmware/vfpga --bitstream base --allow base --allow filters
   Serve the software model (no FPGA):
     vfpga-agent serve --pki ./pki --listen 127.0.0.1:7447
   Upload a bitstream from a host:
@@ -60,7 +61,11 @@ enum Command {
         /// Bitstream library: NAME.toml manifests and their files (uploads go here).
         #[arg(long, value_name = "DIR")]
         library: Option<PathBuf>,
-        /// Bitstream to load at start (pl engine).
+        /// A bitstream hosts may load from the library; repeatable ("*": all). None by
+        /// default: the board owner says which bitstreams its fabric may take.
+        #[arg(long = "allow", value_name = "NAME")]
+        allow: Vec<String>,
+        /// Bitstream to load at start (pl engine); allowed by naming it here.
         #[arg(long, value_name = "NAME")]
         bitstream: Option<String>,
         /// Root of sysfs and /dev for the pl engine.
@@ -158,6 +163,7 @@ fn serve(cmd: Command) -> Result<(), String> {
         listen,
         engine,
         library,
+        allow,
         bitstream,
         root,
         max_connections,
@@ -168,10 +174,14 @@ fn serve(cmd: Command) -> Result<(), String> {
         return Err("internal: not a serve command".into());
     };
     let tls = vfpga_transport::server_config(&files(&pki, "server")).map_err(|e| e.to_string())?;
-    let lib = library.clone().map(|dir| Library {
-        dir,
-        allow: vec!["*".into()],
-    });
+    if let Some(n) = allow.iter().find(|n| *n != "*" && !valid_name(n)) {
+        return Err(format!(
+            "--allow {n}: not a bitstream name (1-31 characters of [A-Za-z0-9_.-]) or \"*\""
+        ));
+    }
+    let mut allow = allow;
+    allow.extend(bitstream.clone());
+    let lib = library.clone().map(|dir| Library { dir, allow });
     let engine: Arc<dyn Engine> = match engine.as_str() {
         "sim" => Arc::new(SimEngine::new(lib).map_err(|e| e.to_string())?),
         "pl" => {

@@ -18,6 +18,7 @@ use vfpga_proto::{AbiError, ArgKind, Opcode, Response, Status};
 use vfpgad::config::DeviceLimits;
 use vfpgad::device::Device;
 use vfpgad::stream::serve::{log_end, serve, End, Rules, Slots, TlsStream};
+use vfpgad::tenant::{Policy, Tenant};
 
 /// What the agent serves and how much of it.
 #[derive(Debug)]
@@ -209,8 +210,10 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         max_request_bytes: shared.cfg.max_request_bytes,
         ..DeviceLimits::default()
     };
+    // A host may do what the agent's engine and library let it (the agent has no
+    // per-host policy of its own).
     let dev = Device::for_stream(
-        &peer.ip().to_string(),
+        Tenant::new(&peer.ip().to_string(), Policy::open()),
         limits,
         shared.cfg.engine.clone(),
         Default::default(),

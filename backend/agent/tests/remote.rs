@@ -17,12 +17,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vfpga_engine::pl::model::{Faults, HlsModel, ModelBoard};
+use vfpga_engine::Engine as _;
 use vfpga_proto::{ElemType, Opcode, Status};
 use vfpga_reference::{self as reference, le, Rng};
-use vfpga_remote::Conn;
+use vfpga_remote::{BoardConfig, Conn, RemoteConfig, RemoteEngine};
 use vfpga_transport::TlsFiles;
 use vfpga_vhu_frontend::{Arg, Layout, VhuFrontend};
-use vfpgad::config::{BoardSection, Config, GuestConfig, RemoteSection};
+use vfpgad::config::{BoardSection, Config, GuestConfig, LibraryConfig, RemoteSection};
 use vfpgad::{build_engine, Server};
 
 /// A deployment's certificates in a temporary folder.
@@ -129,6 +130,18 @@ impl Host {
 
     /// With health checks every `health_ms`.
     fn start_with_health(pki: &Path, boards: &[String], timeout_ms: u64, health_ms: u64) -> Self {
+        Self::start_with(pki, boards, timeout_ms, health_ms, &[])
+    }
+
+    /// With health checks every `health_ms`, and bitstreams `allow` guests may load
+    /// (a library folder of its own; the remote engine forwards only those names).
+    fn start_with(
+        pki: &Path,
+        boards: &[String],
+        timeout_ms: u64,
+        health_ms: u64,
+        allow: &[&str],
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("vm0.sock");
         let mut config = Config {
@@ -150,9 +163,15 @@ impl Host {
                     })
                     .collect(),
             }),
+            library: (!allow.is_empty()).then(|| LibraryConfig {
+                dir: dir.path().to_owned(),
+                allow: allow.iter().map(|a| (*a).to_owned()).collect(),
+            }),
             ..Config::default()
         };
         config.daemon.engine = "remote".into();
+        // Every guest may load what the library allows.
+        config.device.bitstreams = vec!["*".into()];
         config.validate().unwrap();
         let server = Server::start(&config, build_engine(&config).unwrap()).unwrap();
         let fe = VhuFrontend::connect(&socket, Default::default()).unwrap();
@@ -656,7 +675,12 @@ fn bitstreams_upload_with_progress_and_load() {
     let agent = AgentProc::start(
         pki.path(),
         free_port(),
-        &["--library", lib.path().to_str().unwrap()],
+        &[
+            "--library",
+            lib.path().to_str().unwrap(),
+            "--allow",
+            "hashes",
+        ],
     );
     let tls = vfpga_transport::client_config(&TlsFiles {
         ca: pki.path().join("ca.pem"),
@@ -700,6 +724,27 @@ args = [
     assert_eq!(names, vec!["digest".to_owned()]);
     let bad = c.upload("../x", manifest, &mut &bitstream[..], 10, &mut |_, _| {});
     assert!(bad.is_err(), "names are not paths");
+    // Uploaded is not allowed: a bitstream the owner did not name stays unloadable.
+    c.upload(
+        "other",
+        &manifest
+            .replace("\"hashes\"", "\"other\"")
+            .replace("hashes.bit", "other.bit"),
+        &mut &bitstream[..],
+        bitstream.len() as u64,
+        &mut |_, _| {},
+    )
+    .unwrap();
+    assert!(
+        matches!(
+            c.load("other"),
+            Err(vfpga_remote::ConnError::Status {
+                status: Status::Permission,
+                ..
+            })
+        ),
+        "an agent's library denies what --allow does not name"
+    );
 }
 
 #[test]
@@ -783,8 +828,8 @@ fn sigterm_lets_a_running_kernel_finish() {
     assert!(exit.success(), "agent exit status {exit:?}");
 }
 
-/// A board's programmable logic as the register-level model plays it: a vadd_u32 core
-/// and the bitstream `base` for it. The model runs in this process; the agent drives it
+/// A board's programmable logic as the register-level model plays it: a vadd_u32 and an
+/// mmult core and the bitstream `base` for them. The model runs in this process; the agent drives it
 /// through its files.
 struct PlBoard {
     model: HlsModel,
@@ -797,7 +842,7 @@ impl PlBoard {
     fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         // Held runs last as long as a test wants: no core timeout gets in the way.
-        let b = ModelBoard::start(dir.path(), &["vadd_u32"], 600_000).unwrap();
+        let b = ModelBoard::start(dir.path(), &["vadd_u32", "mmult"], 600_000).unwrap();
         Self {
             root: b.root.to_str().unwrap().to_owned(),
             lib: b.library.to_str().unwrap().to_owned(),
@@ -826,4 +871,149 @@ impl PlBoard {
             panic!("the model never reported {what:?}: {seen:?}");
         }
     }
+}
+
+/// Runs `kernel` (vadd_u32 on 64 elements, or a 4x4x4 mmult) on the remote engine
+/// directly, as vfpgad's engine threads do; its result.
+fn remote_run(
+    engine: &RemoteEngine,
+    kernel: &vfpga_engine::Kernel,
+) -> Result<(), vfpga_engine::EngineError> {
+    use vfpga_engine::{Call, SegStream, SgBuf};
+    use vfpga_proto::{ArgEntry, MAX_ARGS};
+    let mut a = vec![0u8; 256];
+    let mut b = vec![0u8; 256];
+    let mut c = vec![0u8; 256];
+    let seg = |m: &mut Vec<u8>| {
+        let mut s = SegStream::with_capacity(1);
+        s.push(m.as_mut_ptr(), m.len());
+        s
+    };
+    let (sa, sb, sc) = (seg(&mut a), seg(&mut b), seg(&mut c));
+    let (args, n): (Vec<ArgEntry>, usize) = if kernel.sig.name == "mmult" {
+        let mut v = vec![
+            ArgEntry::input(ElemType::F32, 64),
+            ArgEntry::input(ElemType::F32, 64),
+            ArgEntry::output(ElemType::F32, 64),
+        ];
+        v.extend([ArgEntry::scalar(ElemType::U32, 4); 3]);
+        (v, 64)
+    } else {
+        (
+            vec![
+                ArgEntry::input(ElemType::U32, 256),
+                ArgEntry::input(ElemType::U32, 256),
+                ArgEntry::output(ElemType::U32, 256),
+                ArgEntry::scalar(ElemType::U32, 64),
+            ],
+            256,
+        )
+    };
+    let mut bufs: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
+    // SAFETY: the vectors outlive the views; nothing else touches them meanwhile.
+    unsafe {
+        bufs[0] = SgBuf::new(sa.segs(), 0, n);
+        bufs[1] = SgBuf::new(sb.segs(), 0, n);
+        bufs[2] = SgBuf::new(sc.segs(), 0, n);
+    }
+    engine.run(kernel, &Call::new(&args, &bufs))
+}
+
+#[test]
+fn a_remote_load_invalidates_old_sessions_and_pooled_connections_follow() {
+    let pki = pki();
+    let board = PlBoard::new();
+    // A second bitstream for the same cores.
+    let base = std::fs::read_to_string(Path::new(&board.lib).join("base.toml")).unwrap();
+    std::fs::write(
+        Path::new(&board.lib).join("base2.toml"),
+        base.replacen("name = \"base\"", "name = \"base2\"", 1),
+    )
+    .unwrap();
+    let mut args: Vec<&str> = board.agent_args().to_vec();
+    args.extend(["--allow", "base2"]);
+    let agent = AgentProc::start(pki.path(), free_port(), &args);
+    let engine = RemoteEngine::new(RemoteConfig {
+        boards: vec![BoardConfig {
+            name: "board".into(),
+            address: agent.address(),
+            server_name: "127.0.0.1".into(),
+        }],
+        tls: vfpga_transport::client_config(&TlsFiles {
+            ca: pki.path().join("ca.pem"),
+            cert: pki.path().join("client.pem"),
+            key: pki.path().join("client.key"),
+        })
+        .unwrap(),
+        timeout: Duration::from_secs(120),
+        connections: 2,
+        health_interval: Duration::from_secs(3600),
+        allow: vec!["base2".into()],
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while engine.catalog().kernels.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the board's catalogue never came"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // A vadd and an mmult held on the board at once use both connections; run twice,
+    // the other way round, every connection holds a board session for both kernels.
+    let both_held = |engine: &Arc<RemoteEngine>, first: &str, second: &str, held: usize| {
+        board.model.set_faults(Faults {
+            hold: vec!["vadd_u32".into(), "mmult".into()],
+            ..Faults::default()
+        });
+        let cat = engine.catalog();
+        let runs: Vec<_> = [first, second]
+            .iter()
+            .map(|k| {
+                let (e, k) = (engine.clone(), cat.find(k).unwrap().clone());
+                std::thread::spawn(move || remote_run(&e, &k))
+            })
+            .collect();
+        // Both held on the board, or one back already (refused: the test then fails
+        // on its result).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while board
+            .model
+            .events()
+            .iter()
+            .filter(|e| e.contains("held"))
+            .count()
+            < held
+            && !runs.iter().any(|t| t.is_finished())
+        {
+            assert!(
+                Instant::now() < deadline,
+                "both runs never reached the board"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        board.model.set_faults(Faults::default());
+        runs.into_iter()
+            .map(|t| t.join().unwrap().map_err(|e| e.to_string()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(both_held(&engine, "vadd_u32", "mmult", 2), [Ok(()), Ok(())]);
+    assert_eq!(both_held(&engine, "mmult", "vadd_u32", 4), [Ok(()), Ok(())]);
+    let old = engine.catalog().find("vadd_u32").unwrap().clone();
+    assert!(
+        matches!(
+            engine.load_bitstream("base"),
+            Err(vfpga_engine::EngineError::Permission(_))
+        ),
+        "only vfpgad's allowlist is forwarded"
+    );
+    engine.load_bitstream("base2").unwrap();
+    // The kernel of the old catalogue runs nothing, as on every engine.
+    assert!(matches!(
+        remote_run(&engine, &old),
+        Err(vfpga_engine::EngineError::KernelGone(_))
+    ));
+    // Both connections at once again: the one that did not do the load forgets the
+    // board sessions it held from before it.
+    assert_eq!(both_held(&engine, "vadd_u32", "mmult", 6), [Ok(()), Ok(())]);
+    engine.shutdown();
 }

@@ -83,6 +83,9 @@ pub enum Dst<'a> {
 pub struct Conn {
     stream: StreamOwned<ClientConnection, Deadline>,
     sessions: HashMap<String, u64>,
+    /// The board's bitstream generation the sessions were opened under (see
+    /// [`Conn::sync_generation`]).
+    generation: u64,
     bounce: Vec<u8>,
     tag: u64,
 }
@@ -141,6 +144,7 @@ impl Conn {
         Ok(Self {
             stream,
             sessions: HashMap::new(),
+            generation: 0,
             bounce: vec![0; CHUNK],
             tag: 0,
         })
@@ -359,6 +363,15 @@ impl Conn {
                 self.call(Opcode::Run, session, args, ins, outs)
             }
             r => r,
+        }
+    }
+
+    /// Forgets the board sessions opened before the board's bitstream changed (to
+    /// `generation`, a count kept by the caller): they name kernels of the old one.
+    pub fn sync_generation(&mut self, generation: u64) {
+        if self.generation != generation {
+            self.sessions.clear();
+            self.generation = generation;
         }
     }
 

@@ -4,7 +4,7 @@
 //! round-robin to healthy boards; a link that drops fails its request with `LINK_DOWN`
 //! and takes the board out until it answers again.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -40,6 +40,9 @@ pub struct RemoteConfig {
     pub connections: usize,
     /// Pause between health checks.
     pub health_interval: Duration,
+    /// Bitstreams guests may have loaded on the boards (vfpgad's `[library] allow`;
+    /// `"*"`: any the boards accept). Nothing else is forwarded.
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -51,6 +54,9 @@ struct Board {
     failures: AtomicU32,
     retry_at: Mutex<Instant>,
     last_error: Mutex<String>,
+    /// Loads made on this board through this engine: a pooled connection whose
+    /// sessions predate the last one forgets them (see `Conn::sync_generation`).
+    generation: AtomicU64,
 }
 
 impl Board {
@@ -82,7 +88,9 @@ impl Board {
         max: usize,
         deadline: Instant,
     ) -> Result<Option<Conn>, ConnError> {
-        if let Some(c) = lock(&self.idle).pop() {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(mut c) = lock(&self.idle).pop() {
+            c.sync_generation(generation);
             return Ok(Some(c));
         }
         if self.open.fetch_add(1, Ordering::AcqRel) >= max {
@@ -95,7 +103,10 @@ impl Board {
             tls.clone(),
             deadline,
         ) {
-            Ok(c) => Ok(Some(c)),
+            Ok(mut c) => {
+                c.sync_generation(generation);
+                Ok(Some(c))
+            }
             Err(e) => {
                 self.open.fetch_sub(1, Ordering::AcqRel);
                 Err(e)
@@ -152,6 +163,7 @@ impl RemoteEngine {
                     failures: AtomicU32::new(0),
                     retry_at: Mutex::new(Instant::now()),
                     last_error: Mutex::new("not yet contacted".into()),
+                    generation: AtomicU64::new(0),
                 })
             })
             .collect();
@@ -304,7 +316,7 @@ impl Engine for RemoteEngine {
         EngineInfo {
             name: "remote",
             capability: CAP_ENGINE_REMOTE,
-            can_load: true,
+            can_load: !self.cfg.allow.is_empty(),
         }
     }
 
@@ -316,6 +328,11 @@ impl Engine for RemoteEngine {
     }
 
     fn run(&self, kernel: &Kernel, call: &Call<'_>) -> Result<(), EngineError> {
+        // A session of a catalogue replaced since (a load) runs nothing, as on every
+        // engine: its kernel may not be the board's any more.
+        if kernel.generation != self.catalog().generation {
+            return Err(EngineError::KernelGone(kernel.sig.name.clone()));
+        }
         let deadline = Instant::now() + self.cfg.timeout;
         let mut errors = Vec::new();
         let mut busy = false;
@@ -394,6 +411,17 @@ impl Engine for RemoteEngine {
     }
 
     fn load_bitstream(&self, name: &str) -> Result<Arc<Catalog>, EngineError> {
+        if !vfpga_engine::manifest::valid_name(name) {
+            return Err(EngineError::Permission(format!(
+                "`{}` is not a bitstream name",
+                name.escape_debug()
+            )));
+        }
+        if !self.cfg.allow.iter().any(|a| a == "*" || a == name) {
+            return Err(EngineError::Permission(format!(
+                "bitstream `{name}` is not in vfpgad's [library] allow"
+            )));
+        }
         let timeout = self.cfg.timeout;
         let mut loaded = None;
         let mut errors = Vec::new();
@@ -418,6 +446,9 @@ impl Engine for RemoteEngine {
             c.set_deadline(deadline);
             match c.load(name) {
                 Ok(_) => {
+                    // Other connections' sessions on this board are of the old bitstream.
+                    let g = b.generation.fetch_add(1, Ordering::AcqRel) + 1;
+                    c.sync_generation(g);
                     // The catalogue gets a deadline of its own: loading may have used
                     // most of the first.
                     let r = if loaded.is_none() {

@@ -53,6 +53,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use vfpga_engine::manifest::valid_name;
 
+use crate::tenant::Policy;
+
 /// A configuration that cannot be used, with the reason.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -266,8 +268,9 @@ impl Default for DaemonConfig {
     }
 }
 
-/// `[device]`: what the config space announces.
-#[derive(Clone, Copy, Debug, Deserialize, PartialEq)]
+/// `[device]`: what the config space announces, and every guest's default policy
+/// (a `[[guest]]` overrides any policy field, and `max_sessions`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeviceLimits {
     /// Request queues after the control queue.
@@ -278,18 +281,40 @@ pub struct DeviceLimits {
     pub max_segments: u32,
     /// Most bytes per request chain.
     pub max_request_bytes: u64,
-    /// Most sessions open per guest.
+    /// Most sessions open per device (per stream connection on streams).
     pub max_sessions: u32,
+    /// Kernels a guest may run (`"*"`: all).
+    pub kernels: Vec<String>,
+    /// Bitstreams a guest may load (default: none; `"*"`: every one `[library] allow`s).
+    pub bitstreams: Vec<String>,
+    /// Runs a guest may have in flight at once.
+    pub max_inflight: u32,
+    /// Bytes (inputs plus outputs) of a guest's runs in flight at once.
+    pub max_inflight_bytes: u64,
+    /// Runs per second a guest may start; 0: no limit.
+    pub rate_runs: u64,
+    /// Bytes per second a guest's runs may move; 0: no limit.
+    pub rate_bytes: u64,
+    /// A guest's share of the engine against the others'.
+    pub weight: u32,
 }
 
 impl Default for DeviceLimits {
     fn default() -> Self {
+        let p = Policy::default();
         Self {
             request_queues: 2,
             queue_size: 1024,
             max_segments: 16384,
             max_request_bytes: 64 << 20,
             max_sessions: 64,
+            kernels: p.kernels,
+            bitstreams: p.bitstreams,
+            max_inflight: p.max_inflight,
+            max_inflight_bytes: p.max_inflight_bytes,
+            rate_runs: p.rate_runs,
+            rate_bytes: p.rate_bytes,
+            weight: p.weight,
         }
     }
 }
@@ -320,6 +345,30 @@ pub struct GuestConfig {
     /// The name its TLS client certificate carries; default: the guest's name.
     #[serde(default)]
     pub tls_name: Option<String>,
+    /// Policy and limits of this guest (`[device]`'s when not given).
+    #[serde(default)]
+    pub max_sessions: Option<u32>,
+    /// Kernels it may run.
+    #[serde(default)]
+    pub kernels: Option<Vec<String>>,
+    /// Bitstreams it may load.
+    #[serde(default)]
+    pub bitstreams: Option<Vec<String>>,
+    /// Runs in flight at once.
+    #[serde(default)]
+    pub max_inflight: Option<u32>,
+    /// Bytes of runs in flight at once.
+    #[serde(default)]
+    pub max_inflight_bytes: Option<u64>,
+    /// Runs per second.
+    #[serde(default)]
+    pub rate_runs: Option<u64>,
+    /// Bytes per second.
+    #[serde(default)]
+    pub rate_bytes: Option<u64>,
+    /// Share of the engine.
+    #[serde(default)]
+    pub weight: Option<u32>,
     /// Xen domain the guest is (dom0 service mode); default: the guest's name.
     #[serde(default)]
     pub domain: Option<String>,
@@ -342,6 +391,38 @@ impl GuestConfig {
             listen: Vec::new(),
             tls_name: None,
             domain: None,
+            max_sessions: None,
+            kernels: None,
+            bitstreams: None,
+            max_inflight: None,
+            max_inflight_bytes: None,
+            rate_runs: None,
+            rate_bytes: None,
+            weight: None,
+        }
+    }
+
+    /// Its policy: its own fields, else `[device]`'s.
+    pub fn policy(&self, d: &DeviceLimits) -> Policy {
+        Policy {
+            kernels: self.kernels.clone().unwrap_or_else(|| d.kernels.clone()),
+            bitstreams: self
+                .bitstreams
+                .clone()
+                .unwrap_or_else(|| d.bitstreams.clone()),
+            max_inflight: self.max_inflight.unwrap_or(d.max_inflight),
+            max_inflight_bytes: self.max_inflight_bytes.unwrap_or(d.max_inflight_bytes),
+            rate_runs: self.rate_runs.unwrap_or(d.rate_runs),
+            rate_bytes: self.rate_bytes.unwrap_or(d.rate_bytes),
+            weight: self.weight.unwrap_or(d.weight),
+        }
+    }
+
+    /// Its device limits: `[device]`'s, with its own `max_sessions`.
+    pub fn limits(&self, d: &DeviceLimits) -> DeviceLimits {
+        DeviceLimits {
+            max_sessions: self.max_sessions.unwrap_or(d.max_sessions),
+            ..d.clone()
         }
     }
 
@@ -533,6 +614,17 @@ impl Config {
             }
         }
         for (i, g) in self.guests.iter().enumerate() {
+            g.policy(d)
+                .check(&format!("guest {}:", g.name))
+                .map_err(ConfigError::Invalid)?;
+            if let Some(n) = g.max_sessions {
+                if !(1..=65535).contains(&n) {
+                    return bad(format!(
+                        "guest {}: max_sessions = {n}: must be 1..=65535",
+                        g.name
+                    ));
+                }
+            }
             if !valid_name(&g.name) {
                 return bad(format!(
                     "guest name {:?} must be 1-31 characters of [A-Za-z0-9_.-]",

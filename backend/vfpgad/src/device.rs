@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use vfpga_engine::Engine;
 use vfpga_proto::{
-    wire::name_field, DeviceConfig, DeviceInfo, ABI_VERSION, CAP_OUT_OF_ORDER, CONFIG_MAGIC,
-    MAX_ARGS, VIRTIO_VFPGA_F_LOAD_BITSTREAM,
+    wire::name_field, DeviceConfig, DeviceInfo, ABI_VERSION, CAP_LIMITS, CAP_OUT_OF_ORDER,
+    CONFIG_MAGIC, MAX_ARGS, VIRTIO_VFPGA_F_LOAD_BITSTREAM,
 };
 #[cfg(feature = "vhost")]
 use vm_memory::GuestMemoryAtomic;
@@ -19,6 +19,7 @@ use crate::config::DeviceLimits;
 use crate::executor::{Executor, Job, JobQueue};
 use crate::sessions::Sessions;
 use crate::stats::Counters;
+use crate::tenant::{Policy, Tenant};
 #[cfg(feature = "vhost")]
 use crate::GuestMem;
 
@@ -132,6 +133,8 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct Device {
     /// Guest name.
     pub name: String,
+    /// The guest as a tenant: its policy and quotas, shared by all its devices.
+    pub tenant: Arc<Tenant>,
     /// Limits announced in the config space.
     pub limits: DeviceLimits,
     /// The engine (shared by all guests).
@@ -156,36 +159,53 @@ pub struct Device {
 impl Device {
     /// A device for guest `name` that runs everything on the caller's thread
     /// ([`Device::with_engine_threads`] hands long runs over).
+    /// Its tenant has an open policy ([`Device::with_tenant`] sets the guest's).
     pub fn new(name: &str, limits: DeviceLimits, engine: Arc<dyn Engine>) -> Self {
-        Self::with_queues(name, limits, engine, usize::from(limits.request_queues) + 1)
+        let n = usize::from(limits.request_queues) + 1;
+        Self::with_queues(Tenant::new(name, Policy::open()), limits, engine, n)
     }
 
-    /// The device behind one stream connection: sessions of its own, the guest's
-    /// `counters` (every stream of a guest adds to the same statistics), the engine,
-    /// and no virtqueue state (a stream has none).
+    /// The device behind one stream connection of `tenant`: sessions of its own, the
+    /// guest's `counters` (every stream of a guest adds to the same statistics), the
+    /// engine, and no virtqueue state (a stream has none).
     pub fn for_stream(
-        name: &str,
+        tenant: Arc<Tenant>,
         limits: DeviceLimits,
         engine: Arc<dyn Engine>,
         counters: Arc<Counters>,
     ) -> Self {
         Self {
             counters,
-            ..Self::with_queues(name, limits, engine, 0)
+            ..Self::with_queues(tenant, limits, engine, 0)
         }
     }
 
-    fn with_queues(name: &str, limits: DeviceLimits, engine: Arc<dyn Engine>, n: usize) -> Self {
+    /// The same device, its guest under `tenant`'s policy and quotas.
+    pub fn with_tenant(mut self, tenant: Arc<Tenant>) -> Self {
+        self.name.clone_from(&tenant.name);
+        self.tenant = tenant;
+        self
+    }
+
+    fn with_queues(
+        tenant: Arc<Tenant>,
+        limits: DeviceLimits,
+        engine: Arc<dyn Engine>,
+        n: usize,
+    ) -> Self {
+        let max_sessions = limits.max_sessions as usize;
+        let queues = (0..n).map(|_| QueueCtx::new(&limits)).collect();
         Self {
-            name: name.to_owned(),
+            name: tenant.name.clone(),
+            tenant,
             limits,
             engine,
             #[cfg(feature = "vhost")]
             jobs_tx: None,
             inline_cost: u64::MAX,
-            sessions: Sessions::new(limits.max_sessions as usize),
+            sessions: Sessions::new(max_sessions),
             counters: Arc::default(),
-            queues: (0..n).map(|_| QueueCtx::new(&limits)).collect(),
+            queues,
             event_idx: AtomicBool::new(false),
             #[cfg(feature = "vhost")]
             mem: RwLock::new(None),
@@ -211,7 +231,7 @@ impl Device {
 
     /// Capability bits.
     pub fn capabilities(&self) -> u64 {
-        CAP_OUT_OF_ORDER | self.engine.info().capability
+        CAP_OUT_OF_ORDER | CAP_LIMITS | self.engine.info().capability
     }
 
     /// The config space.
@@ -233,10 +253,15 @@ impl Device {
     pub fn info(&self) -> DeviceInfo {
         let catalog = self.engine.catalog();
         let text = |s: &str| name_field::<32>(s).unwrap_or_default();
+        let kernels = catalog
+            .kernels
+            .iter()
+            .filter(|k| self.tenant.may_run(&k.sig.name))
+            .count();
         DeviceInfo {
             abi_version: ABI_VERSION,
             num_request_queues: self.limits.request_queues,
-            num_kernels: u32::try_from(catalog.kernels.len()).unwrap_or(u32::MAX),
+            num_kernels: u32::try_from(kernels).unwrap_or(u32::MAX),
             capabilities: self.capabilities(),
             features: self.device_features(),
             max_sessions: self.limits.max_sessions,

@@ -8,7 +8,7 @@ use std::time::Instant;
 use tracing::{debug, error, warn};
 use vfpga_engine::{Call, EngineError, SegStream, SgBuf};
 use vfpga_proto::{
-    AbiError, ArgKind, DeviceInfo, ElemType, KernelDesc, Opcode, Response, Stats, Status,
+    AbiError, ArgKind, DeviceInfo, ElemType, KernelDesc, Limits, Opcode, Response, Stats, Status,
     CONTROL_QUEUE, MAX_ARGS, MAX_NAME_LEN,
 };
 #[cfg(feature = "vhost")]
@@ -23,6 +23,7 @@ use crate::device::{lock, Device};
 #[cfg(feature = "vhost")]
 use crate::executor::JobParts;
 use crate::sessions::Session;
+use crate::tenant::Admission;
 #[cfg(feature = "vhost")]
 use crate::MemGuard;
 
@@ -136,6 +137,7 @@ impl Device {
             Opcode::CloseSession => self.op_close(req),
             Opcode::LoadBitstream => self.op_load(req, bufs),
             Opcode::GetStats => self.op_stats(req, bufs),
+            Opcode::GetLimits => self.op_limits(req, bufs),
             Opcode::Run => Err(AbiError::new(Status::BadRequest, "RUN needs a session")),
             Opcode::UploadBitstream => Err(AbiError::new(
                 Status::Unsupported,
@@ -160,8 +162,15 @@ impl Device {
         let start = usize::try_from(req.args[0].value).unwrap_or(usize::MAX);
         let out = buf(bufs, 1)?;
         let catalog = self.engine.catalog();
+        // The guest sees the kernels its policy lets it run.
+        let visible = || {
+            catalog
+                .kernels
+                .iter()
+                .filter(|k| self.tenant.may_run(&k.sig.name))
+        };
         let mut written = 0usize;
-        for k in catalog.kernels.iter().skip(start) {
+        for k in visible().skip(start) {
             if written + KernelDesc::SIZE > out.len() {
                 break;
             }
@@ -175,7 +184,7 @@ impl Device {
             written += KernelDesc::SIZE;
         }
         Ok(Response {
-            value: catalog.kernels.len() as u64,
+            value: visible().count() as u64,
             written: written as u64,
             ..Response::new(Status::Ok, 0)
         })
@@ -190,6 +199,11 @@ impl Device {
             Status::UnknownKernel,
             "no kernel with that name",
         ))?;
+        if !self.tenant.may_run(name) {
+            return Err(self
+                .tenant
+                .refuse(Status::Permission, "kernel not in the guest's kernels"));
+        }
         let session = self
             .sessions
             .open(kernel.clone())
@@ -213,6 +227,18 @@ impl Device {
         expect(req, &[(ArgKind::In, ElemType::U8)])?;
         let mut raw = [0u8; MAX_NAME_LEN];
         let name = read_name(buf(bufs, 0)?, &mut raw)?;
+        if !self.engine.info().can_load {
+            return Err(AbiError::new(
+                Status::Unsupported,
+                "this device loads no bitstreams (no library configured)",
+            ));
+        }
+        if !self.tenant.may_load(name) {
+            return Err(self.tenant.refuse(
+                Status::Permission,
+                "bitstream not in the guest's bitstreams",
+            ));
+        }
         match self.engine.load_bitstream(name) {
             Ok(catalog) => {
                 tracing::info!(guest = %self.name, bitstream = name, "bitstream loaded");
@@ -231,6 +257,14 @@ impl Device {
                 })
             }
         }
+    }
+
+    fn op_limits(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
+        expect(req, &[(ArgKind::Out, ElemType::U8)])?;
+        let l = self
+            .tenant
+            .limits(self.limits.max_sessions, self.limits.max_request_bytes);
+        write_out(bufs, 0, &l.to_bytes(), Limits::SIZE)
     }
 
     fn op_stats(&self, req: &Request, bufs: &Bufs<'_>) -> OpResult {
@@ -260,16 +294,34 @@ impl Device {
             Ok(s) => s,
             Err(e) => return Some(Err(e)),
         };
+        let admission = match self.admit(req) {
+            Ok(a) => a,
+            Err(e) => return Some(Err(e)),
+        };
         let cost = {
             // SAFETY: `mem` keeps the streams mapped while the views live (this block).
             let bufs = unsafe { bind(req.args(), req.layout.head_bytes, &scratch.rd, &scratch.wr) };
             self.engine
                 .cost(&session.kernel, &Call::new(req.args(), &bufs))
         };
-        if cost > self.inline_cost && self.defer(queue, req, mem, vring, &session, scratch) {
-            return None;
-        }
-        Some(Ok(self.run_now(&session, req, &scratch.rd, &scratch.wr)))
+        // Held until the run is over, wherever it runs.
+        let admission = if cost > self.inline_cost {
+            match self.defer(queue, req, mem, vring, &session, scratch, admission) {
+                Ok(()) => return None,
+                Err(a) => a,
+            }
+        } else {
+            Some(admission)
+        };
+        let resp = self.run_now(&session, req, &scratch.rd, &scratch.wr);
+        drop(admission);
+        Some(Ok(resp))
+    }
+
+    /// Admits a run against the guest's quotas (runs and bytes in flight, rates).
+    pub fn admit(&self, req: &Request) -> Result<Admission, AbiError> {
+        self.tenant
+            .admit(req.layout.in_bytes.saturating_add(req.layout.out_bytes))
     }
 
     /// The session a `RUN` names, once its arguments are checked against the kernel's
@@ -286,8 +338,10 @@ impl Device {
         Ok(session)
     }
 
-    /// Hands a run to the engine threads; `false` if none can take it now.
+    /// Hands a run to the engine threads; gives the admission back if none can take it
+    /// now.
     #[cfg(feature = "vhost")]
+    #[allow(clippy::too_many_arguments)]
     fn defer(
         self: &Arc<Self>,
         queue: usize,
@@ -296,13 +350,14 @@ impl Device {
         vring: &VringRwLock,
         session: &Arc<Session>,
         scratch: &mut Scratch,
-    ) -> bool {
+        admission: Admission,
+    ) -> Result<(), Option<Admission>> {
         let Some(tx) = &self.jobs_tx else {
-            return false;
+            return Err(Some(admission));
         };
         let ctx = &self.queues[queue];
         let Some(mut job) = lock(&ctx.jobs).pop() else {
-            return false;
+            return Err(Some(admission));
         };
         std::mem::swap(&mut job.rd, &mut scratch.rd);
         std::mem::swap(&mut job.wr, &mut scratch.wr);
@@ -313,18 +368,19 @@ impl Device {
             session: session.clone(),
             req: *req,
             queue,
+            admission,
         });
         ctx.start_job();
         match tx.try_send(job) {
-            Ok(()) => true,
+            Ok(()) => Ok(()),
             Err(mut job) => {
                 // Engine threads saturated: take the streams back and run here.
                 std::mem::swap(&mut job.rd, &mut scratch.rd);
                 std::mem::swap(&mut job.wr, &mut scratch.wr);
-                job.unload();
+                let admission = job.unload();
                 lock(&ctx.jobs).push(job);
                 ctx.finish_job();
-                false
+                Err(admission)
             }
         }
     }

@@ -16,6 +16,7 @@ use vhost_user_backend::VringRwLock;
 use crate::chain::{write_response, Request, Scratch};
 use crate::device::{lock, Device};
 use crate::sessions::Session;
+use crate::tenant::Admission;
 use crate::vhu_vfpga::complete_one;
 use crate::MemGuard;
 
@@ -26,6 +27,8 @@ pub struct Job {
     mem: Option<MemGuard>,
     session: Option<Arc<Session>>,
     req: Option<Request>,
+    /// The run's place in its guest's quota, given back when the run is over.
+    admission: Option<Admission>,
     queue: usize,
     epoch: u64,
     /// Readable stream of the request (swapped in from the queue's scratch space).
@@ -48,6 +51,8 @@ pub struct JobParts {
     pub req: Request,
     /// Virtqueue index.
     pub queue: usize,
+    /// Its guest's admission of the run.
+    pub admission: Admission,
 }
 
 impl std::fmt::Debug for Job {
@@ -77,6 +82,7 @@ impl Job {
             mem: None,
             session: None,
             req: None,
+            admission: None,
             queue: 0,
             epoch: 0,
             rd: Scratch::stream(max_segments),
@@ -93,15 +99,17 @@ impl Job {
         self.session = Some(parts.session);
         self.queue = parts.queue;
         self.req = Some(parts.req);
+        self.admission = Some(parts.admission);
     }
 
-    /// Empties a loaded job that will not run.
-    pub fn unload(&mut self) {
+    /// Empties a loaded job that will not run; returns its admission.
+    pub fn unload(&mut self) -> Option<Admission> {
         self.dev = None;
         self.vring = None;
         self.mem = None;
         self.session = None;
         self.req = None;
+        self.admission.take()
     }
 
     /// Runs the job and completes its chain (on an engine thread).
@@ -117,6 +125,7 @@ impl Job {
             return;
         };
         let resp = dev.run_now(&session, &req, &self.rd, &self.wr);
+        drop(self.admission.take());
         let queue = &dev.queues[self.queue];
         let current = queue.epoch() == self.epoch;
         let used = if current {

@@ -26,6 +26,7 @@ pub mod sessions;
 pub mod sockets;
 pub mod stats;
 pub mod stream;
+pub mod tenant;
 #[cfg(feature = "vhost")]
 pub mod vhu_vfpga;
 #[cfg(feature = "vhost")]
@@ -102,6 +103,11 @@ pub fn build_engine(config: &Config) -> Result<Arc<dyn Engine>, String> {
                 timeout: std::time::Duration::from_millis(r.timeout_ms),
                 connections: r.connections,
                 health_interval: std::time::Duration::from_millis(r.health_interval_ms),
+                allow: config
+                    .library
+                    .as_ref()
+                    .map(|l| l.allow.clone())
+                    .unwrap_or_default(),
             }) as Arc<dyn Engine>)
         }
         other => Err(format!("unknown engine {other:?}")),

@@ -95,7 +95,8 @@ struct Cli {
     library: Option<PathBuf>,
 
     /// A bitstream name guests may load from the library ("*": all); repeatable.
-    /// Replaces the file's allow list.
+    /// Replaces the file's allow list, and lets every guest load it unless the file's
+    /// [device] or [[guest]] bitstreams say otherwise.
     #[arg(long = "allow", value_name = "NAME")]
     allow: Vec<String>,
 
@@ -191,6 +192,9 @@ impl Cli {
         c.xen.enable |= self.xen;
         if let Some(p) = &self.xen_path {
             c.xen.path.clone_from(p);
+        }
+        if !self.allow.is_empty() && c.device.bitstreams.is_empty() {
+            c.device.bitstreams.clone_from(&self.allow);
         }
         match (&self.library, &mut c.library) {
             (Some(dir), Some(lib)) => {

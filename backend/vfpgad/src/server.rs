@@ -23,6 +23,7 @@ use crate::device::{lock, Device};
 use crate::executor::Executor;
 use crate::sockets::{bind, wait_readable};
 use crate::stream::{StreamConfig, StreamError, StreamGuest, StreamGuests, StreamServer};
+use crate::tenant::Tenant;
 use crate::vhu_vfpga::VhuVfpga;
 
 /// Why the server could not start.
@@ -156,7 +157,13 @@ impl Server {
             })?;
             listeners.push((g.clone(), path.clone(), l));
         }
-        let streams = start_streams(config, &engine, mode, gid)?;
+        // One tenant per guest, shared by its virtio device and its streams.
+        let tenants: Vec<Arc<Tenant>> = config
+            .guests
+            .iter()
+            .map(|g| Tenant::new(&g.name, g.policy(&config.device)))
+            .collect();
+        let streams = start_streams(config, &tenants, &engine, mode, gid)?;
         let live = Arc::new(LiveDevices::default());
         if let Some(s) = &streams {
             let _ = live.streams.set(s.guests());
@@ -170,9 +177,16 @@ impl Server {
             streams,
         };
         for (g, path, listener) in listeners {
+            let tenant = config
+                .guests
+                .iter()
+                .position(|c| c.name == g.name)
+                .map(|i| tenants[i].clone())
+                .unwrap_or_else(|| Tenant::new(&g.name, g.policy(&config.device)));
             let guest = GuestLoop {
+                limits: g.limits(&config.device),
+                tenant,
                 guest: g.clone(),
-                limits: config.device,
                 inline_cost: config.daemon.inline_cost,
                 engine: engine.clone(),
                 exec: server.exec.clone(),
@@ -227,6 +241,7 @@ impl Server {
 /// Starts the stream listeners of the guests that have some.
 fn start_streams(
     config: &Config,
+    tenants: &[Arc<Tenant>],
     engine: &Arc<dyn Engine>,
     socket_mode: Option<u32>,
     socket_gid: Option<u32>,
@@ -234,11 +249,14 @@ fn start_streams(
     let guests: Vec<StreamGuest> = config
         .guests
         .iter()
-        .filter(|g| !g.listen.is_empty())
-        .map(|g| StreamGuest {
+        .zip(tenants)
+        .filter(|(g, _)| !g.listen.is_empty())
+        .map(|(g, t)| StreamGuest {
             name: g.name.clone(),
             listen: g.listens(),
             tls_name: g.tls_name().to_owned(),
+            tenant: t.clone(),
+            limits: g.limits(&config.device),
         })
         .collect();
     if guests.is_empty() {
@@ -257,7 +275,6 @@ fn start_streams(
         .transpose()
         .map_err(|e| ServerError::Streams(StreamError::Config(format!("[tls]: {e}"))))?;
     let cfg = StreamConfig {
-        limits: config.device,
         max_connections: config.stream.max_connections,
         idle: (config.stream.idle_timeout_ms > 0)
             .then(|| Duration::from_millis(config.stream.idle_timeout_ms)),
@@ -274,6 +291,7 @@ fn start_streams(
 /// One guest's serving loop.
 struct GuestLoop {
     guest: GuestConfig,
+    tenant: Arc<Tenant>,
     limits: DeviceLimits,
     inline_cost: u64,
     engine: Arc<dyn Engine>,
@@ -306,7 +324,8 @@ impl GuestLoop {
     fn serve_one(&self, listener: &mut Listener) -> Result<(), vhost_user_backend::Error> {
         let name = &self.guest.name;
         let dev = Arc::new(
-            Device::new(name, self.limits, self.engine.clone())
+            Device::new(name, self.limits.clone(), self.engine.clone())
+                .with_tenant(self.tenant.clone())
                 .with_engine_threads(&self.exec, self.inline_cost),
         );
         let backend = VhuVfpga::new(dev.clone());

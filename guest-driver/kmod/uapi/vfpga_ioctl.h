@@ -85,6 +85,13 @@ struct vfpga_ioc_nop {
 	__u16 reserved[3];	/* 0 */
 };
 
+/* VFPGA_IOC_LIMITS: this guest's policy and quotas, and its use now. */
+struct vfpga_ioc_limits {
+	struct vfpga_limits limits;	/* out: as the device sent it */
+	__u16 status;		/* out: VFPGA_S_* (VFPGA_S_UNSUPPORTED: an older device) */
+	__u16 reserved[3];	/* 0 */
+};
+
 #define VFPGA_IOC_INFO		_IOR(VFPGA_IOC_MAGIC, 0, struct vfpga_ioc_info)
 #define VFPGA_IOC_LIST_KERNELS	_IOWR(VFPGA_IOC_MAGIC, 1, struct vfpga_ioc_list)
 #define VFPGA_IOC_OPEN_SESSION	_IOWR(VFPGA_IOC_MAGIC, 2, struct vfpga_ioc_session)
@@ -93,5 +100,6 @@ struct vfpga_ioc_nop {
 #define VFPGA_IOC_LOAD_BITSTREAM _IOWR(VFPGA_IOC_MAGIC, 5, struct vfpga_ioc_session)
 #define VFPGA_IOC_STATS		_IOWR(VFPGA_IOC_MAGIC, 6, struct vfpga_ioc_stats)
 #define VFPGA_IOC_NOP		_IOWR(VFPGA_IOC_MAGIC, 7, struct vfpga_ioc_nop)
+#define VFPGA_IOC_LIMITS	_IOR(VFPGA_IOC_MAGIC, 8, struct vfpga_ioc_limits)
 
 #endif /* _UAPI_VFPGA_IOCTL_H */

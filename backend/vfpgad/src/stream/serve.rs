@@ -271,6 +271,9 @@ fn answer(
         let session = dev.session_for(&r).inspect_err(|e| {
             dev.counters.request(e.status);
         })?;
+        let _admission = dev.admit(&r).inspect_err(|e| {
+            dev.counters.request(e.status);
+        })?;
         let _slot = rules.slots.acquire();
         let resp = dev.run_now(&session, &r, rd, wr);
         dev.counters

@@ -25,6 +25,7 @@ use crate::config::DeviceLimits;
 use crate::device::{lock, Device};
 use crate::sockets::{bind, wait_readable};
 use crate::stats::Counters;
+use crate::tenant::Tenant;
 
 /// How long a TLS client has to finish its handshake.
 const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
@@ -42,13 +43,15 @@ pub struct StreamGuest {
     pub listen: Vec<Listen>,
     /// The name its TLS client certificate must carry.
     pub tls_name: String,
+    /// Its policy and quotas, shared with its virtio device.
+    pub tenant: Arc<Tenant>,
+    /// Its device limits.
+    pub limits: DeviceLimits,
 }
 
 /// How streams are served.
 #[derive(Clone, Debug)]
 pub struct StreamConfig {
-    /// The guests' device limits.
-    pub limits: DeviceLimits,
     /// Connections per guest.
     pub max_connections: usize,
     /// Longest wait for a connection's next request.
@@ -113,6 +116,8 @@ impl Limited {
 pub(super) struct GuestState {
     pub(super) name: String,
     tls_name: String,
+    tenant: Arc<Tenant>,
+    limits: DeviceLimits,
     counters: Arc<Counters>,
     /// Whether it listens on vchan.
     pub(super) vchan: bool,
@@ -271,6 +276,8 @@ impl StreamServer {
                 .map(|g| GuestState {
                     name: g.name.clone(),
                     tls_name: g.tls_name.clone(),
+                    tenant: g.tenant.clone(),
+                    limits: g.limits.clone(),
                     counters: Arc::default(),
                     vchan: g.listen.contains(&Listen::Vchan),
                     vchan_domain: Mutex::new(None),
@@ -546,8 +553,8 @@ pub(super) fn serve_conn<C: Conn>(
 ) {
     let gs = &shared.guests[g];
     let dev = Arc::new(Device::for_stream(
-        &gs.name,
-        shared.cfg.limits,
+        gs.tenant.clone(),
+        gs.limits.clone(),
         shared.engine.clone(),
         gs.counters.clone(),
     ));
@@ -580,7 +587,7 @@ pub(super) fn serve_conn<C: Conn>(
     *lock(&shared.active) += 1;
     debug!(guest = %gs.name, %peer, "stream connected");
     let rules = Rules {
-        max_request_bytes: shared.cfg.limits.max_request_bytes,
+        max_request_bytes: gs.limits.max_request_bytes,
         idle: shared.cfg.idle,
         slots: &shared.slots,
         extra: None,

@@ -88,6 +88,8 @@ enum Command {
     Bench(bench::Opts),
     /// Show device-wide statistics.
     Stats,
+    /// Show what this guest may do and how much: the host's policy for it.
+    Limits,
     /// Load a bitstream from the host's library (by name; the host decides which).
     Load {
         /// Bitstream name.
@@ -206,6 +208,50 @@ fn stats(dev: &Device) -> Result<(), Fail> {
     Ok(())
 }
 
+fn limits(dev: &Device) -> Result<(), Fail> {
+    let l = dev.limits()?;
+    let rate = |v: u64, unit: &str| {
+        if v == 0 {
+            "no limit".to_owned()
+        } else {
+            format!("{v} {unit}/s")
+        }
+    };
+    println!(
+        "runs in flight:  {} now, at most {}",
+        l.inflight, l.max_inflight
+    );
+    println!(
+        "bytes in flight: {} now, at most {}",
+        l.inflight_bytes, l.max_inflight_bytes
+    );
+    println!("request size:    at most {} bytes", l.max_request_bytes);
+    println!("sessions:        at most {} open", l.max_sessions);
+    println!(
+        "rate:            {}, {}",
+        rate(l.rate_runs, "runs"),
+        rate(l.rate_bytes, "bytes")
+    );
+    println!("engine share:    weight {}", l.weight);
+    println!(
+        "kernels:         {}",
+        if l.flags & vfpga_proto::LIMIT_F_ALL_KERNELS != 0 {
+            "all (`vfpga kernels` lists them)"
+        } else {
+            "some (`vfpga kernels` lists those allowed)"
+        }
+    );
+    println!(
+        "bitstreams:      {}",
+        if l.flags & vfpga_proto::LIMIT_F_LOAD != 0 {
+            "may load some or all of the host's library"
+        } else {
+            "may not load any"
+        }
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let options = Options {
@@ -226,6 +272,7 @@ fn main() -> ExitCode {
             } => run(&dev, kernel, args, ins, outs, *repeat),
             Command::Bench(opts) => bench::run(&dev, opts).map_err(Fail::from),
             Command::Stats => stats(&dev),
+            Command::Limits => limits(&dev),
             Command::Load { name } => {
                 dev.load_bitstream(name)?;
                 println!("loaded bitstream {name}");
