@@ -209,11 +209,6 @@ impl<S: TimeoutSocket> Deadline<S> {
         &self.inner
     }
 
-    /// The deadline in force.
-    pub fn deadline(&self) -> Option<Instant> {
-        self.until
-    }
-
     /// Sets the socket's timeout for the next wait; `TimedOut` once the deadline passed.
     fn arm(&mut self, read: bool) -> io::Result<()> {
         let slice = match self.until {

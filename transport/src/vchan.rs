@@ -134,9 +134,14 @@ pub struct Vchan {
     write_prod: u32,
     signal: Signal,
     deadline: Option<Instant>,
-    stop: Option<Arc<AtomicBool>>,
+    /// Flags that end waits on this end once set.
+    stops: Vec<Arc<AtomicBool>>,
     /// The server's xenstore keys, removed when it goes.
     xs_path: Option<String>,
+    /// The client's liveness byte is cleared when its pages are unmapped (the kernel
+    /// does it, also if this process dies): no explicit clear, which could land after
+    /// the server has taken a new client on the same channel.
+    cleared_on_unmap: bool,
     _pages: Pages,
 }
 
@@ -215,11 +220,7 @@ impl Vchan {
 
     /// Waits for an event, a stop, or the deadline (then `TimedOut`).
     fn wait(&self) -> io::Result<()> {
-        if self
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::Acquire))
-        {
+        if self.stops.iter().any(|s| s.load(Ordering::Acquire)) {
             return Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 "vchan closed by this side",
@@ -246,9 +247,15 @@ impl Vchan {
         self.deadline = until;
     }
 
-    /// Makes waits on this end fail once `stop` is set (checked every 200 ms).
-    pub fn set_stop(&mut self, stop: Arc<AtomicBool>) {
-        self.stop = Some(stop);
+    /// Makes waits on this end fail once `stop` is set (checked every 200 ms); several
+    /// flags may be added, any one ends the waits.
+    pub fn add_stop(&mut self, stop: Arc<AtomicBool>) {
+        self.stops.push(stop);
+    }
+
+    /// Drops the flags of [`Vchan::add_stop`].
+    pub fn clear_stops(&mut self) {
+        self.stops.clear();
     }
 
     fn copy_out(&mut self, buf: &mut [u8], n: u32) {
@@ -396,8 +403,9 @@ impl Vchan {
             write_prod: 0,
             signal: Signal::Evtchn(evt, port),
             deadline: None,
-            stop: None,
+            stops: Vec::new(),
             xs_path: None,
+            cleared_on_unmap: false,
             _pages: Pages::Granted(vec![page, left, right]),
         };
         v.byte(CLI_LIVE).store(2, Ordering::Release);
@@ -418,6 +426,8 @@ impl Vchan {
         // Removed on drop from here on, also when publishing fails half-way.
         v.xs_path = Some(path.to_owned());
         xs.transaction(|xs| {
+            // A domain that is gone must not get its tree back (by implicit creation).
+            xs.read(&format!("/local/domain/{domid}/domid"))?;
             for (key, value) in [("ring-ref", ring_ref), ("event-channel", port)] {
                 let k = format!("{path}/{key}");
                 xs.write(&k, value.to_string().as_bytes())?;
@@ -428,38 +438,73 @@ impl Vchan {
         Ok(v)
     }
 
-    /// Waits until a client has connected (`true`), or `stop` was set (`false`).
-    pub fn wait_connected(&self, stop: &AtomicBool) -> io::Result<bool> {
+    /// Waits until a client has connected (`true`), or one of the stop flags was set
+    /// (`false`). A client that came and went unserved leaves the channel open again.
+    pub fn wait_connected(&mut self) -> io::Result<bool> {
         loop {
-            if stop.load(Ordering::Acquire) {
+            if self.stops.iter().any(|s| s.load(Ordering::Acquire)) {
                 return Ok(false);
             }
-            // 1: connected; 0: it came and went already (the stream then ends at once).
-            if self.byte(CLI_LIVE).load(Ordering::Acquire) != 2 {
-                return Ok(true);
+            match self.byte(CLI_LIVE).load(Ordering::Acquire) {
+                1 => return Ok(true),
+                0 => self.reopen(),
+                _ => {}
             }
             self.signal.wait(SLICE)?;
         }
+    }
+
+    /// Readies the channel for its next client once one has left (server side): what
+    /// either side wrote and the other did not read is dropped, the notification bits
+    /// start afresh, and the client byte says "not yet connected". The pages, the grant
+    /// references, the event channel and the xenstore keys stay: a guest cycling
+    /// connections costs dom0 no grants and xenstore no writes.
+    pub fn reopen(&mut self) {
+        let prod = self.read.prod().load(Ordering::Acquire);
+        self.read_cons = prod;
+        self.read.cons().store(prod, Ordering::Release);
+        self.write.cons().store(self.write_prod, Ordering::Release);
+        self.byte(SRV_NOTIFY).store(0, Ordering::Release);
+        self.byte(CLI_NOTIFY).store(NOTIFY_WRITE, Ordering::Release);
+        self.deadline = None;
+        fence(Ordering::SeqCst);
+        self.byte(CLI_LIVE).store(2, Ordering::Release);
     }
 
     /// Connects to the channel domain `domid` offers at xenstore `path` (relative paths
     /// are under this domain's own path). `WouldBlock` when another client has it.
     pub fn connect(domid: u16, path: &str) -> io::Result<Self> {
         let mut xs = Xenstore::open(Duration::from_secs(5))?;
-        let remote_port = xs.read_u32(&format!("{path}/event-channel"))?;
-        let ring_ref = xs.read_u32(&format!("{path}/ring-ref"))?;
+        let (mut remote_port, mut ring_ref) = (0, 0);
+        // Both keys of one offer.
+        xs.transaction(|xs| {
+            remote_port = xs.read_u32(&format!("{path}/event-channel"))?;
+            ring_ref = xs.read_u32(&format!("{path}/ring-ref"))?;
+            Ok(())
+        })?;
         drop(xs);
-        let evt = Evtchn::open()?;
+        let device = |e: io::Error| io::Error::new(io::ErrorKind::Unsupported, e.to_string());
+        let evt = Evtchn::open().map_err(device)?;
         // A port another client bound already is not unbound any more: Xen refuses.
         let port = evt
             .bind_interdomain(u32::from(domid), remote_port)
-            .map_err(|e| {
-                io::Error::new(
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EINVAL | libc::EBUSY) => io::Error::new(
                     io::ErrorKind::WouldBlock,
                     format!("vchan {path} is taken ({e})"),
-                )
+                ),
+                _ => io::Error::new(
+                    e.kind(),
+                    format!("vchan {path}: binding its event channel: {e}"),
+                ),
             })?;
-        let page = Mapped::new(domid, &[ring_ref], true)?;
+        let page = Mapped::new(domid, &[ring_ref], true).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                device(e)
+            } else {
+                e
+            }
+        })?;
         let p = page.as_ptr();
         // SAFETY: aligned u16 header fields of the mapped page, read once and kept.
         let (left_order, right_order) = unsafe {
@@ -508,8 +553,9 @@ impl Vchan {
             write_prod: 0,
             signal: Signal::Evtchn(evt, port),
             deadline: None,
-            stop: None,
+            stops: Vec::new(),
             xs_path: None,
+            cleared_on_unmap: false,
             _pages: Pages::Mapped(maps),
         };
         // The server's indices may not start at zero (a reused channel): take them.
@@ -526,6 +572,7 @@ impl Vchan {
         }
         if let Pages::Mapped(m) = &v._pages {
             m[0].notify_on_unmap(CLI_LIVE, port)?;
+            v.cleared_on_unmap = true;
         }
         v.byte(SRV_NOTIFY).fetch_or(NOTIFY_WRITE, Ordering::SeqCst);
         v.signal.notify()?;
@@ -539,8 +586,10 @@ impl Drop for Vchan {
             Side::Server => SRV_LIVE,
             Side::Client => CLI_LIVE,
         };
-        self.byte(off).store(0, Ordering::Release);
-        let _ = self.signal.notify();
+        if !self.cleared_on_unmap {
+            self.byte(off).store(0, Ordering::Release);
+            let _ = self.signal.notify();
+        }
         if let Some(path) = &self.xs_path {
             if let Ok(mut xs) = Xenstore::open(Duration::from_secs(5)) {
                 let _ = xs.rm(path);
@@ -570,8 +619,9 @@ mod tests {
             write_prod: 0,
             signal: Signal::Poll,
             deadline: None,
-            stop: None,
+            stops: Vec::new(),
             xs_path: None,
+            cleared_on_unmap: false,
             _pages: Pages::Heap { _keep: mem.clone() },
         };
         let server = end(
@@ -587,6 +637,65 @@ mod tests {
         server.byte(CLI_LIVE).store(1, Ordering::Release);
         server.byte(SRV_LIVE).store(1, Ordering::Release);
         (server, client)
+    }
+
+    /// A new client end on the server's memory, taking over the indices as
+    /// `Vchan::connect` does.
+    fn fresh_client(s: &Vchan) -> Vchan {
+        let Pages::Heap { _keep } = &s._pages else {
+            unreachable!("test pairs live on the heap")
+        };
+        let mut c = Vchan {
+            side: Side::Client,
+            page: s.page,
+            read: s.write,
+            write: s.read,
+            read_cons: 0,
+            write_prod: 0,
+            signal: Signal::Poll,
+            deadline: None,
+            stops: Vec::new(),
+            xs_path: None,
+            cleared_on_unmap: false,
+            _pages: Pages::Heap {
+                _keep: _keep.clone(),
+            },
+        };
+        c.read_cons = c.read.cons().load(Ordering::Acquire);
+        c.write_prod = c.write.prod().load(Ordering::Acquire);
+        c
+    }
+
+    #[test]
+    fn a_reopened_channel_serves_the_next_client_without_the_last_ones_bytes() {
+        let (mut s, mut c) = pair(12);
+        // The first client writes a request the server never reads, and leaves; the
+        // server had answered something the client never read.
+        c.write_all(b"unread request").unwrap();
+        s.write_all(b"unread answer").unwrap();
+        c.cleared_on_unmap = true; // its byte is cleared below, as the kernel would
+        drop(c);
+        s.byte(CLI_LIVE).store(0, Ordering::Release);
+        s.add_stop(Arc::new(AtomicBool::new(false)));
+        s.reopen();
+        assert_eq!(s.byte(CLI_LIVE).load(Ordering::Acquire), 2, "open again");
+        let mut c2 = fresh_client(&s);
+        c2.byte(CLI_LIVE)
+            .compare_exchange(2, 1, Ordering::AcqRel, Ordering::Acquire)
+            .unwrap();
+        assert!(s.wait_connected().unwrap());
+        c2.write_all(b"fresh").unwrap();
+        let mut got = [0u8; 5];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"fresh", "the old client's bytes are gone");
+        s.write_all(b"ok").unwrap();
+        let mut back = [0u8; 2];
+        c2.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"ok", "the old answer is gone");
+        // A stop flag ends a wait for the next client.
+        s.byte(CLI_LIVE).store(2, Ordering::Release);
+        s.add_stop(Arc::new(AtomicBool::new(true)));
+        assert!(!s.wait_connected().unwrap());
     }
 
     #[test]
@@ -656,7 +765,7 @@ mod tests {
         );
         let stop = Arc::new(AtomicBool::new(true));
         s.set_deadline(None);
-        s.set_stop(stop);
+        s.add_stop(stop);
         assert_eq!(
             s.read(&mut buf).unwrap_err().kind(),
             io::ErrorKind::ConnectionAborted

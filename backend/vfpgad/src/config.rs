@@ -707,11 +707,14 @@ impl Config {
                         o.tls_name() == g.tls_name()
                             && mine.contains(&crate::stream::Listen::Tls(*a))
                     }
-                    (crate::stream::Listen::Vchan, _) => false,
+                    // A domain's channels are published under its xenstore path, once.
+                    (crate::stream::Listen::Vchan, mine) => {
+                        o.domain() == g.domain() && mine.contains(&crate::stream::Listen::Vchan)
+                    }
                 };
                 if clash {
                     return bad(format!(
-                        "guests {} and {} share {l}: each guest must be told apart (its own socket path, CID, or certificate name)",
+                        "guests {} and {} share {l}: each guest must be told apart (its own socket path, CID, certificate name, or Xen domain)",
                         o.name, g.name
                     ));
                 }
@@ -769,6 +772,12 @@ mod tests {
             (
                 format!("{base}[[guest]]\nname = \"vm0\"\nsocket = \"/tmp/b\"\n"),
                 "share",
+            ),
+            (
+                "[xen]\nenable = true\n[[guest]]\nname = \"a\"\ndomain = \"d1\"\nlisten = [\"vchan\"]\n\
+                 [[guest]]\nname = \"d1\"\nlisten = [\"vchan\"]\n"
+                    .to_owned(),
+                "Xen domain",
             ),
             (format!("{base}[daemon]\nengine = \"gpu\"\n"), "engine"),
             (

@@ -364,6 +364,34 @@ fn lying_and_overflowing_lengths_never_reach_the_engine() {
     );
     c.shutdown(std::net::Shutdown::Write).unwrap();
     assert!(closed(&mut c));
+    // Far larger than the device accepts (more than four times): answered TOO_LARGE with
+    // the tag, then closed rather than skipping what an honest client would never send.
+    let mut c = s.raw("vm0");
+    send_raw(
+        &mut c,
+        &RequestHeader::new(Opcode::Run, 8, 0, 1),
+        &[ArgEntry::input(ElemType::U8, 1 << 40)],
+        &[0; 4096],
+    );
+    let r = answer(&mut c);
+    assert_eq!((r.status(), r.tag), (Some(Status::TooLarge), 8));
+    assert!(closed(&mut c), "a terabyte to skip closes the stream");
+    // A run on a session this connection never opened is refused before its inputs are
+    // kept, and they are skipped: the stream stays in step.
+    let mut c = s.raw("vm0");
+    send_raw(
+        &mut c,
+        &RequestHeader::new(Opcode::Run, 9, 77, 2),
+        &[
+            ArgEntry::input(ElemType::U8, 30_000),
+            ArgEntry::output(ElemType::U8, 30_000),
+        ],
+        &[3; 30_000],
+    );
+    let r = answer(&mut c);
+    assert_eq!((r.status(), r.tag), (Some(Status::BadSession), 9));
+    send_raw(&mut c, &RequestHeader::new(Opcode::Nop, 10, 0, 0), &[], &[]);
+    assert_eq!(answer(&mut c).status(), Some(Status::Ok));
     // A buffer length that is not what the kernel's dims say: BAD_ARGUMENT, in step.
     let dev = Device::open(s.uri("vm1")).unwrap();
     let sess = dev.session("vadd_u32").unwrap();
@@ -414,6 +442,26 @@ fn truncated_and_trickling_streams_are_cut_and_others_go_on() {
         dev.nop().unwrap();
         std::thread::sleep(Duration::from_millis(100));
     }
+    still_served(&s);
+}
+
+#[test]
+fn a_half_header_is_cut_even_where_idle_connections_stay_open() {
+    let s = Streams::start(false, "[stream]\nidle_timeout_ms = 0\n");
+    // No idle limit: a connection that waits between requests is kept...
+    let mut idle = s.raw("vm0");
+    // ...but one byte of a header starts the header's own clock (10 s).
+    let mut c = s.raw("vm0");
+    let hdr = RequestHeader::new(Opcode::Nop, 1, 0, 0).to_bytes();
+    c.write_all(&hdr[..1]).unwrap();
+    assert!(closed(&mut c), "a header left at its first byte is cut");
+    send_raw(
+        &mut idle,
+        &RequestHeader::new(Opcode::Nop, 2, 0, 0),
+        &[],
+        &[],
+    );
+    assert_eq!(answer(&mut idle).status(), Some(Status::Ok));
     still_served(&s);
 }
 

@@ -121,7 +121,7 @@ impl Xenstore {
                 match File::options().read(true).write(true).open(xenbus) {
                     Ok(f) => Ok(Self::over(Conn::Xenbus(f))),
                     Err(_) => Err(io::Error::new(
-                        e.kind(),
+                        io::ErrorKind::Unsupported,
                         format!(
                             "cannot reach xenstore through {} ({e}) or /dev/xen/xenbus (is this a Xen domain with xenfs or the xenbus device?)",
                             socket.display()

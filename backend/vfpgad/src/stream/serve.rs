@@ -10,7 +10,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConnection, StreamOwned};
@@ -23,11 +23,19 @@ use vfpga_proto::{AbiError, ChainLayout, Opcode, Response, Status};
 
 use crate::chain::{bind, Request};
 use crate::device::{lock, Device};
+use crate::sessions::Session;
+use crate::tenant::Admission;
 
 /// A connected stream whose transfers can be bounded in time.
 pub trait Conn: Read + Write {
     /// Every transfer from now on must end by `until` (`None`: no bound).
     fn set_deadline(&mut self, until: Option<Instant>);
+}
+
+impl<C: Conn + ?Sized> Conn for &mut C {
+    fn set_deadline(&mut self, until: Option<Instant>) {
+        (**self).set_deadline(until);
+    }
 }
 
 impl<S: TimeoutSocket> Conn for Deadline<S> {
@@ -47,6 +55,7 @@ pub type TlsStream = StreamOwned<ServerConnection, Deadline<TcpStream>>;
 
 /// How long moving `bytes` of a request or answer may take: 30 s plus 1 s per MiB
 /// (slower than 1 MiB/s means a stalled or hostile peer holding a connection slot).
+/// It bounds a request's inputs and its answer.
 pub fn io_time(bytes: u64) -> Duration {
     Duration::from_secs(30 + (bytes >> 20))
 }
@@ -127,6 +136,21 @@ pub enum End {
     Io(io::Error),
 }
 
+/// The most input bytes a refused request may make the connection skip to stay in
+/// step, as a multiple of `max_request_bytes`; past it the stream is closed instead (no
+/// honest client sends gigabytes to be thrown away).
+const SKIP_FACTOR: u64 = 4;
+
+/// Buffers larger than this are given back when a request needs less than a quarter of
+/// them, so a connection holds about what its current requests need (a stream of
+/// same-sized requests reuses its buffers and allocates nothing).
+const KEEP_BYTES: usize = 1 << 20;
+
+/// How long the rest of a request's header and argument table (at most 152 bytes) may
+/// take once its first byte arrived, or the idle limit if that ends first: a peer cannot
+/// hold a connection with half a header, even where idle connections are kept forever.
+const HEADER_TIME: Duration = Duration::from_secs(10);
+
 /// Serves requests on `conn` with `dev`'s sessions and engine until the peer goes away
 /// or breaks the protocol.
 pub fn serve<C: Conn>(conn: &mut C, dev: &Device, rules: &Rules<'_>) -> End {
@@ -137,20 +161,25 @@ pub fn serve<C: Conn>(conn: &mut C, dev: &Device, rules: &Rules<'_>) -> End {
         wr: SegStream::with_capacity(1),
     };
     loop {
-        conn.set_deadline(rules.idle.and_then(|t| Instant::now().checked_add(t)));
-        let req = match read_request(conn, rules.max_request_bytes) {
+        let idle = rules.idle.and_then(|t| Instant::now().checked_add(t));
+        conn.set_deadline(idle);
+        let req = match read_request(&mut FirstByte::new(conn, idle), rules.max_request_bytes) {
             Ok(r) => r,
             Err(StreamError::Closed) => return End::Closed,
             Err(e @ StreamError::TooLarge { tag, in_bytes, .. }) => {
-                // Refused, but the stream stays in step: skip the inputs and answer with
-                // the request's tag.
                 debug!(guest = %dev.name, "refused: {e}");
                 dev.counters.request(Status::TooLarge);
-                conn.set_deadline(Instant::now().checked_add(io_time(in_bytes)));
                 let resp = Response::error(
                     &AbiError::new(Status::TooLarge, "request larger than this device accepts"),
                     tag,
                 );
+                if in_bytes > rules.max_request_bytes.saturating_mul(SKIP_FACTOR) {
+                    let _ = send(conn, &resp, &[]);
+                    return End::Refused(e.to_string());
+                }
+                // Refused, but the stream stays in step: skip the inputs and answer with
+                // the request's tag.
+                conn.set_deadline(Instant::now().checked_add(io_time(in_bytes)));
                 if let Err(e) = skip(conn, in_bytes).and_then(|()| send(conn, &resp, &[])) {
                     return End::Io(e);
                 }
@@ -182,6 +211,41 @@ pub fn serve<C: Conn>(conn: &mut C, dev: &Device, rules: &Rules<'_>) -> End {
     }
 }
 
+/// Reads through to the connection and, once the first byte of a request arrived, bounds
+/// the rest of its header and argument table by [`HEADER_TIME`] (or the idle deadline
+/// `idle`, whichever comes first).
+struct FirstByte<'a, C: Conn> {
+    conn: &'a mut C,
+    idle: Option<Instant>,
+    started: bool,
+}
+
+impl<'a, C: Conn> FirstByte<'a, C> {
+    fn new(conn: &'a mut C, idle: Option<Instant>) -> Self {
+        Self {
+            conn,
+            idle,
+            started: false,
+        }
+    }
+}
+
+impl<C: Conn> Read for FirstByte<'_, C> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.conn.read(buf)?;
+        if !self.started && n > 0 {
+            self.started = true;
+            let header = Instant::now().checked_add(HEADER_TIME);
+            let until = match (self.idle, header) {
+                (Some(i), Some(h)) => Some(i.min(h)),
+                (i, h) => i.or(h),
+            };
+            self.conn.set_deadline(until);
+        }
+        Ok(n)
+    }
+}
+
 fn send<C: Conn>(conn: &mut C, resp: &Response, outputs: &[u8]) -> io::Result<()> {
     conn.write_all(&resp.to_bytes())?;
     conn.write_all(outputs)?;
@@ -196,7 +260,24 @@ struct Buffers {
     wr: SegStream,
 }
 
+/// Empties `buf` for a request of `n` bytes, giving back a large buffer this request
+/// would use less than a quarter of.
+fn fit(buf: &mut Vec<u8>, n: usize) {
+    buf.clear();
+    if buf.capacity() > KEEP_BYTES && n < buf.capacity() / 4 {
+        buf.shrink_to(n.max(KEEP_BYTES));
+    }
+}
+
+/// What a run holds from before its inputs are read until its answer: its session and
+/// its admission into the guest's bounds.
+struct Ticket {
+    session: Arc<Session>,
+    _admission: Admission,
+}
+
 /// Reads the request's inputs and computes its response (outputs into `bufs.outputs`).
+/// A run the guest's policy refuses is refused before its inputs land in memory.
 fn receive_and_answer<C: Conn>(
     conn: &mut C,
     dev: &Device,
@@ -204,57 +285,7 @@ fn receive_and_answer<C: Conn>(
     req: &StreamRequest,
     bufs: &mut Buffers,
 ) -> io::Result<Response> {
-    let Buffers {
-        inputs,
-        outputs,
-        rd,
-        wr,
-    } = bufs;
-    let n_in = usize::try_from(req.layout.in_bytes).map_err(|_| io::ErrorKind::InvalidData)?;
-    let n_out = usize::try_from(req.layout.out_bytes).map_err(|_| io::ErrorKind::InvalidData)?;
-    conn.set_deadline(Instant::now().checked_add(io_time(req.layout.in_bytes)));
-    inputs.clear();
-    inputs.resize(n_in, 0);
-    conn.read_exact(inputs)?;
-    // The kernel may run as long as it needs; only moving bytes is bounded.
-    conn.set_deadline(None);
-    outputs.clear();
-    outputs.resize(n_out, 0);
     let tag = req.hdr.tag;
-    let result = match rules.extra {
-        Some((op, handler)) if op == req.op => handler(req, inputs),
-        _ => {
-            rd.clear();
-            wr.clear();
-            rd.push(inputs.as_mut_ptr(), inputs.len());
-            wr.push(outputs.as_mut_ptr(), outputs.len());
-            answer(dev, rules, req, rd, wr)
-        }
-    };
-    let resp = match result {
-        Ok(r) => Response { tag, ..r },
-        Err(e) => {
-            debug!(guest = %dev.name, op = ?req.op, "refused: {e}");
-            Response::error(&e, tag)
-        }
-    };
-    if req.op != Opcode::Run {
-        // Runs count themselves (`run_now`); everything else is counted here.
-        dev.counters
-            .request(resp.status().unwrap_or(Status::EngineError));
-    }
-    Ok(resp)
-}
-
-/// Runs the operation through the same device logic the virtio path uses, on the
-/// request's inputs and outputs as `rd` and `wr` map them.
-fn answer(
-    dev: &Device,
-    rules: &Rules<'_>,
-    req: &StreamRequest,
-    rd: &SegStream,
-    wr: &SegStream,
-) -> Result<Response, AbiError> {
     let r = Request {
         head: 0,
         hdr: req.hdr,
@@ -267,23 +298,79 @@ fn answer(
         },
         resp_off: 0,
     };
-    if req.op == Opcode::Run {
-        let session = dev.session_for(&r).inspect_err(|e| {
+    conn.set_deadline(Instant::now().checked_add(io_time(req.layout.in_bytes)));
+    let ticket = match ticket(dev, &r) {
+        Ok(t) => t,
+        Err(e) => {
+            debug!(guest = %dev.name, op = ?req.op, "refused: {e}");
             dev.counters.request(e.status);
-        })?;
-        let _admission = dev.admit(&r).inspect_err(|e| {
-            dev.counters.request(e.status);
-        })?;
-        let _slot = rules.slots.acquire();
-        let resp = dev.run_now(&session, &r, rd, wr);
-        dev.counters
-            .request(resp.status().unwrap_or(Status::EngineError));
-        return Ok(resp);
+            skip(conn, req.layout.in_bytes)?;
+            bufs.outputs.clear();
+            return Ok(Response::error(&e, tag));
+        }
+    };
+    let Buffers {
+        inputs,
+        outputs,
+        rd,
+        wr,
+    } = bufs;
+    let n_in = usize::try_from(req.layout.in_bytes).map_err(|_| io::ErrorKind::InvalidData)?;
+    let n_out = usize::try_from(req.layout.out_bytes).map_err(|_| io::ErrorKind::InvalidData)?;
+    // Filled as the bytes arrive: a header that lies about its inputs costs no memory.
+    fit(inputs, n_in);
+    if Read::take(&mut *conn, req.layout.in_bytes).read_to_end(inputs)? < n_in {
+        return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    // SAFETY: the streams map the connection's input and output buffers, which are not
-    // touched while this runs; the lengths are the table's (checked by `read_request`).
-    let bufs = unsafe { bind(r.args(), 0, rd, wr) };
-    dev.answer(&r, &bufs)
+    // The kernel may run as long as it needs; only moving bytes is bounded.
+    conn.set_deadline(None);
+    fit(outputs, n_out);
+    outputs.resize(n_out, 0);
+    let result = match (rules.extra, ticket) {
+        (Some((op, handler)), _) if op == req.op => handler(req, inputs),
+        (_, ticket) => {
+            rd.clear();
+            wr.clear();
+            rd.push(inputs.as_mut_ptr(), inputs.len());
+            wr.push(outputs.as_mut_ptr(), outputs.len());
+            match ticket {
+                Some(t) => {
+                    let _slot = rules.slots.acquire();
+                    Ok(dev.run_now(&t.session, &r, rd, wr))
+                }
+                // SAFETY: the streams map the connection's input and output buffers,
+                // which are not touched while this runs; the lengths are the table's
+                // (checked by `read_request`).
+                None => dev.answer(&r, &unsafe { bind(r.args(), 0, rd, wr) }),
+            }
+        }
+    };
+    let resp = match result {
+        Ok(r) => Response { tag, ..r },
+        Err(e) => {
+            debug!(guest = %dev.name, op = ?req.op, "refused: {e}");
+            Response::error(&e, tag)
+        }
+    };
+    // Every answer is counted once, here, on the device (a run's session counts itself
+    // in `session_for` and `run_now`).
+    dev.counters
+        .request(resp.status().unwrap_or(Status::EngineError));
+    Ok(resp)
+}
+
+/// For a run, its session and admission (`None` for other operations); a refusal is
+/// answered without reading the inputs.
+fn ticket(dev: &Device, r: &Request) -> Result<Option<Ticket>, AbiError> {
+    if r.op != Opcode::Run {
+        return Ok(None);
+    }
+    let session = dev.session_for(r)?;
+    let admission = dev.admit(r)?;
+    Ok(Some(Ticket {
+        session,
+        _admission: admission,
+    }))
 }
 
 /// Logs how a connection ended, for debugging: what a peer sends must not flood the

@@ -7,6 +7,7 @@ use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -14,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConfig, ServerConnection, StreamOwned};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 use vfpga_engine::Engine;
 use vfpga_proto::stream::Deadline;
 use vfpga_transport::vsock::{VsockListener, VsockStream};
@@ -28,9 +29,13 @@ use crate::stats::Counters;
 use crate::tenant::Tenant;
 
 /// How long a TLS client has to finish its handshake.
-const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
-/// TLS handshakes in progress per listener; connections beyond wait in the backlog.
+const HANDSHAKE_TIME: Duration = Duration::from_secs(5);
+/// TLS handshakes in progress per listener: at that many, the listener stops accepting
+/// until one ends (connections wait in the kernel's backlog).
 const MAX_HANDSHAKES: usize = 32;
+/// TLS handshakes in progress from one address: a flood from one peer is refused
+/// without taking the others' turns.
+const MAX_HANDSHAKES_PER_PEER: usize = 4;
 /// Fewest seconds between two warnings about one guest's refused connections.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
@@ -121,8 +126,8 @@ pub(super) struct GuestState {
     counters: Arc<Counters>,
     /// Whether it listens on vchan.
     pub(super) vchan: bool,
-    /// The domain its vchan channels are offered to, and the flag that ends them.
-    pub(super) vchan_domain: Mutex<Option<(u32, Arc<AtomicBool>)>>,
+    /// The domain its vchan channels are offered to.
+    pub(super) vchan_domain: Mutex<Option<super::vchan::Offer>>,
     conns: Mutex<Vec<Entry>>,
     warned: Limited,
 }
@@ -158,7 +163,6 @@ pub struct StreamServer {
     wake: UnixStream,
     accept: Vec<JoinHandle<()>>,
     unix_paths: Vec<PathBuf>,
-    tls_addrs: Vec<SocketAddr>,
 }
 
 /// The guests' stream connections, for closing those of a guest whose domain died.
@@ -172,8 +176,9 @@ impl StreamGuests {
         let Some(g) = self.0.guests.iter().find(|g| g.name == guest) else {
             return 0;
         };
-        if let Some((_, stop)) = lock(&g.vchan_domain).take() {
-            stop.store(true, Ordering::Release);
+        // Its vchan channels go (and, below, their connections).
+        if let Some(o) = lock(&g.vchan_domain).take() {
+            o.stop.store(true, Ordering::Release);
         }
         let conns = lock(&g.conns);
         let mut sessions = 0;
@@ -291,19 +296,11 @@ impl StreamServer {
             active: Mutex::new(0),
             ended: Condvar::new(),
         });
-        let tls_addrs = bound
-            .iter()
-            .filter_map(|b| match b {
-                Bound::Tls(_, a, _) => Some(*a),
-                _ => None,
-            })
-            .collect();
         let mut server = Self {
             shared,
             wake,
             accept: Vec::new(),
             unix_paths,
-            tls_addrs,
         };
         for b in bound {
             let (shared, wait) = (server.shared.clone(), wait.try_clone()?);
@@ -315,11 +312,6 @@ impl StreamServer {
             server.accept.push(t);
         }
         Ok(server)
-    }
-
-    /// The addresses the `tls:` listeners are bound to (a port 0 in the config gets one).
-    pub fn tls_addrs(&self) -> &[SocketAddr] {
-        &self.tls_addrs
     }
 
     /// A handle on the guests' connections.
@@ -336,8 +328,8 @@ impl StreamServer {
             let _ = t.join();
         }
         for g in &self.shared.guests {
-            if let Some((_, stop)) = lock(&g.vchan_domain).take() {
-                stop.store(true, Ordering::Release);
+            if let Some(o) = lock(&g.vchan_domain).take() {
+                o.stop.store(true, Ordering::Release);
             }
             for e in lock(&g.conns).iter() {
                 (e.close)();
@@ -397,7 +389,12 @@ fn listener_fd(b: &Bound) -> RawFd {
 
 fn accept_loop(shared: &Arc<Shared>, b: &Bound, wait: RawFd) {
     let handshakes = Arc::new(AtomicUsize::new(0));
+    let per_peer: Arc<Mutex<HashMap<std::net::IpAddr, usize>>> = Arc::default();
     while !shared.stop.load(Ordering::Acquire) {
+        if matches!(b, Bound::Tls(..)) && handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         match wait_readable(listener_fd(b), wait) {
             Ok(true) => {}
             Ok(false) => break,
@@ -429,25 +426,44 @@ fn accept_loop(shared: &Arc<Shared>, b: &Bound, wait: RawFd) {
                 None => {}
             }),
             Bound::Tls(l, addr, gs) => l.accept().map(|(s, peer)| {
-                if handshakes.load(Ordering::Acquire) >= MAX_HANDSHAKES {
-                    debug!(%peer, "tls:{addr}: {MAX_HANDSHAKES} handshakes in progress; refused");
-                    return;
+                {
+                    let mut pp = lock(&per_peer);
+                    let n = pp.entry(peer.ip()).or_insert(0);
+                    if *n >= MAX_HANDSHAKES_PER_PEER {
+                        debug!(%peer, "tls:{addr}: {MAX_HANDSHAKES_PER_PEER} handshakes from there already; refused");
+                        return;
+                    }
+                    *n += 1;
                 }
                 handshakes.fetch_add(1, Ordering::AcqRel);
-                let (shared, gs, addr, hs) =
-                    (shared.clone(), gs.clone(), *addr, handshakes.clone());
-                let spawned =
-                    std::thread::Builder::new()
-                        .name("vfpga-tls".into())
-                        .spawn(move || {
-                            let who = tls_guest(&shared, s, peer, addr, &gs);
-                            hs.fetch_sub(1, Ordering::AcqRel);
-                            if let Some((g, tls, close)) = who {
-                                serve_conn(&shared, g, format!("{peer}"), close, tls);
-                            }
-                        });
-                if spawned.is_err() {
-                    handshakes.fetch_sub(1, Ordering::AcqRel);
+                let (shared, gs, addr, hs, pp) = (
+                    shared.clone(),
+                    gs.clone(),
+                    *addr,
+                    handshakes.clone(),
+                    per_peer.clone(),
+                );
+                let done = move || {
+                    hs.fetch_sub(1, Ordering::AcqRel);
+                    let mut pp = lock(&pp);
+                    if let Some(n) = pp.get_mut(&peer.ip()) {
+                        *n -= 1;
+                        if *n == 0 {
+                            pp.remove(&peer.ip());
+                        }
+                    }
+                };
+                let spawned = std::thread::Builder::new()
+                    .name("vfpga-tls".into())
+                    .spawn(move || {
+                        let who = tls_guest(&shared, s, peer, addr, &gs);
+                        done();
+                        if let Some((g, tls, close)) = who {
+                            serve_conn(&shared, g, format!("{peer}"), close, tls);
+                        }
+                    });
+                if let Err(e) = spawned {
+                    warn!("cannot start a TLS handshake thread: {e}");
                 }
             }),
         };
@@ -552,14 +568,8 @@ pub(super) fn serve_conn<C: Conn>(
     mut conn: C,
 ) {
     let gs = &shared.guests[g];
-    let dev = Arc::new(Device::for_stream(
-        gs.tenant.clone(),
-        gs.limits.clone(),
-        shared.engine.clone(),
-        gs.counters.clone(),
-    ));
     let id = shared.next_id.fetch_add(1, Ordering::Relaxed);
-    {
+    let dev = {
         let mut conns = lock(&gs.conns);
         if shared.stop.load(Ordering::Acquire) {
             return;
@@ -577,14 +587,29 @@ pub(super) fn serve_conn<C: Conn>(
             close();
             return;
         }
+        let dev = Arc::new(Device::for_stream(
+            gs.tenant.clone(),
+            gs.limits.clone(),
+            shared.engine.clone(),
+            gs.counters.clone(),
+        ));
         conns.push(Entry {
             id,
             since: Instant::now(),
             dev: dev.clone(),
             close,
         });
-    }
-    *lock(&shared.active) += 1;
+        *lock(&shared.active) += 1;
+        dev
+    };
+    // Whatever way the connection ends, even by a panic in the device logic, it leaves
+    // the registry and the count shutdown waits on.
+    let _registered = Registered {
+        shared,
+        g,
+        id,
+        dev: dev.clone(),
+    };
     debug!(guest = %gs.name, %peer, "stream connected");
     let rules = Rules {
         max_request_bytes: gs.limits.max_request_bytes,
@@ -592,15 +617,31 @@ pub(super) fn serve_conn<C: Conn>(
         slots: &shared.slots,
         extra: None,
     };
-    match serve(&mut conn, &dev, &rules) {
-        End::Refused(why) if gs.warned.due() => {
+    let served = panic::catch_unwind(AssertUnwindSafe(|| serve(&mut conn, &dev, &rules)));
+    match served {
+        Ok(End::Refused(why)) if gs.warned.due() => {
             warn!(guest = %gs.name, %peer, "stream closed: {why}");
         }
-        end => log_end(&gs.name, &peer, &end),
+        Ok(end) => log_end(&gs.name, &peer, &end),
+        Err(_) => error!(guest = %gs.name, %peer, "stream closed: the request loop panicked"),
     }
-    lock(&gs.conns).retain(|e| e.id != id);
-    dev.reset();
     drop(conn);
-    *lock(&shared.active) -= 1;
-    shared.ended.notify_all();
+}
+
+/// A connection's place in its guest's registry and in the count of live connections,
+/// given back on drop.
+struct Registered<'a> {
+    shared: &'a Shared,
+    g: usize,
+    id: u64,
+    dev: Arc<Device>,
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        lock(&self.shared.guests[self.g].conns).retain(|e| e.id != self.id);
+        self.dev.reset();
+        *lock(&self.shared.active) -= 1;
+        self.shared.ended.notify_all();
+    }
 }
