@@ -5,11 +5,12 @@
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use vfpga_engine::pl::model::{CoreSpec, Faults, HlsModel, ModelSpec};
 use vfpga_engine::pl::{PlConfig, PlEngine};
-use vfpga_engine::{Call, Engine, EngineError, Library, SegStream, SgBuf};
+use vfpga_engine::{Call, Engine, EngineError, Kernel, Library, SegStream, SgBuf};
 use vfpga_proto::{ArgEntry, ArgKind, ElemType, Status, MAX_ARGS};
 use vfpga_reference::{self as common, le, Rng};
 
@@ -151,10 +152,15 @@ enum Arg {
     Out(ElemType, usize),
 }
 
-/// Runs `kernel` on the engine with buffers cut into 4 KiB "guest pages".
+/// Runs `kernel` of the current catalogue on the engine with buffers cut into 4 KiB
+/// "guest pages".
 fn run(engine: &PlEngine, kernel: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
     let catalog = engine.catalog();
-    let k = catalog.find(kernel).unwrap();
+    run_on(engine, catalog.find(kernel).unwrap(), args)
+}
+
+/// Runs `k` (of whichever catalogue) on the engine.
+fn run_on(engine: &PlEngine, k: &Kernel, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
     let mut mems: Vec<Vec<u8>> = args
         .iter()
         .map(|a| match a {
@@ -377,6 +383,143 @@ fn a_hung_core_times_out_and_a_reload_recovers() {
     b.engine.load_bitstream("base").unwrap();
     let (got, want) = vadd_u32(&b.engine, 100, &mut rng).unwrap();
     assert_eq!(got, want);
+}
+
+/// Waits up to `timeout` for the model to have seen `n` events containing `what`.
+fn seen(model: &HlsModel, what: &str, n: usize, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if model.events().iter().filter(|e| e.contains(what)).count() >= n {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn mmult_args(rng: &mut Rng, m: usize, k: usize, n: usize) -> (Vec<Arg>, Vec<u8>) {
+    let ma: Vec<f32> = (0..m * k)
+        .map(|_| (rng.next() % 200) as f32 / 8.0)
+        .collect();
+    let mb: Vec<f32> = (0..k * n)
+        .map(|_| (rng.next() % 200) as f32 / 4.0)
+        .collect();
+    let want = le(&common::mmult(&ma, &mb, m, k, n), f32::to_le_bytes);
+    let args = vec![
+        Arg::In(ElemType::F32, le(&ma, f32::to_le_bytes)),
+        Arg::In(ElemType::F32, le(&mb, f32::to_le_bytes)),
+        Arg::Out(ElemType::F32, m * n * 4),
+        Arg::Scalar(ElemType::U32, m as u64),
+        Arg::Scalar(ElemType::U32, k as u64),
+        Arg::Scalar(ElemType::U32, n as u64),
+    ];
+    (args, want)
+}
+
+#[test]
+fn a_load_waits_for_the_runs_in_flight_and_old_kernels_are_gone_after_it() {
+    let patient = MANIFEST.replace(
+        "core = { uio = \"mmult\" }",
+        "core = { uio = \"mmult\", timeout_ms = 600000 }",
+    );
+    let b = Arc::new(bench(&[("base", &patient)], Some("base")).unwrap());
+    let old = b.engine.catalog();
+    assert!(seen(&b.model, "fpga0: load", 1, Duration::ZERO));
+    // An mmult in flight, held on its core for as long as this test needs.
+    b.model.set_faults(Faults {
+        hold: vec!["mmult".into()],
+        ..Faults::default()
+    });
+    let mut rng = Rng(21);
+    let (args, want) = mmult_args(&mut rng, 24, 40, 16);
+    let held = {
+        let b = b.clone();
+        std::thread::spawn(move || run(&b.engine, "mmult", args))
+    };
+    b.model.wait_event("held", Duration::from_secs(60)).unwrap();
+    // A load asked for now must leave the fabric alone while the mmult runs (the model
+    // would lose the run: hardware resets its cores when it is programmed).
+    let load = {
+        let b = b.clone();
+        std::thread::spawn(move || b.engine.load_bitstream("base"))
+    };
+    // Two seconds for the load to reach the fabric if it were going to: a correct engine
+    // never does, so this verdict cannot depend on the machine's speed.
+    assert!(
+        !seen(&b.model, "fpga0: load", 2, Duration::from_secs(2)),
+        "the fabric was programmed under a running core: {:?}",
+        b.model.events()
+    );
+    // A run of the old catalogue asked for while the load waits is held back with it,
+    // then finds its kernel gone.
+    let late = {
+        let (b, k) = (b.clone(), old.find("vadd_u32").unwrap().clone());
+        std::thread::spawn(move || {
+            let (a, c) = (vec![1u8; 64], vec![2u8; 64]);
+            run_on(
+                &b.engine,
+                &k,
+                vec![
+                    Arg::In(ElemType::U32, a),
+                    Arg::In(ElemType::U32, c),
+                    Arg::Out(ElemType::U32, 64),
+                    Arg::Scalar(ElemType::U32, 16),
+                ],
+            )
+        })
+    };
+    b.model.set_faults(Faults::default());
+    let out = held.join().unwrap().expect("the run in flight ends well");
+    assert_eq!(out[0], want, "the run in flight is bit-exact");
+    let new = load
+        .join()
+        .unwrap()
+        .expect("the load goes through after it");
+    assert_ne!(new.generation, old.generation);
+    let err = late.join().unwrap().unwrap_err();
+    assert!(matches!(err, EngineError::KernelGone(_)), "{err}");
+    assert_eq!(err.status().0, Status::UnknownKernel);
+    // The new catalogue runs; nothing was lost on the way.
+    let (got, want) = vadd_u32(&b.engine, 300, &mut rng).unwrap();
+    assert_eq!(got, want);
+    let events = b.model.events();
+    assert!(!events.iter().any(|e| e.contains("lost")), "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| e.contains("fpga0: load")).count(),
+        2,
+        "{events:?}"
+    );
+}
+
+#[test]
+fn the_model_loses_a_run_the_fabric_is_programmed_under() {
+    // The model's side of the test above: programming under a running core is seen
+    // and costs the run, so that test can fail.
+    let fast = MANIFEST.replace(
+        "core = { uio = \"mmult\" }",
+        "core = { uio = \"mmult\", timeout_ms = 300 }",
+    );
+    let b = bench(&[("base", &fast)], Some("base")).unwrap();
+    b.model.set_faults(Faults {
+        hold: vec!["mmult".into()],
+        ..Faults::default()
+    });
+    let (args, _) = mmult_args(&mut Rng(22), 4, 4, 4);
+    let err = std::thread::scope(|s| {
+        let run = s.spawn(|| run(&b.engine, "mmult", args));
+        b.model.wait_event("held", Duration::from_secs(60)).unwrap();
+        // Programmed behind the engine's back, as a load that did not wait would do.
+        let fw = b.model.root().join("sys/class/fpga_manager/fpga0/firmware");
+        std::fs::write(fw, "base.bit.bin").unwrap();
+        let state = b.model.root().join("sys/class/fpga_manager/fpga0/state");
+        while std::fs::read_to_string(&state).unwrap().trim().is_empty() {}
+        b.model.set_faults(Faults::default());
+        run.join().unwrap().unwrap_err()
+    });
+    assert!(matches!(err, EngineError::Timeout(_)), "{err}");
+    b.model.wait_event("lost", Duration::from_secs(60)).unwrap();
 }
 
 #[test]

@@ -8,6 +8,7 @@
 
 mod dma;
 mod fpga;
+mod gate;
 mod hls;
 mod mmap;
 pub mod model;
@@ -21,6 +22,7 @@ use std::time::Duration;
 use vfpga_proto::{ArgKind, CAP_ENGINE_PL, MAX_ARGS};
 
 use self::dma::{DmaPool, Sync};
+use self::gate::Gate;
 pub use self::hls::{AP_CTRL, AP_DONE, AP_IDLE, AP_READY, AP_START, GIE, IER, ISR};
 use self::sysfs::Root;
 use self::uio::Uio;
@@ -55,7 +57,8 @@ pub struct PlEngine {
     cfg: PlConfig,
     root: Root,
     state: RwLock<Arc<Loaded>>,
-    loading: Mutex<()>,
+    /// Runs share the fabric, a load has it alone.
+    gate: Gate,
 }
 
 impl PlEngine {
@@ -68,7 +71,7 @@ impl PlEngine {
                 cores: Vec::new(),
                 dma: None,
             })),
-            loading: Mutex::new(()),
+            gate: Gate::default(),
             cfg,
         };
         if let Some(b) = e.cfg.bitstream.clone() {
@@ -84,8 +87,16 @@ impl PlEngine {
         }
     }
 
+    fn set(&self, loaded: Arc<Loaded>) {
+        match self.state.write() {
+            Ok(mut s) => *s = loaded,
+            Err(p) => *p.into_inner() = loaded,
+        }
+    }
+
+    /// Loads bitstream `name` once the runs in flight have ended (runs asked for
+    /// meanwhile wait, then see the new catalogue: their old kernels are gone).
     fn load(&self, name: &str) -> Result<Arc<Catalog>, EngineError> {
-        let _one_at_a_time = self.loading.lock().unwrap_or_else(|p| p.into_inner());
         let catalog = self.cfg.library.open(name)?;
         if let Some(k) = catalog.kernels.iter().find(|k| k.core.is_none()) {
             return Err(EngineError::Failed(format!(
@@ -93,6 +104,41 @@ impl PlEngine {
                 k.sig.name
             )));
         }
+        let (runs, _) = self.gate.counts();
+        if runs > 0 {
+            tracing::info!(bitstream = name, runs, "load waits for the runs in flight");
+        }
+        let _fabric = self.gate.load();
+        match self.program(catalog, name) {
+            Ok(loaded) => {
+                let catalog = loaded.catalog.clone();
+                self.set(loaded);
+                tracing::info!(
+                    bitstream = name,
+                    kernels = catalog.kernels.len(),
+                    "bitstream loaded on the PL"
+                );
+                Ok(catalog)
+            }
+            Err(e) => {
+                // The fabric may hold part of the new design: nothing of the old one
+                // may run on it (a new generation, so old sessions' kernels are gone).
+                self.set(Arc::new(Loaded {
+                    catalog: Arc::new(Catalog::empty(
+                        "none",
+                        &format!("loading {name} failed: {e}"),
+                    )),
+                    cores: Vec::new(),
+                    dma: None,
+                }));
+                Err(e)
+            }
+        }
+    }
+
+    /// Programs the fabric with `catalog`'s bitstream and opens its cores and buffers
+    /// (the caller holds the fabric alone).
+    fn program(&self, catalog: Catalog, name: &str) -> Result<Arc<Loaded>, EngineError> {
         let hw = &catalog.hw;
         match (&hw.file, &hw.overlay) {
             (Some(f), None) => {
@@ -121,22 +167,11 @@ impl PlEngine {
         } else {
             Some(DmaPool::open(&self.root, &hw.dma)?)
         };
-        let catalog = Arc::new(catalog);
-        let loaded = Arc::new(Loaded {
-            catalog: catalog.clone(),
+        Ok(Arc::new(Loaded {
+            catalog: Arc::new(catalog),
             cores,
             dma,
-        });
-        match self.state.write() {
-            Ok(mut s) => *s = loaded,
-            Err(p) => *p.into_inner() = loaded,
-        }
-        tracing::info!(
-            bitstream = name,
-            kernels = catalog.kernels.len(),
-            "bitstream loaded on the PL"
-        );
-        Ok(catalog)
+        }))
     }
 }
 
@@ -154,6 +189,9 @@ impl Engine for PlEngine {
     }
 
     fn run(&self, kernel: &Kernel, call: &Call<'_>) -> Result<(), EngineError> {
+        // From the generation check to the last byte out, no load touches the fabric:
+        // the cores and buffers this run takes are the loaded bitstream's until it ends.
+        let _fabric = self.gate.run();
         let loaded = self.current();
         if kernel.generation != loaded.catalog.generation {
             return Err(EngineError::KernelGone(kernel.sig.name.clone()));

@@ -84,6 +84,7 @@ impl Loader {
     }
 
     fn reset_cores(&self) {
+        self.shared.programmed.fetch_add(1, Ordering::AcqRel);
         for r in &self.cores {
             r.write32(AP_CTRL, AP_IDLE);
         }

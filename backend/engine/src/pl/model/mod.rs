@@ -106,6 +106,9 @@ struct Shared {
     faults: Arc<Mutex<Faults>>,
     events: Arc<Mutex<Vec<String>>>,
     runs: Arc<AtomicU64>,
+    /// Times the fabric was programmed: a run that sees it change between its start and
+    /// its end was cut short by the reprogramming, as on hardware.
+    programmed: Arc<AtomicU64>,
 }
 
 impl Shared {
@@ -148,6 +151,7 @@ impl HlsModel {
             faults: Arc::new(Mutex::new(Faults::default())),
             events: Arc::new(Mutex::new(Vec::new())),
             runs: Arc::new(AtomicU64::new(0)),
+            programmed: Arc::new(AtomicU64::new(0)),
         };
         let fpga = root.join("sys/class/fpga_manager/fpga0");
         write(&fpga.join("name"), "vfpga register-level model\n")?;
@@ -333,6 +337,7 @@ impl CoreCtx {
             // happened since the look above, so look again now that the start is seen.
             self.take_irq_writes(&mut irq, &mut armed);
             self.regs.write32(AP_CTRL, 0);
+            let fabric = self.shared.programmed.load(Ordering::Acquire);
             let held = || self.shared.faults().hold.contains(&self.uio);
             if held() {
                 self.shared
@@ -348,7 +353,17 @@ impl CoreCtx {
                 ));
                 continue;
             }
-            match self.compute(&map) {
+            let computed = self.compute(&map);
+            if self.shared.programmed.load(Ordering::Acquire) != fabric {
+                // The core was reset under this run: it never finishes, its buffers
+                // hold whatever it had written.
+                self.shared.event(format!(
+                    "{}: the fabric was reprogrammed during a run: the run is lost",
+                    self.name
+                ));
+                continue;
+            }
+            match computed {
                 Ok(()) => {
                     self.shared.runs.fetch_add(1, Ordering::Relaxed);
                     self.regs.write32(ISR, 1);
