@@ -17,7 +17,8 @@ use vfpga_proto::stream::{Deadline, StreamRequest};
 use vfpga_proto::{AbiError, ArgKind, Opcode, Response, Status};
 use vfpgad::config::DeviceLimits;
 use vfpgad::device::Device;
-use vfpgad::stream::serve::{log_end, serve, End, Rules, Slots, TlsStream};
+use vfpgad::sched::Scheduler;
+use vfpgad::stream::serve::{log_end, serve, End, Rules, TlsStream};
 use vfpgad::tenant::{Policy, Tenant};
 
 /// What the agent serves and how much of it.
@@ -41,7 +42,8 @@ pub struct AgentConfig {
 
 struct Shared {
     cfg: AgentConfig,
-    slots: Slots,
+    /// Turns on the engine, fair between connections.
+    sched: Scheduler<()>,
     stop: AtomicBool,
     active: AtomicUsize,
     /// Sockets of live connections, to wake their readers at shutdown.
@@ -71,7 +73,7 @@ impl Agent {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            slots: Slots::new(cfg.max_concurrent),
+            sched: Scheduler::new(cfg.max_concurrent),
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),
@@ -223,7 +225,8 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         max_request_bytes: shared.cfg.max_request_bytes,
         // Between requests a connection may idle as long as the host keeps it.
         idle: None,
-        slots: &shared.slots,
+        turns: &shared.sched,
+        stop: &shared.stop,
         extra: Some((Opcode::UploadBitstream, &upload)),
     };
     match serve(&mut tls, &dev, &rules) {

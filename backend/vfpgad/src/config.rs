@@ -4,7 +4,7 @@
 //! ```toml
 //! [daemon]
 //! engine = "sim"            # the accelerator back end
-//! engine_threads = 2        # threads running long kernels (default: CPU count)
+//! engine_threads = 2        # kernels running at once, virtio and streams (default: CPU count)
 //! inline_cost = 65536       # runs estimated cheaper than this stay on the queue's thread
 //! socket_mode = "0660"      # socket permissions (default: umask)
 //! socket_group = "kvm"      # socket group: the one QEMU runs in
@@ -246,7 +246,8 @@ impl BoardSection {
 pub struct DaemonConfig {
     /// Engine name.
     pub engine: String,
-    /// Threads running long kernels; 0 means one per CPU.
+    /// Kernels running at once (engine threads for virtio runs, turns for stream runs);
+    /// 0 means one per CPU.
     pub engine_threads: usize,
     /// Estimated cost (element operations) above which a run leaves the queue thread.
     pub inline_cost: u64,
@@ -295,7 +296,8 @@ pub struct DeviceLimits {
     pub rate_runs: u64,
     /// Bytes per second a guest's runs may move; 0: no limit.
     pub rate_bytes: u64,
-    /// A guest's share of the engine against the others'.
+    /// A guest's share of engine time against the others' while several wait (1..=1000;
+    /// a guest of weight 3 gets three times the time of one of weight 1).
     pub weight: u32,
 }
 
@@ -366,7 +368,7 @@ pub struct GuestConfig {
     /// Bytes per second.
     #[serde(default)]
     pub rate_bytes: Option<u64>,
-    /// Share of the engine.
+    /// Share of engine time.
     #[serde(default)]
     pub weight: Option<u32>,
     /// Xen domain the guest is (dom0 service mode); default: the guest's name.

@@ -215,7 +215,7 @@ impl Device {
     /// Hands runs estimated costlier than `inline_cost` to `exec`'s threads.
     #[cfg(feature = "vhost")]
     pub fn with_engine_threads(mut self, exec: &Executor, inline_cost: u64) -> Self {
-        self.jobs_tx = exec.sender();
+        self.jobs_tx = Some(exec.sender(&self.tenant));
         self.inline_cost = inline_cost;
         self
     }

@@ -1,12 +1,12 @@
 //! Engine threads: long runs leave the queue's thread so they hold up nobody else, and
-//! complete out of order when they finish.
+//! complete out of order when they finish. Which run goes next is the fair scheduler's
+//! choice ([`crate::sched`]).
 //!
 //! A [`Job`] owns everything a deferred run needs — the guest memory guard, the mapped
 //! streams, the decoded request — and returns itself to its queue's pool afterwards, so
 //! deferring a run allocates nothing.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use tracing::{debug, error, warn};
@@ -15,9 +15,10 @@ use vhost_user_backend::VringRwLock;
 
 use crate::chain::{write_response, Request, Scratch};
 use crate::device::{lock, Device};
+use crate::sched::{LaneId, Scheduler, Turns};
 use crate::sessions::Session;
-use crate::tenant::Admission;
-use crate::vhu_vfpga::complete_one;
+use crate::tenant::{Admission, Tenant};
+use crate::used::complete_one;
 use crate::MemGuard;
 
 /// A run handed to the engine threads.
@@ -151,101 +152,75 @@ impl Job {
     }
 }
 
-/// The shared job queue: a preallocated ring under a mutex, with a condition variable
-/// for the engine threads. (Unlike a channel it never allocates once created, not even
-/// in threads that merely wait.)
-#[derive(Debug)]
-struct Inner {
-    queue: Mutex<(VecDeque<Box<Job>>, bool)>,
-    ready: Condvar,
-    capacity: usize,
+/// Where a device hands its long runs: its guest's lane of the shared scheduler.
+#[derive(Clone, Debug)]
+pub struct JobQueue {
+    sched: Arc<Scheduler<Box<Job>>>,
+    lane: LaneId,
 }
 
-/// The submitting side of the engine threads' queue, held by each device.
-#[derive(Clone, Debug)]
-pub struct JobQueue(Arc<Inner>);
-
 impl JobQueue {
-    /// Queues a job; gives it back if the queue is full or shutting down.
+    /// Queues a job; gives it back if the guest's lane is full or the engine threads are
+    /// shutting down.
     pub fn try_send(&self, job: Box<Job>) -> Result<(), Box<Job>> {
-        let mut q = lock(&self.0.queue);
-        if q.1 || q.0.len() >= self.0.capacity {
-            return Err(job);
-        }
-        q.0.push_back(job);
-        drop(q);
-        self.0.ready.notify_one();
-        Ok(())
+        self.sched.submit(self.lane, job)
     }
 }
 
-/// A fixed pool of engine threads shared by all devices.
+/// A fixed pool of engine threads shared by all devices, fed by the fair scheduler
+/// (which stream connections use for their turns too).
 #[derive(Debug)]
 pub struct Executor {
-    inner: Arc<Inner>,
+    sched: Arc<Scheduler<Box<Job>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Executor {
     /// Starts `threads` engine threads.
     pub fn new(threads: usize) -> std::io::Result<Arc<Self>> {
-        const CAPACITY: usize = 4096;
-        let inner = Arc::new(Inner {
-            queue: Mutex::new((VecDeque::with_capacity(CAPACITY), false)),
-            ready: Condvar::new(),
-            capacity: CAPACITY,
-        });
-        let mut handles = Vec::with_capacity(threads);
-        for i in 0..threads.max(1) {
-            let inner = inner.clone();
+        let sched: Arc<Scheduler<Box<Job>>> = Arc::new(Scheduler::new(threads));
+        let mut handles = Vec::with_capacity(sched.tokens());
+        for i in 0..sched.tokens() {
+            let sched = sched.clone();
             handles.push(
                 std::thread::Builder::new()
                     .name(format!("vfpga-engine-{i}"))
                     .spawn(move || {
-                        while let Some(job) = next_job(&inner) {
+                        while let Some((job, token)) = sched.next_job() {
                             job.run();
+                            drop(token);
                         }
                         debug!("engine thread exits");
                     })?,
             );
         }
         Ok(Arc::new(Self {
-            inner,
+            sched,
             threads: Mutex::new(handles),
         }))
     }
 
-    /// The queue for a new device; `None` once the pool is shutting down.
-    pub fn sender(&self) -> Option<JobQueue> {
-        (!lock(&self.inner.queue).1).then(|| JobQueue(self.inner.clone()))
+    /// The scheduler (for stream connections' turns).
+    pub fn scheduler(&self) -> &Arc<Scheduler<Box<Job>>> {
+        &self.sched
+    }
+
+    /// Where `tenant`'s devices queue their long runs.
+    pub fn sender(&self, tenant: &Arc<Tenant>) -> JobQueue {
+        JobQueue {
+            sched: self.sched.clone(),
+            lane: self.sched.lane(tenant),
+        }
     }
 
     /// Stops taking jobs, lets queued ones finish and joins the threads.
     pub fn shutdown(&self) {
-        lock(&self.inner.queue).1 = true;
-        self.inner.ready.notify_all();
+        self.sched.close();
         let handles = std::mem::take(&mut *lock(&self.threads));
         for h in handles {
             if h.join().is_err() {
                 error!("an engine thread panicked");
             }
         }
-    }
-}
-
-/// The next job, or `None` when the pool is closed and drained.
-fn next_job(inner: &Inner) -> Option<Box<Job>> {
-    let mut q = lock(&inner.queue);
-    loop {
-        if let Some(job) = q.0.pop_front() {
-            return Some(job);
-        }
-        if q.1 {
-            return None;
-        }
-        q = match inner.ready.wait(q) {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
     }
 }

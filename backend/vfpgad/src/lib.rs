@@ -3,8 +3,8 @@
 //!
 //! Where a request goes: [`vhu_vfpga`] pops it from its virtqueue, [`chain`] decodes
 //! and checks it, [`dispatch`] runs the operation (handing long runs to
-//! [`executor`]'s engine threads), and the completion goes back through
-//! [`vhu_vfpga::complete_one`]. Guests on byte streams (vsock, unix sockets, TLS, Xen
+//! [`executor`]'s engine threads, in the order [`sched`] finds fair between guests), and
+//! the completion goes back through [`used`]. Guests on byte streams (vsock, unix sockets, TLS, Xen
 //! vchan) come in through [`stream`], which runs the same operations.
 //!
 //! Without the `vhost` feature (default on) only the device logic is built: sessions,
@@ -20,6 +20,7 @@ pub mod dispatch;
 #[cfg(feature = "vhost")]
 pub mod executor;
 pub mod notify;
+pub mod sched;
 #[cfg(feature = "vhost")]
 pub mod server;
 pub mod sessions;
@@ -27,6 +28,8 @@ pub mod sockets;
 pub mod stats;
 pub mod stream;
 pub mod tenant;
+#[cfg(feature = "vhost")]
+pub mod used;
 #[cfg(feature = "vhost")]
 pub mod vhu_vfpga;
 #[cfg(feature = "vhost")]

@@ -85,7 +85,7 @@ struct Cli {
     #[arg(long, value_name = "N")]
     max_sessions: Option<u32>,
 
-    /// Threads running long kernels (0: one per CPU).
+    /// Kernels running at once, shared fairly between guests (0: one per CPU).
     #[arg(long, value_name = "N")]
     engine_threads: Option<usize>,
 

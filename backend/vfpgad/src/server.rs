@@ -21,6 +21,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 use crate::config::{Config, DeviceLimits, GuestConfig};
 use crate::device::{lock, Device};
 use crate::executor::Executor;
+use crate::sched::Turns;
 use crate::sockets::{bind, wait_readable};
 use crate::stream::{StreamConfig, StreamError, StreamGuest, StreamGuests, StreamServer};
 use crate::tenant::Tenant;
@@ -163,7 +164,14 @@ impl Server {
             .iter()
             .map(|g| Tenant::new(&g.name, g.policy(&config.device)))
             .collect();
-        let streams = start_streams(config, &tenants, &engine, mode, gid)?;
+        let streams = start_streams(
+            config,
+            &tenants,
+            &engine,
+            exec.scheduler().clone(),
+            mode,
+            gid,
+        )?;
         let live = Arc::new(LiveDevices::default());
         if let Some(s) = &streams {
             let _ = live.streams.set(s.guests());
@@ -243,6 +251,7 @@ fn start_streams(
     config: &Config,
     tenants: &[Arc<Tenant>],
     engine: &Arc<dyn Engine>,
+    turns: Arc<dyn Turns>,
     socket_mode: Option<u32>,
     socket_gid: Option<u32>,
 ) -> Result<Option<StreamServer>, ServerError> {
@@ -278,7 +287,7 @@ fn start_streams(
         max_connections: config.stream.max_connections,
         idle: (config.stream.idle_timeout_ms > 0)
             .then(|| Duration::from_millis(config.stream.idle_timeout_ms)),
-        run_slots: config.engine_threads(),
+        turns,
         tls,
         socket_mode,
         socket_gid,

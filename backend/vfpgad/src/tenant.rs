@@ -36,7 +36,7 @@ pub struct Policy {
     pub rate_runs: u64,
     /// Bytes of runs per second; 0: no limit.
     pub rate_bytes: u64,
-    /// Its share of the engine against the others' (runs per round of the scheduler).
+    /// Its share of engine time against the others' while several wait (see sched.rs).
     pub weight: u32,
 }
 

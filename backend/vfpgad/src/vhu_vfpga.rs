@@ -21,6 +21,7 @@ use vmm_sys_util::event::{
 
 use crate::device::{lock, Device};
 use crate::dispatch::Outcome;
+use crate::used::{complete_one, notify};
 
 /// How long a queue stop (or a reset, for all queues) waits for chains in flight.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -104,33 +105,6 @@ impl VhuVfpga {
         if completed {
             notify(vring);
         }
-    }
-}
-
-/// Puts a chain in the used ring and, if `signal`, interrupts the driver when it asked
-/// to be. Returns whether the entry was added.
-pub fn complete_one(vring: &VringRwLock, head: u16, used: u32, signal: bool) -> bool {
-    if let Err(e) = vring.add_used(head, used) {
-        // Only a head index beyond the queue gets here: nothing can be returned.
-        warn!(head, "cannot return descriptor chain: {e}");
-        return false;
-    }
-    if signal {
-        notify(vring);
-    }
-    true
-}
-
-/// Interrupts the driver if it asked to be (EVENT_IDX) or always (without it).
-fn notify(vring: &VringRwLock) {
-    match vring.needs_notification() {
-        Ok(true) => {
-            if let Err(e) = vring.signal_used_queue() {
-                warn!("cannot signal the used queue: {e}");
-            }
-        }
-        Ok(false) => {}
-        Err(e) => warn!("cannot read the used event index: {e}"),
     }
 }
 

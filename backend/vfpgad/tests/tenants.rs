@@ -347,3 +347,120 @@ fn runs_in_flight_are_bounded_per_guest_across_its_devices_and_streams() {
     assert_eq!(vadd(&mut s, va).status(), Some(Status::Ok));
     assert_eq!(limits(&mut fe).inflight, 0);
 }
+
+/// Submits `p` on its queue, then a `NOP` behind it on the same queue, and waits for the
+/// `NOP`: the queue's thread takes chains in order, so every run before it has been
+/// decoded and handed to the scheduler.
+fn submitted(fe: &mut VhuFrontend, q: usize, runs: &[vfpga_vhu_frontend::Prepared]) {
+    for p in runs {
+        fe.start_prepared(p).unwrap();
+    }
+    let nop = fe.prepare(q, Opcode::Nop, 0, &[], Layout::Direct).unwrap();
+    let head = fe.start_prepared(&nop).unwrap();
+    let (used, _) = fe.queues[q]
+        .wait_used(&fe.mem, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(used, head, "the NOP is the first answer: the runs wait");
+}
+
+#[test]
+fn a_guest_flooding_the_engine_delays_another_by_one_run_at_most() {
+    use vfpga_engine::pl::model::{Faults, ModelBoard};
+    let board_dir = tempfile::tempdir().unwrap();
+    let board = ModelBoard::start(board_dir.path(), &["mmult", "vadd_u32"], 600_000).unwrap();
+    // One engine thread: the engine runs one kernel at a time, so the order the model
+    // completes runs in is the order the scheduler chose.
+    let toml = format!(
+        "[daemon]\nengine = \"pl\"\nengine_threads = 1\n[library]\ndir = {:?}\nallow = [\"base\"]\n[pl]\nroot = {:?}\nbitstream = \"base\"\n{}{}",
+        board.library,
+        board.root,
+        guest("flood", ""),
+        guest("quiet", "")
+    );
+    let d = daemon(&["flood", "quiet"], &toml);
+    let dir = d.dir.path().to_owned();
+    board.model.set_faults(Faults {
+        hold: vec!["mmult".into()],
+        ..Faults::default()
+    });
+    // `flood` queues twenty mmults; the first is on the core, held.
+    let mut fa = VhuFrontend::connect(&dir.join("flood.sock"), Default::default()).unwrap();
+    let mm = control(
+        &mut fa,
+        Opcode::OpenSession,
+        &[Arg::In(ElemType::U8, b"mmult")],
+    )
+    .resp
+    .value;
+    let m = vec![0u8; 16 * 16 * 4];
+    let runs: Vec<_> = (0..20)
+        .map(|_| {
+            fa.prepare(
+                1,
+                Opcode::Run,
+                mm,
+                &[
+                    Arg::In(ElemType::F32, &m),
+                    Arg::In(ElemType::F32, &m),
+                    Arg::Out(ElemType::F32, m.len()),
+                    Arg::Scalar(ElemType::U32, 16),
+                    Arg::Scalar(ElemType::U32, 16),
+                    Arg::Scalar(ElemType::U32, 16),
+                ],
+                Layout::Direct,
+            )
+            .unwrap()
+        })
+        .collect();
+    submitted(&mut fa, 1, &runs);
+    board
+        .model
+        .wait_event("held", Duration::from_secs(60))
+        .unwrap();
+    // `quiet` asks for one vadd behind them.
+    let mut fb = VhuFrontend::connect(&dir.join("quiet.sock"), Default::default()).unwrap();
+    let va = control(
+        &mut fb,
+        Opcode::OpenSession,
+        &[Arg::In(ElemType::U8, b"vadd_u32")],
+    )
+    .resp
+    .value;
+    let (x, y) = ([3u8; 64], [4u8; 64]);
+    let vadd = fb
+        .prepare(
+            1,
+            Opcode::Run,
+            va,
+            &[
+                Arg::In(ElemType::U32, &x),
+                Arg::In(ElemType::U32, &y),
+                Arg::Out(ElemType::U32, 64),
+                Arg::Scalar(ElemType::U32, 16),
+            ],
+            Layout::Direct,
+        )
+        .unwrap();
+    submitted(&mut fb, 1, std::slice::from_ref(&vadd));
+    board.model.set_faults(Faults::default());
+    fb.queues[1]
+        .wait_used(&fb.mem, Duration::from_secs(60))
+        .unwrap();
+    assert_eq!(fb.response(&vadd).unwrap().status(), Some(Status::Ok));
+    // 0x03030303 + 0x04040404 in every word.
+    assert_eq!(fb.output(&vadd, 0).unwrap(), [7u8; 64]);
+    for _ in 0..20 {
+        fa.queues[1]
+            .wait_used(&fa.mem, Duration::from_secs(60))
+            .unwrap();
+    }
+    for p in &runs {
+        assert_eq!(fa.response(p).unwrap().status(), Some(Status::Ok));
+    }
+    // The vadd ran right after the mmult that was on the engine when it came, not after
+    // the nineteen queued before it (one FIFO for all guests ran it last).
+    let order = board.model.completions();
+    assert_eq!(order.len(), 21, "{order:?}");
+    let at = order.iter().position(|c| c == "vadd_u32");
+    assert_eq!(at, Some(1), "{order:?}");
+}

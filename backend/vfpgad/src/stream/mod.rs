@@ -6,8 +6,9 @@
 //! the daemon's engine.
 //!
 //! Bounds: connections per guest, the time a request's bytes may take and an idle
-//! connection may wait, the runs executing at once (shared with no one else: stream
-//! runs take slots of their own), and the TLS handshakes in progress per listener.
+//! connection may wait, the TLS handshakes in progress per listener; runs wait for
+//! their guest's turn on the engine in the scheduler the virtio devices' engine threads
+//! use ([`crate::sched`]), so `[daemon] engine_threads` bounds both together.
 
 pub mod listen;
 pub mod serve;

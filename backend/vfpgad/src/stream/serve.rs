@@ -10,7 +10,8 @@
 
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::{ServerConnection, StreamOwned};
@@ -22,7 +23,8 @@ use vfpga_proto::stream::{
 use vfpga_proto::{AbiError, ChainLayout, Opcode, Response, Status};
 
 use crate::chain::{bind, Request};
-use crate::device::{lock, Device};
+use crate::device::Device;
+use crate::sched::{LaneId, Turns};
 use crate::sessions::Session;
 use crate::tenant::Admission;
 
@@ -60,45 +62,6 @@ pub fn io_time(bytes: u64) -> Duration {
     Duration::from_secs(30 + (bytes >> 20))
 }
 
-/// A counting semaphore bounding the runs that execute at once on stream connections
-/// (each connection runs its kernels on its own thread).
-#[derive(Debug)]
-pub struct Slots {
-    free: Mutex<usize>,
-    cv: Condvar,
-}
-
-/// A held slot; dropping it frees the slot.
-#[derive(Debug)]
-pub struct Slot<'a>(&'a Slots);
-
-impl Slots {
-    /// `n` slots (at least one).
-    pub fn new(n: usize) -> Self {
-        Self {
-            free: Mutex::new(n.max(1)),
-            cv: Condvar::new(),
-        }
-    }
-
-    /// Waits for a free slot.
-    pub fn acquire(&self) -> Slot<'_> {
-        let mut n: MutexGuard<'_, usize> = lock(&self.free);
-        while *n == 0 {
-            n = self.cv.wait(n).unwrap_or_else(|p| p.into_inner());
-        }
-        *n -= 1;
-        Slot(self)
-    }
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        *lock(&self.0.free) += 1;
-        self.0.cv.notify_one();
-    }
-}
-
 /// An operation the device logic does not know (the agent's bitstream upload): the
 /// request and its inputs in, the answer out.
 pub type Extra<'a> = &'a (dyn Fn(&StreamRequest, &[u8]) -> Result<Response, AbiError> + Sync);
@@ -110,8 +73,10 @@ pub struct Rules<'a> {
     pub max_request_bytes: u64,
     /// Longest a connection may wait for the next request (`None`: as long as it likes).
     pub idle: Option<Duration>,
-    /// Bounds the runs executing at once.
-    pub slots: &'a Slots,
+    /// Gives runs their turn on the engine, fairly between guests.
+    pub turns: &'a dyn Turns,
+    /// Set when the server stops: a run waiting for its turn gives up.
+    pub stop: &'a AtomicBool,
     /// Opcodes handled outside the device logic, with their handler.
     pub extra: Option<(Opcode, Extra<'a>)>,
 }
@@ -159,6 +124,7 @@ pub fn serve<C: Conn>(conn: &mut C, dev: &Device, rules: &Rules<'_>) -> End {
         outputs: Vec::new(),
         rd: SegStream::with_capacity(1),
         wr: SegStream::with_capacity(1),
+        lane: rules.turns.lane(&dev.tenant),
     };
     loop {
         let idle = rules.idle.and_then(|t| Instant::now().checked_add(t));
@@ -252,12 +218,14 @@ fn send<C: Conn>(conn: &mut C, resp: &Response, outputs: &[u8]) -> io::Result<()
     conn.flush()
 }
 
-/// A connection's buffers, reused by every request.
+/// A connection's buffers, reused by every request, and its guest's lane of the
+/// scheduler.
 struct Buffers {
     inputs: Vec<u8>,
     outputs: Vec<u8>,
     rd: SegStream,
     wr: SegStream,
+    lane: LaneId,
 }
 
 /// Empties `buf` for a request of `n` bytes, giving back a large buffer this request
@@ -314,6 +282,7 @@ fn receive_and_answer<C: Conn>(
         outputs,
         rd,
         wr,
+        lane,
     } = bufs;
     let n_in = usize::try_from(req.layout.in_bytes).map_err(|_| io::ErrorKind::InvalidData)?;
     let n_out = usize::try_from(req.layout.out_bytes).map_err(|_| io::ErrorKind::InvalidData)?;
@@ -334,10 +303,7 @@ fn receive_and_answer<C: Conn>(
             rd.push(inputs.as_mut_ptr(), inputs.len());
             wr.push(outputs.as_mut_ptr(), outputs.len());
             match ticket {
-                Some(t) => {
-                    let _slot = rules.slots.acquire();
-                    Ok(dev.run_now(&t.session, &r, rd, wr))
-                }
+                Some(t) => run(dev, rules, *lane, &t, &r, rd, wr),
                 // SAFETY: the streams map the connection's input and output buffers,
                 // which are not touched while this runs; the lengths are the table's
                 // (checked by `read_request`).
@@ -357,6 +323,29 @@ fn receive_and_answer<C: Conn>(
     dev.counters
         .request(resp.status().unwrap_or(Status::EngineError));
     Ok(resp)
+}
+
+/// Waits for the guest's turn on the engine, then runs.
+fn run(
+    dev: &Device,
+    rules: &Rules<'_>,
+    lane: LaneId,
+    t: &Ticket,
+    r: &Request,
+    rd: &SegStream,
+    wr: &SegStream,
+) -> Result<Response, AbiError> {
+    let Ok(_turn) = rules.turns.turn(lane, rules.stop) else {
+        return Err(AbiError::new(Status::Busy, "the server is stopping"));
+    };
+    // The guest may have gone (its sessions closed) while this waited.
+    if dev.sessions.get(r.hdr.session).is_none() {
+        return Err(AbiError::new(
+            Status::BadSession,
+            "the session closed while the run waited",
+        ));
+    }
+    Ok(dev.run_now(&t.session, r, rd, wr))
 }
 
 /// For a run, its session and admission (`None` for other operations); a refusal is

@@ -21,9 +21,10 @@ use vfpga_proto::stream::Deadline;
 use vfpga_transport::vsock::{VsockListener, VsockStream};
 
 use super::listen::Listen;
-use super::serve::{log_end, serve, Conn, End, Rules, Slots};
+use super::serve::{log_end, serve, Conn, End, Rules};
 use crate::config::DeviceLimits;
 use crate::device::{lock, Device};
+use crate::sched::Turns;
 use crate::sockets::{bind, wait_readable};
 use crate::stats::Counters;
 use crate::tenant::Tenant;
@@ -61,8 +62,8 @@ pub struct StreamConfig {
     pub max_connections: usize,
     /// Longest wait for a connection's next request.
     pub idle: Option<Duration>,
-    /// Runs executing at once on stream connections.
-    pub run_slots: usize,
+    /// Turns on the engine for runs, shared with the virtio devices' engine threads.
+    pub turns: Arc<dyn Turns>,
     /// Server TLS set-up (client certificates required), for `tls:` listeners.
     pub tls: Option<Arc<ServerConfig>>,
     /// Mode of `unix:` sockets.
@@ -135,7 +136,6 @@ pub(super) struct GuestState {
 pub(super) struct Shared {
     pub(super) cfg: StreamConfig,
     engine: Arc<dyn Engine>,
-    slots: Slots,
     pub(super) guests: Vec<GuestState>,
     /// Refusals of connections no guest can be named for (an unknown CID, a
     /// certificate of nobody served): a network peer must not flood the log.
@@ -273,7 +273,6 @@ impl StreamServer {
         }
         let (wake, wait) = UnixStream::pair()?;
         let shared = Arc::new(Shared {
-            slots: Slots::new(cfg.run_slots),
             cfg,
             engine,
             guests: guests
@@ -614,7 +613,8 @@ pub(super) fn serve_conn<C: Conn>(
     let rules = Rules {
         max_request_bytes: gs.limits.max_request_bytes,
         idle: shared.cfg.idle,
-        slots: &shared.slots,
+        turns: &*shared.cfg.turns,
+        stop: &shared.stop,
         extra: None,
     };
     let served = panic::catch_unwind(AssertUnwindSafe(|| serve(&mut conn, &dev, &rules)));

@@ -97,6 +97,7 @@ pub struct HlsModel {
     faults: Arc<Mutex<Faults>>,
     events: Arc<Mutex<Vec<String>>>,
     runs: Arc<AtomicU64>,
+    done: Arc<Mutex<Vec<String>>>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -106,6 +107,8 @@ struct Shared {
     faults: Arc<Mutex<Faults>>,
     events: Arc<Mutex<Vec<String>>>,
     runs: Arc<AtomicU64>,
+    /// The cores (UIO names) whose runs completed, in order (the first 100 000).
+    done: Arc<Mutex<Vec<String>>>,
     /// Times the fabric was programmed: a run that sees it change between its start and
     /// its end was cut short by the reprogramming, as on hardware.
     programmed: Arc<AtomicU64>,
@@ -151,6 +154,7 @@ impl HlsModel {
             faults: Arc::new(Mutex::new(Faults::default())),
             events: Arc::new(Mutex::new(Vec::new())),
             runs: Arc::new(AtomicU64::new(0)),
+            done: Arc::new(Mutex::new(Vec::new())),
             programmed: Arc::new(AtomicU64::new(0)),
         };
         let fpga = root.join("sys/class/fpga_manager/fpga0");
@@ -241,6 +245,7 @@ impl HlsModel {
             faults: shared.faults,
             events: shared.events,
             runs: shared.runs,
+            done: shared.done,
             threads,
         })
     }
@@ -281,6 +286,12 @@ impl HlsModel {
     /// Completed core runs.
     pub fn runs(&self) -> u64 {
         self.runs.load(Ordering::Relaxed)
+    }
+
+    /// The cores (UIO names) whose runs completed, in the order they did (the first
+    /// 100 000): the order the engine fed them, as a logic analyser would see it.
+    pub fn completions(&self) -> Vec<String> {
+        self.done.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
 
@@ -366,6 +377,12 @@ impl CoreCtx {
             match computed {
                 Ok(()) => {
                     self.shared.runs.fetch_add(1, Ordering::Relaxed);
+                    {
+                        let mut done = self.shared.done.lock().unwrap_or_else(|p| p.into_inner());
+                        if done.len() < 100_000 {
+                            done.push(self.uio.clone());
+                        }
+                    }
                     self.regs.write32(ISR, 1);
                     self.regs.write32(AP_CTRL, AP_DONE | AP_IDLE | AP_READY);
                     let enabled = self.regs.read32(GIE).unwrap_or(0) & 1 != 0

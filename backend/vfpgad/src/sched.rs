@@ -1,0 +1,468 @@
+//! Fair sharing of the engine between guests.
+//!
+//! The engine runs at most `tokens` kernels at once (the engine threads). Work waits in
+//! one lane per tenant, and whenever a token is free the lane with the least *virtual
+//! time* goes next: each run advances its lane by its duration divided by the tenant's
+//! weight (charged up front with the lane's recent mean, corrected when it ends), and a
+//! lane that had nothing waiting joins at the current virtual time, so idleness earns no
+//! credit. A guest with a hundred long runs queued thus delays another guest's run by
+//! at most the runs already on the engine, and over time each guest busy with runs gets
+//! engine time in proportion to its weight (start-time fair queueing with measured
+//! costs: nobody can know a run's length before it ends).
+//!
+//! Work is either a job for the engine threads (a virtio run, with its guest memory) or
+//! a *turn*: a stream connection's thread waits in the lane and then runs the kernel
+//! itself. Both take a token, so `[daemon] engine_threads` bounds them together.
+//!
+//! Nothing here allocates once a lane exists: lanes hold at most `capacity` waiting
+//! items (a guest's `max_inflight`, which admission enforces first), the hand-over list
+//! and the granted turns at most `tokens`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
+
+use crate::device::lock;
+use crate::tenant::Tenant;
+
+/// Most items one lane holds waiting (a tenant allowed more in flight finds its lane full:
+/// its virtio runs then run on their queue's thread, its stream turns wait).
+const MAX_LANE: usize = 4096;
+
+/// Virtual time per nanosecond of a weight-1 tenant (so weights up to 1000 divide
+/// without losing much).
+const SCALE: u128 = 1000;
+
+/// What waits in a lane.
+#[derive(Debug)]
+enum Work<J> {
+    Job(J),
+    Turn(u64),
+}
+
+#[derive(Debug)]
+struct Lane<J> {
+    tenant: Weak<Tenant>,
+    weight: u128,
+    vt: u128,
+    /// Recent mean run time (ns), the up-front charge.
+    est_ns: u64,
+    queue: VecDeque<Work<J>>,
+    running: usize,
+}
+
+impl<J> Lane<J> {
+    fn idle(&self) -> bool {
+        self.queue.is_empty() && self.running == 0
+    }
+
+    fn charge(&mut self, ns: u64) {
+        self.vt = self.vt.saturating_add(u128::from(ns) * SCALE / self.weight);
+    }
+}
+
+#[derive(Debug)]
+struct State<J> {
+    free: usize,
+    lanes: Vec<Lane<J>>,
+    /// The virtual time of the last dispatch: where a lane coming back joins.
+    clock: u128,
+    /// Jobs dispatched, waiting for an engine thread.
+    ready: VecDeque<(usize, J)>,
+    /// Turns dispatched, waiting for their thread to notice.
+    granted: Vec<u64>,
+    next_turn: u64,
+    closed: bool,
+}
+
+/// The scheduler, shared by the engine threads, the virtio devices and the stream
+/// connections of one daemon.
+#[derive(Debug)]
+pub struct Scheduler<J> {
+    state: Mutex<State<J>>,
+    tokens: usize,
+    /// Engine threads wait here for jobs.
+    jobs: Condvar,
+    /// Stream threads wait here for their turn.
+    turns: Condvar,
+}
+
+/// A tenant's lane, found (or made) by [`Scheduler::lane`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LaneId(usize);
+
+/// Why no turn came.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoTurn {
+    /// The daemon (or the caller's flag) is stopping.
+    Stopped,
+}
+
+/// A running turn or job's token; dropping it gives the token back and charges the
+/// lane for the time it held it.
+pub struct Token<'a> {
+    sched: &'a dyn Turns,
+    lane: LaneId,
+    since: Instant,
+}
+
+impl std::fmt::Debug for Token<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("lane", &self.lane)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Token<'_> {
+    fn drop(&mut self) {
+        self.sched.release(self.lane, self.since.elapsed());
+    }
+}
+
+/// Turns on the engine for threads that run kernels themselves (stream connections),
+/// whatever the scheduler's jobs are.
+pub trait Turns: Send + Sync + std::fmt::Debug {
+    /// `tenant`'s lane (made on first use; a lane whose tenant is gone and that holds
+    /// nothing is reused).
+    fn lane(&self, tenant: &Arc<Tenant>) -> LaneId;
+    /// Waits for `lane`'s turn to run a kernel on the calling thread, or until `stop`
+    /// is set or the scheduler closes.
+    fn turn(&self, lane: LaneId, stop: &AtomicBool) -> Result<Token<'_>, NoTurn>;
+    /// Gives a token back, charging `lane` for `ran`.
+    fn release(&self, lane: LaneId, ran: Duration);
+}
+
+impl<J: Send + std::fmt::Debug> Turns for Scheduler<J> {
+    fn lane(&self, tenant: &Arc<Tenant>) -> LaneId {
+        self.find_lane(tenant)
+    }
+
+    fn turn(&self, lane: LaneId, stop: &AtomicBool) -> Result<Token<'_>, NoTurn> {
+        self.wait_for_turn(lane, stop)
+    }
+
+    fn release(&self, lane: LaneId, ran: Duration) {
+        self.give_back(lane, ran);
+    }
+}
+
+impl<J: Send + std::fmt::Debug> Scheduler<J> {
+    /// A scheduler running at most `tokens` kernels at once.
+    pub fn new(tokens: usize) -> Self {
+        let tokens = tokens.max(1);
+        Self {
+            state: Mutex::new(State {
+                free: tokens,
+                lanes: Vec::new(),
+                clock: 0,
+                ready: VecDeque::with_capacity(tokens),
+                granted: Vec::with_capacity(tokens),
+                next_turn: 1,
+                closed: false,
+            }),
+            tokens,
+            jobs: Condvar::new(),
+            turns: Condvar::new(),
+        }
+    }
+
+    /// How many kernels may run at once.
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    fn find_lane(&self, tenant: &Arc<Tenant>) -> LaneId {
+        let mut s = lock(&self.state);
+        if let Some(i) = s
+            .lanes
+            .iter()
+            .position(|l| std::ptr::eq(l.tenant.as_ptr(), Arc::as_ptr(tenant)))
+        {
+            return LaneId(i);
+        }
+        let clock = s.clock;
+        let lane = Lane {
+            tenant: Arc::downgrade(tenant),
+            weight: u128::from(tenant.policy.weight.max(1)),
+            vt: clock,
+            est_ns: 0,
+            queue: VecDeque::with_capacity((tenant.policy.max_inflight as usize).min(MAX_LANE)),
+            running: 0,
+        };
+        if let Some(i) = s
+            .lanes
+            .iter()
+            .position(|l| l.tenant.strong_count() == 0 && l.idle())
+        {
+            s.lanes[i] = lane;
+            return LaneId(i);
+        }
+        s.lanes.push(lane);
+        LaneId(s.lanes.len() - 1)
+    }
+
+    /// Queues a job in `lane`; gives it back if the lane is full or the scheduler
+    /// closed.
+    pub fn submit(&self, lane: LaneId, job: J) -> Result<(), J> {
+        let mut s = lock(&self.state);
+        if s.closed {
+            return Err(job);
+        }
+        if let Err(w) = Self::enqueue(&mut s, lane, Work::Job(job)) {
+            return match w {
+                Work::Job(j) => Err(j),
+                Work::Turn(_) => unreachable!("a job went in"),
+            };
+        }
+        self.dispatch(&mut s);
+        Ok(())
+    }
+
+    fn wait_for_turn(&self, lane: LaneId, stop: &AtomicBool) -> Result<Token<'_>, NoTurn> {
+        let mut s = lock(&self.state);
+        let id = loop {
+            if s.closed || stop.load(Ordering::Acquire) {
+                return Err(NoTurn::Stopped);
+            }
+            let id = s.next_turn;
+            if Self::enqueue(&mut s, lane, Work::Turn(id)).is_ok() {
+                s.next_turn += 1;
+                break id;
+            }
+            // The lane is full (more turns than a tenant's max_inflight): wait.
+            s = self.wait_turn(s);
+        };
+        self.dispatch(&mut s);
+        loop {
+            if let Some(i) = s.granted.iter().position(|&g| g == id) {
+                s.granted.swap_remove(i);
+                return Ok(Token {
+                    sched: self,
+                    lane,
+                    since: Instant::now(),
+                });
+            }
+            if s.closed || stop.load(Ordering::Acquire) {
+                let l = &mut s.lanes[lane.0];
+                if let Some(i) = l
+                    .queue
+                    .iter()
+                    .position(|w| matches!(w, Work::Turn(t) if *t == id))
+                {
+                    let _ = l.queue.remove(i);
+                }
+                return Err(NoTurn::Stopped);
+            }
+            s = self.wait_turn(s);
+        }
+    }
+
+    fn wait_turn<'a>(&self, s: MutexGuard<'a, State<J>>) -> MutexGuard<'a, State<J>> {
+        // Timed, so a stop flag set by someone who cannot reach this condvar is seen.
+        match self.turns.wait_timeout(s, Duration::from_millis(200)) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        }
+    }
+
+    /// The next job for an engine thread, with its token; `None` once closed and
+    /// drained.
+    pub fn next_job(&self) -> Option<(J, Token<'_>)> {
+        let mut s = lock(&self.state);
+        loop {
+            if let Some((lane, job)) = s.ready.pop_front() {
+                return Some((
+                    job,
+                    Token {
+                        sched: self,
+                        lane: LaneId(lane),
+                        since: Instant::now(),
+                    },
+                ));
+            }
+            if s.closed && s.lanes.iter().all(|l| l.queue.is_empty()) {
+                return None;
+            }
+            s = match self.jobs.wait(s) {
+                Ok(g) => g,
+                Err(p) => p.into_inner(),
+            };
+        }
+    }
+
+    /// Takes no more work; what is queued still runs.
+    pub fn close(&self) {
+        lock(&self.state).closed = true;
+        self.jobs.notify_all();
+        self.turns.notify_all();
+    }
+
+    fn enqueue(s: &mut State<J>, lane: LaneId, w: Work<J>) -> Result<(), Work<J>> {
+        let clock = s.clock;
+        let l = &mut s.lanes[lane.0];
+        if l.queue.len() >= l.queue.capacity().max(1) {
+            return Err(w);
+        }
+        if l.idle() {
+            // Back after a pause: no credit for the time away.
+            l.vt = l.vt.max(clock);
+        }
+        l.queue.push_back(w);
+        Ok(())
+    }
+
+    /// Hands free tokens to the waiting lanes, least virtual time first.
+    fn dispatch(&self, s: &mut State<J>) {
+        while s.free > 0 {
+            let Some(i) = s
+                .lanes
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| !l.queue.is_empty())
+                .min_by_key(|(_, l)| l.vt)
+                .map(|(i, _)| i)
+            else {
+                return;
+            };
+            let l = &mut s.lanes[i];
+            let Some(w) = l.queue.pop_front() else {
+                return;
+            };
+            s.clock = l.vt;
+            let est = l.est_ns;
+            l.charge(est);
+            l.running += 1;
+            s.free -= 1;
+            match w {
+                Work::Job(j) => {
+                    s.ready.push_back((i, j));
+                    self.jobs.notify_one();
+                }
+                Work::Turn(id) => {
+                    s.granted.push(id);
+                    self.turns.notify_all();
+                }
+            }
+        }
+    }
+
+    fn give_back(&self, lane: LaneId, ran: Duration) {
+        let mut s = lock(&self.state);
+        s.free += 1;
+        let l = &mut s.lanes[lane.0];
+        l.running = l.running.saturating_sub(1);
+        let ns = u64::try_from(ran.as_nanos()).unwrap_or(u64::MAX);
+        // The up-front charge was the old mean: charge the difference, then update
+        // the mean (over about the last eight runs).
+        if ns > l.est_ns {
+            l.charge(ns - l.est_ns);
+        } else {
+            let back = u128::from(l.est_ns - ns) * SCALE / l.weight;
+            l.vt = l.vt.saturating_sub(back);
+        }
+        l.est_ns = l.est_ns - l.est_ns / 8 + ns / 8;
+        self.dispatch(&mut s);
+        // A turn waiting for room in its lane may go in now.
+        self.turns.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::Policy;
+
+    fn tenant(name: &str, weight: u32) -> Arc<Tenant> {
+        Tenant::new(
+            name,
+            Policy {
+                weight,
+                max_inflight: 4096,
+                ..Policy::default()
+            },
+        )
+    }
+
+    /// Dispatches with one token, each job "running" `cost(tenant)` ns, and returns the
+    /// order tenants were served in.
+    fn order(sched: &Scheduler<&'static str>, n: usize) -> Vec<&'static str> {
+        (0..n)
+            .map(|_| {
+                let (j, t) = sched.next_job().unwrap();
+                std::mem::forget(t);
+                let lane = {
+                    let s = lock(&sched.state);
+                    s.lanes.iter().position(|l| l.running == 1).unwrap()
+                };
+                sched.give_back(
+                    LaneId(lane),
+                    Duration::from_millis(if j == "long" { 100 } else { 1 }),
+                );
+                j
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_flooding_tenant_delays_another_by_at_most_the_run_in_flight() {
+        let sched = Scheduler::new(1);
+        let (a, b) = (tenant("a", 1), tenant("b", 1));
+        let (la, lb) = (sched.lane(&a), sched.lane(&b));
+        for _ in 0..50 {
+            sched.submit(la, "long").unwrap();
+        }
+        // a's first run is on the engine; a's runs have been measured a few times.
+        let got = order(&sched, 5);
+        assert!(got.iter().all(|j| *j == "long"));
+        sched.submit(lb, "short").unwrap();
+        let got = order(&sched, 2);
+        assert_eq!(got, ["long", "short"], "b waits only for the run in flight");
+    }
+
+    #[test]
+    fn busy_tenants_share_engine_time_by_weight() {
+        let sched = Scheduler::new(1);
+        let (a, b) = (tenant("a", 1), tenant("b", 3));
+        let (la, lb) = (sched.lane(&a), sched.lane(&b));
+        for _ in 0..400 {
+            sched.submit(la, "a").unwrap();
+            sched.submit(lb, "b").unwrap();
+        }
+        let got = order(&sched, 400);
+        let bs = got.iter().filter(|j| **j == "b").count();
+        // Equal run lengths: b gets three runs for each of a's.
+        assert!((290..=310).contains(&bs), "{bs} of 400 to b");
+    }
+
+    #[test]
+    fn turns_wait_their_lane_and_stop_when_told() {
+        let sched: Scheduler<()> = Scheduler::new(1);
+        let (a, b) = (tenant("a", 1), tenant("b", 1));
+        let (la, lb) = (sched.lane(&a), sched.lane(&b));
+        let never = AtomicBool::new(false);
+        let held = sched.turn(la, &never).unwrap();
+        let stop = AtomicBool::new(true);
+        assert_eq!(sched.turn(lb, &stop).unwrap_err(), NoTurn::Stopped);
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| sched.turn(lb, &never).map(drop));
+            drop(held);
+            assert_eq!(waiter.join().unwrap(), Ok(()));
+        });
+        sched.close();
+        assert_eq!(sched.turn(la, &never).unwrap_err(), NoTurn::Stopped);
+    }
+
+    #[test]
+    fn lanes_of_gone_tenants_are_reused() {
+        let sched: Scheduler<()> = Scheduler::new(2);
+        for i in 0..100 {
+            let t = tenant(&format!("peer{i}"), 1);
+            let l = sched.lane(&t);
+            let never = AtomicBool::new(false);
+            drop(sched.turn(l, &never).unwrap());
+        }
+        assert!(lock(&sched.state).lanes.len() <= 2);
+    }
+}
