@@ -192,7 +192,7 @@ wire_struct! {
         pub rate_runs: u64,
         /// Bytes of runs per second (0: no limit).
         pub rate_bytes: u64,
-        /// The guest's share of the engine against other guests' (weighted round robin).
+        /// The guest's share of engine time against other guests' while several wait.
         pub weight: u32,
         /// `VFPGA_LIMIT_F_*` bits.
         pub flags: u32,

@@ -73,7 +73,7 @@ impl Agent {
         listener.set_nonblocking(true)?;
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
-            sched: Scheduler::new(cfg.max_concurrent),
+            sched: Scheduler::new(cfg.max_concurrent, Duration::ZERO),
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),

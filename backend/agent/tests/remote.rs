@@ -163,9 +163,11 @@ impl Host {
                     })
                     .collect(),
             }),
-            library: (!allow.is_empty()).then(|| LibraryConfig {
-                dir: dir.path().to_owned(),
-                allow: allow.iter().map(|a| (*a).to_owned()).collect(),
+            library: (!allow.is_empty()).then(|| {
+                LibraryConfig::new(
+                    dir.path().to_owned(),
+                    allow.iter().map(|a| (*a).to_owned()).collect(),
+                )
             }),
             ..Config::default()
         };

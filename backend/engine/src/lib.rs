@@ -189,4 +189,36 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
 
     /// Replaces the catalogue with the bitstream `name` from the engine's library.
     fn load_bitstream(&self, name: &str) -> Result<Arc<Catalog>, EngineError>;
+
+    /// The catalogue of bitstream `name`, loading it only if another is loaded (two
+    /// callers at once may both load it: engines that program hardware check again
+    /// once they hold the fabric).
+    fn ensure_loaded(&self, name: &str) -> Result<Arc<Catalog>, EngineError> {
+        let c = self.catalog();
+        if c.name == name {
+            return Ok(c);
+        }
+        self.load_bitstream(name)
+    }
+
+    /// Runs kernel `kernel` of bitstream `bitstream`, loading the bitstream first if
+    /// another is loaded (time-sharing the fabric: the daemon's scheduler batches runs
+    /// by bitstream so this loads rarely).
+    fn run_in(&self, bitstream: &str, kernel: &str, call: &Call<'_>) -> Result<(), EngineError> {
+        // Another time-shared run may reprogram between the load and the run: the run
+        // then finds its kernel gone and goes round again, a bounded number of times.
+        for _ in 0..3 {
+            let catalog = self.ensure_loaded(bitstream)?;
+            let k = catalog
+                .find(kernel)
+                .ok_or_else(|| EngineError::KernelGone(format!("{bitstream}/{kernel}")))?;
+            match self.run(k, call) {
+                Err(EngineError::KernelGone(_)) => continue,
+                r => return r,
+            }
+        }
+        Err(EngineError::Failed(format!(
+            "bitstream {bitstream} was replaced under {kernel} three times in a row"
+        )))
+    }
 }

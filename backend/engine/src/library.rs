@@ -33,6 +33,15 @@ impl Library {
         if !path.is_file() {
             return Err(EngineError::UnknownBitstream(name.to_owned()));
         }
-        Catalog::load(&path).map_err(|e| EngineError::Failed(e.to_string()))
+        let catalog = Catalog::load(&path).map_err(|e| EngineError::Failed(e.to_string()))?;
+        // The name a guest loads by is the name the loaded catalogue reports.
+        if catalog.name != name {
+            return Err(EngineError::Failed(format!(
+                "{}: [bitstream] name = {:?} differs from the file's name {name:?}",
+                path.display(),
+                catalog.name
+            )));
+        }
+        Ok(catalog)
     }
 }

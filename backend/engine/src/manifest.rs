@@ -157,7 +157,7 @@ pub struct BitstreamHw {
 }
 
 /// A kernel of a catalogue.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Kernel {
     /// Its signature.
     pub sig: KernelSig,

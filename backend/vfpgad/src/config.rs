@@ -19,6 +19,8 @@
 //! [library]                 # bitstreams guests may load, by name
 //! dir = "/var/lib/vfpga/bitstreams"
 //! allow = ["base", "sim-base"]  # only these names ("*": every manifest in dir)
+//! share = ["base", "video"]  # time-shared: kernels offered as "base/vadd_u32", ...
+//! min_slice_ms = 100        # least time a shared bitstream keeps the fabric
 //!
 //! [pl]                      # engine = "pl": this board's programmable logic
 //! bitstream = "base"        # loaded at start from [library]; must be allowed too
@@ -330,6 +332,31 @@ pub struct LibraryConfig {
     /// Names guests may load.
     #[serde(default)]
     pub allow: Vec<String>,
+    /// Bitstreams time-shared between guests: their kernels are offered as
+    /// `BITSTREAM/KERNEL` whatever is loaded, and the fabric switches between them as
+    /// runs ask (each must also be in `allow`).
+    #[serde(default)]
+    pub share: Vec<String>,
+    /// Least time a shared bitstream keeps the fabric while its runs wait and another's
+    /// do too (milliseconds; 0: switch whenever another bitstream's run is next).
+    #[serde(default = "default_min_slice_ms")]
+    pub min_slice_ms: u64,
+}
+
+fn default_min_slice_ms() -> u64 {
+    100
+}
+
+impl LibraryConfig {
+    /// A library in `dir` allowing `allow`, sharing nothing.
+    pub fn new(dir: PathBuf, allow: Vec<String>) -> Self {
+        Self {
+            dir,
+            allow,
+            share: Vec::new(),
+            min_slice_ms: default_min_slice_ms(),
+        }
+    }
 }
 
 /// `[[guest]]`.
@@ -554,6 +581,21 @@ impl Config {
                 return bad(format!(
                     "[daemon] engine = {other:?}: use \"sim\" (software model), \"pl\" (this board's FPGA) or \"remote\" (boards running vfpga-agent)"
                 ))
+            }
+        }
+        if let Some(l) = &self.library {
+            for name in &l.share {
+                if !l.allow.iter().any(|a| a == name || a == "*") {
+                    return bad(format!(
+                        "[library] share names {name:?}, which allow does not: add it to allow"
+                    ));
+                }
+                if l.share.iter().filter(|n| *n == name).count() > 1 {
+                    return bad(format!("[library] share names {name:?} twice"));
+                }
+            }
+            if l.min_slice_ms > 3_600_000 {
+                return bad("[library] min_slice_ms must be at most an hour (3600000)".into());
             }
         }
         self.socket_mode()?;

@@ -18,6 +18,7 @@ use crate::config::DeviceLimits;
 #[cfg(feature = "vhost")]
 use crate::executor::{Executor, Job, JobQueue};
 use crate::sessions::Sessions;
+use crate::shelf::Shelf;
 use crate::stats::Counters;
 use crate::tenant::{Policy, Tenant};
 #[cfg(feature = "vhost")]
@@ -135,6 +136,8 @@ pub struct Device {
     pub name: String,
     /// The guest as a tenant: its policy and quotas, shared by all its devices.
     pub tenant: Arc<Tenant>,
+    /// The time-shared bitstreams whose kernels it offers as `BITSTREAM/KERNEL`.
+    pub shelf: Arc<Shelf>,
     /// Limits announced in the config space.
     pub limits: DeviceLimits,
     /// The engine (shared by all guests).
@@ -180,6 +183,12 @@ impl Device {
         }
     }
 
+    /// The same device, offering the kernels of the time-shared bitstreams on `shelf`.
+    pub fn with_shelf(mut self, shelf: Arc<Shelf>) -> Self {
+        self.shelf = shelf;
+        self
+    }
+
     /// The same device, its guest under `tenant`'s policy and quotas.
     pub fn with_tenant(mut self, tenant: Arc<Tenant>) -> Self {
         self.name.clone_from(&tenant.name);
@@ -198,6 +207,7 @@ impl Device {
         Self {
             name: tenant.name.clone(),
             tenant,
+            shelf: Arc::default(),
             limits,
             engine,
             #[cfg(feature = "vhost")]
@@ -257,7 +267,12 @@ impl Device {
             .kernels
             .iter()
             .filter(|k| self.tenant.may_run(&k.sig.name))
-            .count();
+            .count()
+            + self
+                .shelf
+                .kernels()
+                .filter(|(q, k)| self.may_run_shared(q, k))
+                .count();
         DeviceInfo {
             abi_version: ABI_VERSION,
             num_request_queues: self.limits.request_queues,
@@ -289,6 +304,12 @@ impl Device {
             Ok(m) => m.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// Whether the guest may run shared kernel `k`, named `qualified`: its policy names
+    /// the qualified name or the kernel's own.
+    pub fn may_run_shared(&self, qualified: &str, k: &vfpga_engine::Kernel) -> bool {
+        self.tenant.may_run(qualified) || self.tenant.may_run(&k.sig.name)
     }
 
     /// Forgets sessions (device reset or disconnect).

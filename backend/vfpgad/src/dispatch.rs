@@ -162,12 +162,19 @@ impl Device {
         let start = usize::try_from(req.args[0].value).unwrap_or(usize::MAX);
         let out = buf(bufs, 1)?;
         let catalog = self.engine.catalog();
-        // The guest sees the kernels its policy lets it run.
+        // The guest sees the kernels its policy lets it run: the loaded catalogue's,
+        // then the time-shared bitstreams' under their qualified names.
         let visible = || {
             catalog
                 .kernels
                 .iter()
                 .filter(|k| self.tenant.may_run(&k.sig.name))
+                .chain(
+                    self.shelf
+                        .kernels()
+                        .filter(|(q, k)| self.may_run_shared(q, k))
+                        .map(|(_, k)| k),
+                )
         };
         let mut written = 0usize;
         for k in visible().skip(start) {
@@ -194,19 +201,33 @@ impl Device {
         expect(req, &[(ArgKind::In, ElemType::U8)])?;
         let mut raw = [0u8; MAX_NAME_LEN];
         let name = read_name(buf(bufs, 0)?, &mut raw)?;
-        let catalog = self.engine.catalog();
-        let kernel = catalog.find(name).ok_or(AbiError::new(
-            Status::UnknownKernel,
-            "no kernel with that name",
-        ))?;
-        if !self.tenant.may_run(name) {
-            return Err(self
-                .tenant
-                .refuse(Status::Permission, "kernel not in the guest's kernels"));
-        }
+        let (kernel, bitstream) = match self.shelf.find(name) {
+            // A kernel of a time-shared bitstream, loaded or not.
+            Some(f) => {
+                if !self.may_run_shared(name, &f.kernel) {
+                    return Err(self
+                        .tenant
+                        .refuse(Status::Permission, "kernel not in the guest's kernels"));
+                }
+                (f.kernel, Some(f.bitstream))
+            }
+            None => {
+                let catalog = self.engine.catalog();
+                let kernel = catalog.find(name).ok_or(AbiError::new(
+                    Status::UnknownKernel,
+                    "no kernel with that name",
+                ))?;
+                if !self.tenant.may_run(name) {
+                    return Err(self
+                        .tenant
+                        .refuse(Status::Permission, "kernel not in the guest's kernels"));
+                }
+                (kernel.clone(), None)
+            }
+        };
         let session = self
             .sessions
-            .open(kernel.clone())
+            .open(kernel, bitstream)
             .ok_or(AbiError::new(Status::Busy, "all sessions are in use"))?;
         debug!(guest = %self.name, kernel = name, id = session.id, "session opened");
         Ok(Response {
@@ -305,7 +326,9 @@ impl Device {
                 .cost(&session.kernel, &Call::new(req.args(), &bufs))
         };
         // Held until the run is over, wherever it runs.
-        let admission = if cost > self.inline_cost {
+        // Time-shared runs always go through the scheduler, which batches them by
+        // bitstream (one run inline could reprogram the fabric at any moment).
+        let admission = if cost > self.inline_cost || session.bitstream.is_some() {
             match self.defer(queue, req, mem, vring, &session, scratch, admission) {
                 Ok(()) => return None,
                 Err(a) => a,
@@ -400,7 +423,10 @@ impl Device {
         // A bug in an engine must cost one request, not the engine thread (and with it
         // the chain, which the guest would wait for forever).
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.engine.run(&session.kernel, &call)
+            match session.bitstream.and_then(|b| self.shelf.name(b)) {
+                Some(b) => self.engine.run_in(b, &session.kernel.sig.name, &call),
+                None => self.engine.run(&session.kernel, &call),
+            }
         }))
         .unwrap_or_else(|_| {
             error!(guest = %self.name, kernel = %session.kernel.sig.name, "the engine panicked; request failed");
@@ -532,7 +558,7 @@ mod tests {
             .expect("sha256 in the catalogue")
             .clone();
         let dev = Device::new("vm0", DeviceLimits::default(), engine);
-        let session = dev.sessions.open(kernel).expect("a session");
+        let session = dev.sessions.open(kernel, None).expect("a session");
         let mut args = [ArgEntry::default(); MAX_ARGS];
         args[..3].copy_from_slice(&[
             ArgEntry::input(ElemType::U8, 0),

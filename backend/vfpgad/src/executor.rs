@@ -8,6 +8,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 use tracing::{debug, error, warn};
 use vfpga_engine::SegStream;
@@ -163,7 +164,8 @@ impl JobQueue {
     /// Queues a job; gives it back if the guest's lane is full or the engine threads are
     /// shutting down.
     pub fn try_send(&self, job: Box<Job>) -> Result<(), Box<Job>> {
-        self.sched.submit(self.lane, job)
+        let bitstream = job.session.as_ref().and_then(|s| s.bitstream);
+        self.sched.submit(self.lane, bitstream, job)
     }
 }
 
@@ -176,9 +178,10 @@ pub struct Executor {
 }
 
 impl Executor {
-    /// Starts `threads` engine threads.
-    pub fn new(threads: usize) -> std::io::Result<Arc<Self>> {
-        let sched: Arc<Scheduler<Box<Job>>> = Arc::new(Scheduler::new(threads));
+    /// Starts `threads` engine threads; a time-shared bitstream keeps the fabric at
+    /// least `min_slice` while its runs and others' wait.
+    pub fn new(threads: usize, min_slice: Duration) -> std::io::Result<Arc<Self>> {
+        let sched: Arc<Scheduler<Box<Job>>> = Arc::new(Scheduler::new(threads, min_slice));
         let mut handles = Vec::with_capacity(sched.tokens());
         for i in 0..sched.tokens() {
             let sched = sched.clone();

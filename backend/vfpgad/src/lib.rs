@@ -24,6 +24,7 @@ pub mod sched;
 #[cfg(feature = "vhost")]
 pub mod server;
 pub mod sessions;
+pub mod shelf;
 pub mod sockets;
 pub mod stats;
 pub mod stream;

@@ -204,10 +204,7 @@ impl Cli {
                 }
             }
             (Some(dir), None) => {
-                c.library = Some(LibraryConfig {
-                    dir: dir.clone(),
-                    allow: self.allow.clone(),
-                });
+                c.library = Some(LibraryConfig::new(dir.clone(), self.allow.clone()));
             }
             (None, Some(lib)) if !self.allow.is_empty() => lib.allow.clone_from(&self.allow),
             (None, None) if !self.allow.is_empty() => {

@@ -22,6 +22,7 @@ use crate::config::{Config, DeviceLimits, GuestConfig};
 use crate::device::{lock, Device};
 use crate::executor::Executor;
 use crate::sched::Turns;
+use crate::shelf::Shelf;
 use crate::sockets::{bind, wait_readable};
 use crate::stream::{StreamConfig, StreamError, StreamGuest, StreamGuests, StreamServer};
 use crate::tenant::Tenant;
@@ -140,7 +141,20 @@ impl Server {
     /// Binds every guest's vhost-user socket and stream listeners, then serves them on
     /// their own threads. Returns once all of them accept connections.
     pub fn start(config: &Config, engine: Arc<dyn Engine>) -> Result<Self, ServerError> {
-        let exec = Executor::new(config.engine_threads())?;
+        let min_slice =
+            Duration::from_millis(config.library.as_ref().map_or(0, |l| l.min_slice_ms));
+        let exec = Executor::new(config.engine_threads(), min_slice)?;
+        let shelf = Arc::new(match &config.library {
+            Some(l) if !l.share.is_empty() => {
+                let library = vfpga_engine::Library {
+                    dir: l.dir.clone(),
+                    allow: l.allow.clone(),
+                };
+                Shelf::open(&library, &l.share)
+                    .map_err(|e| ServerError::Config(crate::config::ConfigError::Invalid(e)))?
+            }
+            _ => Shelf::default(),
+        });
         let stop = Arc::new(Stop {
             flag: AtomicBool::new(false),
             event: EventFd::new(EFD_NONBLOCK)?,
@@ -169,6 +183,7 @@ impl Server {
             &tenants,
             &engine,
             exec.scheduler().clone(),
+            shelf.clone(),
             mode,
             gid,
         )?;
@@ -197,6 +212,7 @@ impl Server {
                 guest: g.clone(),
                 inline_cost: config.daemon.inline_cost,
                 engine: engine.clone(),
+                shelf: shelf.clone(),
                 exec: server.exec.clone(),
                 stop: server.stop.clone(),
                 live: server.live.clone(),
@@ -252,6 +268,7 @@ fn start_streams(
     tenants: &[Arc<Tenant>],
     engine: &Arc<dyn Engine>,
     turns: Arc<dyn Turns>,
+    shelf: Arc<Shelf>,
     socket_mode: Option<u32>,
     socket_gid: Option<u32>,
 ) -> Result<Option<StreamServer>, ServerError> {
@@ -288,6 +305,7 @@ fn start_streams(
         idle: (config.stream.idle_timeout_ms > 0)
             .then(|| Duration::from_millis(config.stream.idle_timeout_ms)),
         turns,
+        shelf,
         tls,
         socket_mode,
         socket_gid,
@@ -304,6 +322,7 @@ struct GuestLoop {
     limits: DeviceLimits,
     inline_cost: u64,
     engine: Arc<dyn Engine>,
+    shelf: Arc<Shelf>,
     exec: Arc<Executor>,
     stop: Arc<Stop>,
     live: Arc<LiveDevices>,
@@ -335,6 +354,7 @@ impl GuestLoop {
         let dev = Arc::new(
             Device::new(name, self.limits.clone(), self.engine.clone())
                 .with_tenant(self.tenant.clone())
+                .with_shelf(self.shelf.clone())
                 .with_engine_threads(&self.exec, self.inline_cost),
         );
         let backend = VhuVfpga::new(dev.clone());

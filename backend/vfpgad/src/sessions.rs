@@ -19,6 +19,10 @@ pub struct Session {
     pub id: u64,
     /// The kernel it runs.
     pub kernel: Arc<Kernel>,
+    /// The shared bitstream (index on the device's shelf) the kernel comes from, for a
+    /// session opened as `BITSTREAM/KERNEL`; `None`: the kernel of the catalogue loaded
+    /// when the session opened (gone with the next load).
+    pub bitstream: Option<u16>,
     /// Its counters.
     pub counters: Counters,
 }
@@ -74,8 +78,9 @@ impl Sessions {
         Some((usize::from(u16::try_from(id & 0xffff).ok()?), generation))
     }
 
-    /// Opens a session on `kernel`; `None` when the table is full.
-    pub fn open(&self, kernel: Arc<Kernel>) -> Option<Arc<Session>> {
+    /// Opens a session on `kernel` (of shared bitstream `bitstream`, if any); `None`
+    /// when the table is full.
+    pub fn open(&self, kernel: Arc<Kernel>, bitstream: Option<u16>) -> Option<Arc<Session>> {
         let mut slots = self.slots();
         let (index, slot) = slots
             .iter_mut()
@@ -86,6 +91,7 @@ impl Sessions {
         let session = Arc::new(Session {
             id,
             kernel,
+            bitstream,
             counters: Counters::default(),
         });
         slot.session = Some(session.clone());
@@ -148,12 +154,12 @@ mod tests {
     #[test]
     fn ids_are_checked_and_not_reused() {
         let t = Sessions::new(2);
-        let a = t.open(kernel()).unwrap();
-        let b = t.open(kernel()).unwrap();
-        assert!(t.open(kernel()).is_none(), "table is full");
+        let a = t.open(kernel(), None).unwrap();
+        let b = t.open(kernel(), None).unwrap();
+        assert!(t.open(kernel(), None).is_none(), "table is full");
         assert!(t.close(a.id));
         assert!(!t.close(a.id), "already closed");
-        let c = t.open(kernel()).unwrap();
+        let c = t.open(kernel(), None).unwrap();
         assert_ne!(c.id, a.id, "reused slot, new generation");
         assert!(t.get(a.id).is_none());
         assert_eq!(t.get(b.id).unwrap().id, b.id);

@@ -75,7 +75,7 @@ impl PlEngine {
             cfg,
         };
         if let Some(b) = e.cfg.bitstream.clone() {
-            e.load(&b)?;
+            e.load(&b, false)?;
         }
         Ok(e)
     }
@@ -95,8 +95,9 @@ impl PlEngine {
     }
 
     /// Loads bitstream `name` once the runs in flight have ended (runs asked for
-    /// meanwhile wait, then see the new catalogue: their old kernels are gone).
-    fn load(&self, name: &str) -> Result<Arc<Catalog>, EngineError> {
+    /// meanwhile wait, then see the new catalogue: their old kernels are gone). With
+    /// `unless_loaded`, a bitstream found loaded once the fabric is held stays as it is.
+    fn load(&self, name: &str, unless_loaded: bool) -> Result<Arc<Catalog>, EngineError> {
         let catalog = self.cfg.library.open(name)?;
         if let Some(k) = catalog.kernels.iter().find(|k| k.core.is_none()) {
             return Err(EngineError::Failed(format!(
@@ -109,6 +110,12 @@ impl PlEngine {
             tracing::info!(bitstream = name, runs, "load waits for the runs in flight");
         }
         let _fabric = self.gate.load();
+        if unless_loaded {
+            let c = self.catalog();
+            if c.name == name {
+                return Ok(c);
+            }
+        }
         match self.program(catalog, name) {
             Ok(loaded) => {
                 let catalog = loaded.catalog.clone();
@@ -284,7 +291,15 @@ impl Engine for PlEngine {
     }
 
     fn load_bitstream(&self, name: &str) -> Result<Arc<Catalog>, EngineError> {
-        self.load(name)
+        self.load(name, false)
+    }
+
+    fn ensure_loaded(&self, name: &str) -> Result<Arc<Catalog>, EngineError> {
+        let c = self.catalog();
+        if c.name == name {
+            return Ok(c);
+        }
+        self.load(name, true)
     }
 }
 

@@ -335,7 +335,7 @@ fn run(
     rd: &SegStream,
     wr: &SegStream,
 ) -> Result<Response, AbiError> {
-    let Ok(_turn) = rules.turns.turn(lane, rules.stop) else {
+    let Ok(_turn) = rules.turns.turn(lane, t.session.bitstream, rules.stop) else {
         return Err(AbiError::new(Status::Busy, "the server is stopping"));
     };
     // The guest may have gone (its sessions closed) while this waited.

@@ -25,6 +25,7 @@ use super::serve::{log_end, serve, Conn, End, Rules};
 use crate::config::DeviceLimits;
 use crate::device::{lock, Device};
 use crate::sched::Turns;
+use crate::shelf::Shelf;
 use crate::sockets::{bind, wait_readable};
 use crate::stats::Counters;
 use crate::tenant::Tenant;
@@ -64,6 +65,8 @@ pub struct StreamConfig {
     pub idle: Option<Duration>,
     /// Turns on the engine for runs, shared with the virtio devices' engine threads.
     pub turns: Arc<dyn Turns>,
+    /// The time-shared bitstreams offered to every guest.
+    pub shelf: Arc<Shelf>,
     /// Server TLS set-up (client certificates required), for `tls:` listeners.
     pub tls: Option<Arc<ServerConfig>>,
     /// Mode of `unix:` sockets.
@@ -586,12 +589,15 @@ pub(super) fn serve_conn<C: Conn>(
             close();
             return;
         }
-        let dev = Arc::new(Device::for_stream(
-            gs.tenant.clone(),
-            gs.limits.clone(),
-            shared.engine.clone(),
-            gs.counters.clone(),
-        ));
+        let dev = Arc::new(
+            Device::for_stream(
+                gs.tenant.clone(),
+                gs.limits.clone(),
+                shared.engine.clone(),
+                gs.counters.clone(),
+            )
+            .with_shelf(shared.cfg.shelf.clone()),
+        );
         conns.push(Entry {
             id,
             since: Instant::now(),

@@ -29,19 +29,35 @@ impl ModelBoard {
     /// Lays out the board under `dir` with a core for each of the sim `kernels` (by
     /// catalogue name, e.g. `vadd_u32`, `mmult`), each run bounded by `timeout_ms`.
     pub fn start(dir: &Path, kernels: &[&str], timeout_ms: u64) -> io::Result<Self> {
+        Self::start_with(dir, &[("base", kernels)], timeout_ms)
+    }
+
+    /// A board whose library holds several bitstreams, each `(name, kernels)` (a
+    /// kernel in two of them is one core of the model, reset by either's load).
+    pub fn start_with(
+        dir: &Path,
+        bitstreams: &[(&str, &[&str])],
+        timeout_ms: u64,
+    ) -> io::Result<Self> {
         let sim = SimEngine::new(None).map_err(|e| io::Error::other(e.to_string()))?;
         let catalog = sim.catalog();
-        let mut cores = Vec::new();
-        let mut sigs = Vec::new();
-        for name in kernels {
-            let k = catalog
-                .find(name)
-                .ok_or_else(|| io::Error::other(format!("no sim kernel {name}")))?;
-            cores.push(CoreSpec {
-                uio: (*name).to_owned(),
-                implements: k.sim.clone().unwrap_or_default(),
-            });
-            sigs.push((k.sim.clone().unwrap_or_default(), k.sig.clone()));
+        let mut cores: Vec<CoreSpec> = Vec::new();
+        let mut manifests = Vec::new();
+        for (bitstream, kernels) in bitstreams {
+            let mut sigs = Vec::new();
+            for name in *kernels {
+                let k = catalog
+                    .find(name)
+                    .ok_or_else(|| io::Error::other(format!("no sim kernel {name}")))?;
+                if !cores.iter().any(|c| c.uio == *name) {
+                    cores.push(CoreSpec {
+                        uio: (*name).to_owned(),
+                        implements: k.sim.clone().unwrap_or_default(),
+                    });
+                }
+                sigs.push((k.sim.clone().unwrap_or_default(), k.sig.clone()));
+            }
+            manifests.push((*bitstream, sigs));
         }
         let dma: Vec<String> = (0..8).map(|i| format!("udmabuf{i}")).collect();
         let root = dir.join("root");
@@ -54,8 +70,16 @@ impl ModelBoard {
         )?;
         let library = dir.join("library");
         std::fs::create_dir_all(&library)?;
-        std::fs::write(library.join("base.bit.bin"), b"model bitstream")?;
-        std::fs::write(library.join("base.toml"), manifest(&sigs, &dma, timeout_ms))?;
+        for (bitstream, sigs) in manifests {
+            std::fs::write(
+                library.join(format!("{bitstream}.bit.bin")),
+                format!("model bitstream {bitstream}"),
+            )?;
+            std::fs::write(
+                library.join(format!("{bitstream}.toml")),
+                manifest(bitstream, &sigs, &dma, timeout_ms),
+            )?;
+        }
         Ok(Self {
             model,
             root,
@@ -64,11 +88,16 @@ impl ModelBoard {
     }
 }
 
-/// The manifest of bitstream `base` for `kernels` (sim implementation, signature).
-fn manifest(kernels: &[(String, KernelSig)], dma: &[String], timeout_ms: u64) -> String {
+/// The manifest of bitstream `name` for `kernels` (sim implementation, signature).
+fn manifest(
+    name: &str,
+    kernels: &[(String, KernelSig)],
+    dma: &[String],
+    timeout_ms: u64,
+) -> String {
     let quoted: Vec<String> = dma.iter().map(|d| format!("{d:?}")).collect();
     let mut t = format!(
-        "[bitstream]\nname = \"base\"\nfile = \"base.bit.bin\"\ndma = [{}]\n",
+        "[bitstream]\nname = {name:?}\nfile = \"{name}.bit.bin\"\ndma = [{}]\n",
         quoted.join(", ")
     );
     for (sim, sig) in kernels {

@@ -141,6 +141,8 @@ impl Loader {
                 .unwrap_or_else(|| "operating".into())
         };
         if end == "operating" {
+            let t = self.shared.program_us.load(Ordering::Relaxed);
+            std::thread::sleep(Duration::from_micros(t));
             self.reset_cores();
         }
         self.shared.event(format!("fpga0: load {fw}: {end}"));

@@ -98,6 +98,8 @@ pub struct HlsModel {
     events: Arc<Mutex<Vec<String>>>,
     runs: Arc<AtomicU64>,
     done: Arc<Mutex<Vec<String>>>,
+    program_us: Arc<AtomicU64>,
+    programmed: Arc<AtomicU64>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -109,6 +111,8 @@ struct Shared {
     runs: Arc<AtomicU64>,
     /// The cores (UIO names) whose runs completed, in order (the first 100 000).
     done: Arc<Mutex<Vec<String>>>,
+    /// How long programming the fabric takes, in microseconds.
+    program_us: Arc<AtomicU64>,
     /// Times the fabric was programmed: a run that sees it change between its start and
     /// its end was cut short by the reprogramming, as on hardware.
     programmed: Arc<AtomicU64>,
@@ -155,6 +159,7 @@ impl HlsModel {
             events: Arc::new(Mutex::new(Vec::new())),
             runs: Arc::new(AtomicU64::new(0)),
             done: Arc::new(Mutex::new(Vec::new())),
+            program_us: Arc::new(AtomicU64::new(0)),
             programmed: Arc::new(AtomicU64::new(0)),
         };
         let fpga = root.join("sys/class/fpga_manager/fpga0");
@@ -246,6 +251,8 @@ impl HlsModel {
             events: shared.events,
             runs: shared.runs,
             done: shared.done,
+            program_us: shared.program_us,
+            programmed: shared.programmed,
             threads,
         })
     }
@@ -286,6 +293,20 @@ impl HlsModel {
     /// Completed core runs.
     pub fn runs(&self) -> u64 {
         self.runs.load(Ordering::Relaxed)
+    }
+
+    /// Makes programming the fabric take `t` from now on (a load answers only then), as
+    /// a full bitstream takes tens of milliseconds on a Zynq-7000.
+    pub fn set_program_time(&self, t: Duration) {
+        self.program_us.store(
+            u64::try_from(t.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Times the fabric was programmed (loads that reached the fabric).
+    pub fn programmed(&self) -> u64 {
+        self.programmed.load(Ordering::Acquire)
     }
 
     /// The cores (UIO names) whose runs completed, in the order they did (the first
