@@ -192,3 +192,89 @@ fn the_guest_survives_a_daemon_restart() {
     );
     assert!(d.stop(), "the restarted daemon stops cleanly");
 }
+
+/// A sim bitstream for the library, time-shared: its kernels are `extra/...`.
+const EXTRA: &str = r#"
+[bitstream]
+name = "extra"
+[[kernel]]
+name = "sha256"
+sim = "sha256"
+args = [
+  { name = "data", kind = "in", type = "u8", dims = ["n"] },
+  { name = "digest", kind = "out", type = "u8", count = 32 },
+  { name = "n", kind = "scalar", type = "u64" },
+]
+"#;
+
+#[test]
+#[ignore = "boots two VMs; run by scripts/test-all.sh"]
+fn two_guests_at_once_each_under_its_policy() {
+    let _vm = vm_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let lib = dir.path().join("lib");
+    put(&lib, "extra.toml", EXTRA.as_bytes());
+    let sock = |g: &str| dir.path().join(format!("{g}.sock"));
+    let config = dir.path().join("vfpgad.toml");
+    put(
+        dir.path(),
+        "vfpgad.toml",
+        format!(
+            "[library]\ndir = {:?}\nallow = [\"extra\"]\nshare = [\"extra\"]\n\
+             [[guest]]\nname = \"a\"\nsocket = {:?}\nkernels = [\"vadd_u32\", \"vadd_f32\"]\nmax_inflight = 4\nweight = 2\n\
+             [[guest]]\nname = \"b\"\nsocket = {:?}\nrate_runs = 1000\n",
+            lib,
+            sock("a"),
+            sock("b")
+        )
+        .as_bytes(),
+    );
+    let d = Daemon::start_with(
+        &["--config".into(), config.display().to_string()],
+        &[sock("a"), sock("b")],
+    );
+    let (sa, sb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut rng = Rng(707);
+    let wa = kernel_inputs(sa.path(), &mut rng);
+    let wb = kernel_inputs(sb.path(), &mut rng);
+    put(sa.path(), "role", b"a");
+    put(sb.path(), "role", b"b");
+    // Both guests boot and run at once.
+    let ga = Guest::spawn(&GuestOpts::new("tenants", &[sock("a")], sa.path()));
+    let gb = Guest::spawn(&GuestOpts::new("tenants", &[sock("b")], sb.path()));
+    let (oa, ob) = (ga.finish(), gb.finish());
+    assert_ok("tenants (guest a)", &oa);
+    assert_ok("tenants (guest b)", &ob);
+    let text = |s: &std::path::Path, f: &str| String::from_utf8_lossy(&get(s, f)).into_owned();
+    // a: its kernels only, its limits, a refusal that says why.
+    let kernels = text(sa.path(), "out/kernels.txt");
+    assert!(
+        kernels.contains("vadd_u32(") && kernels.contains("vadd_f32("),
+        "{kernels}"
+    );
+    for hidden in ["sha256", "mmult", "extra/"] {
+        assert!(!kernels.contains(hidden), "a sees {hidden}:\n{kernels}");
+    }
+    let limits = text(sa.path(), "out/limits.txt");
+    for want in ["at most 4", "weight 2"] {
+        assert!(limits.contains(want), "a's limits lack {want:?}:\n{limits}");
+    }
+    let refused = text(sa.path(), "out/refused.txt");
+    assert!(refused.contains("sha256"), "{refused}");
+    assert!(get(sa.path(), "out/vadd.bin") == wa[0].1);
+    // b: every kernel, the shared bitstream's under its qualified name; no loads.
+    let kernels = text(sb.path(), "out/kernels.txt");
+    for shown in ["sha256(", "mmult(", "extra/sha256("] {
+        assert!(kernels.contains(shown), "b lacks {shown}:\n{kernels}");
+    }
+    let limits = text(sb.path(), "out/limits.txt");
+    assert!(limits.contains("1000 runs/s"), "{limits}");
+    let refused = text(sb.path(), "out/refused.txt");
+    assert!(
+        refused.contains("load bitstream `extra`: not permitted"),
+        "{refused}"
+    );
+    let sha = wb.iter().find(|(n, _)| *n == "sha256").unwrap();
+    assert!(get(sb.path(), "out/sha.bin") == sha.1);
+    drop(d);
+}
