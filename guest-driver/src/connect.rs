@@ -95,7 +95,8 @@ fn tls(host: &str, port: u16, name: &str, cfg: Arc<rustls::ClientConfig>) -> io:
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "the host name has no address"))?;
-    let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIME)?;
+    let explained = |e: io::Error| io::Error::new(e.kind(), vfpga_transport::explain(&e, name));
+    let tcp = TcpStream::connect_timeout(&addr, CONNECT_TIME).map_err(explained)?;
     tcp.set_nodelay(true)?;
     tcp.set_read_timeout(Some(CONNECT_TIME))?;
     tcp.set_write_timeout(Some(CONNECT_TIME))?;
@@ -105,7 +106,7 @@ fn tls(host: &str, port: u16, name: &str, cfg: Arc<rustls::ClientConfig>) -> io:
     let mut s = StreamOwned::new(conn, tcp);
     // The handshake now, so a refused certificate shows here and not on the first request.
     while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock)?;
+        s.conn.complete_io(&mut s.sock).map_err(explained)?;
     }
     s.sock.set_read_timeout(None)?;
     s.sock.set_write_timeout(None)?;

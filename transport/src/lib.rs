@@ -11,7 +11,7 @@ pub mod vsock;
 pub mod xen;
 
 pub use tls::{
-    cert_names, check_server_name, client_config, default_server_name, server_config, TlsError,
-    TlsFiles,
+    cert_names, check_server_name, client_config, default_server_name, explain, server_config,
+    TlsError, TlsFiles,
 };
 pub use uri::{Endpoint, UriError};

@@ -132,6 +132,45 @@ pub fn cert_names(der: &CertificateDer<'_>, name: &str) -> bool {
         .is_ok_and(|c| c.verify_is_valid_for_subject_name(&name).is_ok())
 }
 
+/// Says in words why a TLS connection to `server_name` failed, when the cause is one a
+/// person can fix (certificates of another CA, a name the server's certificate does not
+/// carry, a certificate of the wrong kind, an expired one); otherwise the error as is.
+pub fn explain(e: &std::io::Error, server_name: &str) -> String {
+    use rustls::{AlertDescription, CertificateError, Error};
+    let tls = e.get_ref().and_then(|i| i.downcast_ref::<Error>());
+    let why = match tls {
+        Some(Error::InvalidCertificate(c)) => match c {
+            CertificateError::BadSignature | CertificateError::UnknownIssuer => {
+                "the peer's certificate is not signed by our CA (ca.pem): the two sides hold certificates of different `vfpga-agent cert init` runs".to_owned()
+            }
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => format!(
+                "the server's certificate does not carry the name {server_name:?}: connect with a name it carries (--server-name, or server_name in [[remote.board]]), or issue it one (`vfpga-agent cert server --name`)"
+            ),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => {
+                "the peer's certificate has expired: issue a new one".to_owned()
+            }
+            c if format!("{c:?}").contains("Eku") => {
+                "the peer's certificate is of the wrong kind (a client certificate where a server one belongs, or the reverse): use `cert server` for servers and `cert client` for clients".to_owned()
+            }
+            c => format!("the peer's certificate is refused: {c:?}"),
+        },
+        Some(Error::AlertReceived(a)) if matches!(a, AlertDescription::BadCertificate | AlertDescription::UnknownCA | AlertDescription::CertificateRequired | AlertDescription::UnsupportedCertificate | AlertDescription::CertificateUnknown) => format!(
+            "the server refused our certificate ({a:?}): it must be a client certificate (`vfpga-agent cert client`) signed by the server's CA; the server's log says more"
+        ),
+        _ if matches!(
+            e.kind(),
+            std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::UnexpectedEof
+        ) => {
+            "the server closed the connection during the TLS handshake: it probably refused our certificate (a server certificate used as a client one, or one of another CA); the server's log says why".to_owned()
+        }
+        _ if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            "nothing listens there (connection refused): is the server running, on that address and port?".to_owned()
+        }
+        _ => return e.to_string(),
+    };
+    format!("{e}: {why}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -146,5 +185,43 @@ mod tests {
         }
         assert!(check_server_name("not a name").is_err());
         assert!(check_server_name("[::1]").is_err());
+    }
+
+    #[test]
+    fn tls_failures_are_explained() {
+        use rustls::{AlertDescription, CertificateError, Error};
+        let io = |e: Error| std::io::Error::new(std::io::ErrorKind::InvalidData, e);
+        let cases = [
+            (
+                io(Error::InvalidCertificate(CertificateError::BadSignature)),
+                "not signed by our CA",
+            ),
+            (
+                io(Error::InvalidCertificate(CertificateError::UnknownIssuer)),
+                "different `vfpga-agent cert init`",
+            ),
+            (
+                io(Error::InvalidCertificate(CertificateError::NotValidForName)),
+                "--server-name",
+            ),
+            (
+                io(Error::AlertReceived(AlertDescription::BadCertificate)),
+                "refused our certificate",
+            ),
+            (
+                std::io::ErrorKind::BrokenPipe.into(),
+                "closed the connection during the TLS handshake",
+            ),
+            (
+                std::io::ErrorKind::ConnectionRefused.into(),
+                "nothing listens there",
+            ),
+        ];
+        for (e, want) in cases {
+            let text = explain(&e, "board1");
+            assert!(text.contains(want), "{text}");
+        }
+        let plain = std::io::Error::other("something else");
+        assert_eq!(explain(&plain, "board1"), "something else");
     }
 }

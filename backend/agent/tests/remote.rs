@@ -1019,3 +1019,92 @@ fn a_remote_load_invalidates_old_sessions_and_pooled_connections_follow() {
     assert_eq!(both_held(&engine, "vadd_u32", "mmult", 6), [Ok(()), Ok(())]);
     engine.shutdown();
 }
+
+/// Waits up to 60 s for `ok`, polling the engine's state (health checks every 50 ms).
+fn eventually(what: &str, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !ok() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn engine_over(pki: &Path, boards: &[String]) -> Arc<RemoteEngine> {
+    RemoteEngine::new(RemoteConfig {
+        boards: boards
+            .iter()
+            .enumerate()
+            .map(|(i, a)| BoardConfig {
+                name: format!("board{i}"),
+                address: a.clone(),
+                server_name: "127.0.0.1".into(),
+            })
+            .collect(),
+        tls: vfpga_transport::client_config(&TlsFiles {
+            ca: pki.join("ca.pem"),
+            cert: pki.join("client.pem"),
+            key: pki.join("client.key"),
+        })
+        .unwrap(),
+        timeout: Duration::from_secs(10),
+        connections: 2,
+        health_interval: Duration::from_millis(50),
+        allow: Vec::new(),
+    })
+}
+
+#[test]
+fn the_catalogue_follows_the_board_and_unreachable_boards_say_why() {
+    let ours = pki();
+    let lib = tempfile::tempdir().unwrap();
+    std::fs::write(
+        lib.path().join("hashes.toml"),
+        "[bitstream]\nname = \"hashes\"\n[[kernel]]\nname = \"digest\"\nsim = \"sha256\"\nargs = [\n  { name = \"data\", kind = \"in\", type = \"u8\", dims = [\"n\"] },\n  { name = \"digest\", kind = \"out\", type = \"u8\", count = 32 },\n  { name = \"n\", kind = \"scalar\", type = \"u64\" },\n]\n",
+    )
+    .unwrap();
+    let agent = AgentProc::start(
+        ours.path(),
+        free_port(),
+        &[
+            "--library",
+            lib.path().to_str().unwrap(),
+            "--allow",
+            "hashes",
+        ],
+    );
+    let nobody = format!("127.0.0.1:{}", free_port());
+    let engine = engine_over(ours.path(), &[agent.address(), nobody]);
+    // The unreachable board says why, in words.
+    eventually("board1's status explains", || {
+        engine.status()[1].2.contains("nothing listens there")
+    });
+    // The first board's catalogue (the agent's sim engine).
+    eventually("the catalogue is the board's", || {
+        engine.catalog().find("vadd_u32").is_some()
+    });
+    let before = engine.catalog().generation;
+    // Another host loads a bitstream on the board: the catalogue follows it.
+    let tls = vfpga_transport::client_config(&TlsFiles {
+        ca: ours.path().join("ca.pem"),
+        cert: ours.path().join("client.pem"),
+        key: ours.path().join("client.key"),
+    })
+    .unwrap();
+    let mut other_host =
+        Conn::connect(&agent.address(), "127.0.0.1", tls, Duration::from_secs(5)).unwrap();
+    assert_eq!(other_host.load("hashes").unwrap(), 1);
+    eventually("the catalogue follows the board's load", || {
+        engine.catalog().name == "hashes"
+    });
+    let c = engine.catalog();
+    assert!(c.find("digest").is_some() && c.find("vadd_u32").is_none());
+    assert_ne!(c.generation, before, "old sessions' kernels are gone");
+    engine.shutdown();
+    // A board whose certificate another CA signed: explained too.
+    let stranger = pki();
+    let other = engine_over(stranger.path(), &[agent.address()]);
+    eventually("a board of another CA is explained", || {
+        other.status()[0].2.contains("not signed by our CA")
+    });
+    other.shutdown();
+}

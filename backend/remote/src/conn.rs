@@ -128,7 +128,9 @@ impl Conn {
         if left.is_zero() {
             return Err(ConnError::Io(io::ErrorKind::TimedOut.into()));
         }
-        let mut sock = Deadline::new(TcpStream::connect_timeout(&addr, left)?);
+        let explained =
+            |e: io::Error| io::Error::new(e.kind(), vfpga_transport::explain(&e, server_name));
+        let mut sock = Deadline::new(TcpStream::connect_timeout(&addr, left).map_err(explained)?);
         sock.set(Some(deadline));
         sock.get_ref().set_nodelay(true)?;
         let name = ServerName::try_from(server_name.to_owned())
@@ -137,7 +139,10 @@ impl Conn {
             ClientConnection::new(tls, name).map_err(|e| ConnError::Protocol(e.to_string()))?;
         let mut stream = StreamOwned::new(conn, sock);
         while stream.conn.is_handshaking() {
-            stream.conn.complete_io(&mut stream.sock)?;
+            stream
+                .conn
+                .complete_io(&mut stream.sock)
+                .map_err(explained)?;
         }
         // Connected: each use bounds itself with `set_timeout`.
         stream.sock.set(None);

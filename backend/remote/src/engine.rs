@@ -57,12 +57,29 @@ struct Board {
     /// Loads made on this board through this engine: a pooled connection whose
     /// sessions predate the last one forgets them (see `Conn::sync_generation`).
     generation: AtomicU64,
+    /// The bitstream and kernel names it offered at its last health check, if they
+    /// differ from the engine's catalogue (reported once per change).
+    differs: Mutex<Option<String>>,
+    /// When a failed run on it was last reported (at most one report per interval).
+    warned: Mutex<Option<Instant>>,
 }
+
+/// Fewest seconds between two reports of failed runs on one board.
+const WARN_EVERY: Duration = Duration::from_secs(10);
 
 impl Board {
     fn mark_down(&self, why: &str) {
-        if self.healthy.swap(false, Ordering::AcqRel) {
-            warn!(board = %self.cfg.name, "board down: {why}");
+        let was_up = self.healthy.swap(false, Ordering::AcqRel);
+        let changed = *lock(&self.last_error) != why;
+        // Down from up, never reached yet, or failing for a new reason: say so (the
+        // same reason again, every backoff, is not news).
+        if was_up || changed {
+            warn!(
+                board = %self.cfg.name,
+                address = %self.cfg.address,
+                "board {}: {why} (retrying, at most every 10 s)",
+                if was_up { "down" } else { "unreachable" }
+            );
         }
         let n = self.failures.fetch_add(1, Ordering::AcqRel).min(7);
         let backoff = Duration::from_millis(100 << n).min(Duration::from_secs(10));
@@ -76,8 +93,20 @@ impl Board {
     fn mark_up(&self) {
         self.failures.store(0, Ordering::Release);
         if !self.healthy.swap(true, Ordering::AcqRel) {
-            info!(board = %self.cfg.name, "board up");
+            info!(board = %self.cfg.name, address = %self.cfg.address, "board up");
+            *lock(&self.last_error) = String::new();
         }
+    }
+
+    /// Whether a failed run on this board is to be reported now.
+    fn warn_due(&self) -> bool {
+        let mut last = lock(&self.warned);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
+            return false;
+        }
+        *last = Some(now);
+        true
     }
 
     /// An idle connection, or a new one if the board has room for it.
@@ -164,6 +193,8 @@ impl RemoteEngine {
                     retry_at: Mutex::new(Instant::now()),
                     last_error: Mutex::new("not yet contacted".into()),
                     generation: AtomicU64::new(0),
+                    differs: Mutex::new(None),
+                    warned: Mutex::new(None),
                 })
             })
             .collect();
@@ -223,9 +254,13 @@ impl RemoteEngine {
     }
 
     /// Health pass: boards due for a check get a null round trip (down boards after
-    /// their backoff); the first healthy board supplies the catalogue if it is empty.
+    /// their backoff) and are asked what they offer: the first healthy board in the
+    /// configuration's order supplies the catalogue whenever its own changes (an agent
+    /// restarted, a bitstream uploaded and loaded by another host), and a board that
+    /// offers something else is reported.
     fn check_all(&self) {
         let timeout = self.cfg.timeout.min(Duration::from_secs(5));
+        let mut first = true;
         for b in &self.boards {
             let up = b.healthy.load(Ordering::Acquire);
             if !up && Instant::now() < *lock(&b.retry_at) {
@@ -238,8 +273,8 @@ impl RemoteEngine {
                     Some(mut c) => {
                         c.set_deadline(deadline);
                         let mut r = c.nop();
-                        if r.is_ok() && self.catalog().kernels.is_empty() {
-                            r = self.refresh_catalog(&mut c);
+                        if r.is_ok() {
+                            r = self.compare_catalog(b, &mut c, first);
                         }
                         b.settle(c, &r);
                         r
@@ -248,9 +283,78 @@ impl RemoteEngine {
                     None => Ok(()),
                 });
             match result {
-                Ok(()) => b.mark_up(),
-                Err(e) => b.mark_down(&e.to_string()),
+                Ok(()) => {
+                    b.mark_up();
+                    first = false;
+                }
+                Err(e) => b.mark_down(&describe(&e)),
             }
+        }
+    }
+
+    /// Reads what board `b` offers; the catalogue follows it if `authority` (the first
+    /// healthy board), otherwise a difference is reported once.
+    fn compare_catalog(&self, b: &Board, c: &mut Conn, authority: bool) -> Result<(), ConnError> {
+        let info = match c.info() {
+            Err(ConnError::Status { .. }) => None,
+            r => Some(r?),
+        };
+        let sigs = match c.kernels() {
+            Ok(s) => s,
+            Err(ConnError::Status { status, .. }) => {
+                warn!(board = %b.cfg.name, "cannot list the board's kernels: it answered {status:?}");
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let name = info
+            .and_then(|i| vfpga_proto::wire::name_str(&i.bitstream).map(str::to_owned))
+            .unwrap_or_else(|| "remote".into());
+        let ours = self.catalog();
+        let same = ours.name == name
+            && ours.kernels.len() == sigs.len()
+            && ours.kernels.iter().zip(&sigs).all(|(k, s)| &k.sig == s);
+        let describe = |n: &str, k: &mut dyn Iterator<Item = &str>| {
+            format!("bitstream {n} ({})", k.collect::<Vec<_>>().join(", "))
+        };
+        let theirs = describe(&name, &mut sigs.iter().map(|s| s.name.as_str()));
+        if same {
+            *lock(&b.differs) = None;
+            return Ok(());
+        }
+        if authority {
+            let before = describe(
+                &ours.name,
+                &mut ours.kernels.iter().map(|k| k.sig.name.as_str()),
+            );
+            self.set_catalog(Arc::new(Catalog::from_signatures(
+                &name,
+                "kernels of the remote boards",
+                sigs,
+            )));
+            info!(
+                board = %b.cfg.name,
+                "catalogue now {theirs} (was {before}); sessions of the old one get UNKNOWN_KERNEL"
+            );
+            *lock(&b.differs) = None;
+        } else {
+            let mut d = lock(&b.differs);
+            if d.as_deref() != Some(theirs.as_str()) {
+                warn!(
+                    board = %b.cfg.name,
+                    "the board offers {theirs}, the catalogue (from the first board) is {}: runs of kernels it lacks fail there; load the same bitstream on every board",
+                    ours.name
+                );
+                *d = Some(theirs);
+            }
+        }
+        Ok(())
+    }
+
+    fn set_catalog(&self, cat: Arc<Catalog>) {
+        match self.catalog.write() {
+            Ok(mut g) => *g = cat,
+            Err(p) => *p.into_inner() = cat,
         }
     }
 
@@ -266,15 +370,11 @@ impl RemoteEngine {
                 let name = info
                     .and_then(|i| vfpga_proto::wire::name_str(&i.bitstream).map(str::to_owned))
                     .unwrap_or_else(|| "remote".into());
-                let cat = Arc::new(Catalog::from_signatures(
+                self.set_catalog(Arc::new(Catalog::from_signatures(
                     &name,
                     "kernels of the remote boards",
                     sigs,
-                ));
-                match self.catalog.write() {
-                    Ok(mut g) => *g = cat,
-                    Err(p) => *p.into_inner() = cat,
-                }
+                )));
                 Ok(())
             }
             Err(e) => {
@@ -300,6 +400,17 @@ impl RemoteEngine {
 impl Drop for RemoteEngine {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Release);
+    }
+}
+
+/// A link failure in words: a board that closed the connection (its agent stopped or
+/// restarted) is not a TLS protocol complaint.
+fn describe(e: &ConnError) -> String {
+    match e {
+        ConnError::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            "the board closed the connection (its agent stopped or restarted?)".into()
+        }
+        e => e.to_string(),
     }
 }
 
@@ -350,7 +461,7 @@ impl Engine for RemoteEngine {
                 }
                 Err(e) => {
                     // Nothing was sent: another board may take it.
-                    b.mark_down(&e.to_string());
+                    b.mark_down(&describe(&e));
                     errors.push(format!("{}: {e}", b.cfg.name));
                     continue;
                 }
@@ -369,6 +480,13 @@ impl Engine for RemoteEngine {
                             reason: "refused by the board",
                         },
                         vfpga_proto::Status::UnknownKernel => {
+                            if b.warn_due() {
+                                warn!(
+                                    board = %b.cfg.name,
+                                    "the board does not know kernel {} of the catalogue (did its bitstream change?); the next health check reads its catalogue again",
+                                    kernel.sig.name
+                                );
+                            }
                             EngineError::KernelGone(kernel.sig.name.clone())
                         }
                         vfpga_proto::Status::Busy => EngineError::Busy,
@@ -383,7 +501,12 @@ impl Engine for RemoteEngine {
                 Err(e) if e.is_timeout() => {
                     // The link state is unknown after a timeout: drop the connection.
                     b.discard();
-                    warn!(board = %b.cfg.name, "request timed out after {:?}", self.cfg.timeout);
+                    warn!(
+                        board = %b.cfg.name,
+                        "a run of {} timed out after {:?} ([remote] timeout_ms)",
+                        kernel.sig.name,
+                        self.cfg.timeout
+                    );
                     Err(EngineError::Timeout(self.cfg.timeout))
                 }
                 Err(e) => {
@@ -392,7 +515,7 @@ impl Engine for RemoteEngine {
                     // outputs are rewritten in full by a retry, so another board may
                     // take the request.
                     b.discard();
-                    b.mark_down(&e.to_string());
+                    b.mark_down(&describe(&e));
                     errors.push(format!("board {}: {e}", b.cfg.name));
                     continue;
                 }
@@ -401,6 +524,18 @@ impl Engine for RemoteEngine {
         // Every reachable board was working at capacity: the guest may retry.
         if busy && errors.is_empty() {
             return Err(EngineError::Busy);
+        }
+        if errors.is_empty() && self.boards.iter().all(|b| b.warn_due()) {
+            let why: Vec<String> = self
+                .status()
+                .into_iter()
+                .map(|(name, _, e)| format!("{name}: {e}"))
+                .collect();
+            warn!(
+                "a run of {} found no board up ({})",
+                kernel.sig.name,
+                why.join("; ")
+            );
         }
         Err(link_down(&errors))
     }
@@ -438,7 +573,7 @@ impl Engine for RemoteEngine {
                     continue;
                 }
                 Err(e) => {
-                    b.mark_down(&e.to_string());
+                    b.mark_down(&describe(&e));
                     errors.push(format!("{}: {e}", b.cfg.name));
                     continue;
                 }
@@ -481,7 +616,7 @@ impl Engine for RemoteEngine {
                 }
                 Err(e) => {
                     b.discard();
-                    b.mark_down(&e.to_string());
+                    b.mark_down(&describe(&e));
                     errors.push(format!("{}: {e}", b.cfg.name));
                 }
             }

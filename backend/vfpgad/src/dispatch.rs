@@ -444,7 +444,19 @@ impl Device {
                 }
             }
             Err(e) => {
-                debug!(guest = %self.name, kernel = %session.kernel.sig.name, "run failed: {e}");
+                // The engine's own failures are the operator's to see; a guest's bad
+                // arguments or a session of a replaced catalogue are the guest's.
+                if matches!(
+                    e,
+                    EngineError::LinkDown(_) | EngineError::Failed(_) | EngineError::Timeout(_)
+                ) {
+                    self.tenant.report(format_args!(
+                        "a run of {} failed: {e}",
+                        session.kernel.sig.name
+                    ));
+                } else {
+                    debug!(guest = %self.name, kernel = %session.kernel.sig.name, "run failed: {e}");
+                }
                 let (status, detail) = e.status();
                 Response {
                     detail,

@@ -171,21 +171,26 @@ impl Tenant {
 
     /// Logs a refusal (at most every ten seconds per guest) and returns its error.
     pub fn refuse(&self, status: Status, reason: &'static str) -> AbiError {
+        self.report(format_args!("refused ({status}): {reason}"));
+        AbiError::new(status, reason)
+    }
+
+    /// Logs a warning about this guest's requests, at most every ten seconds (then with
+    /// the number of reports held back): what a guest sends must not flood the log.
+    pub fn report(&self, what: std::fmt::Arguments<'_>) {
         let mut last = lock(&self.warned);
         let now = Instant::now();
         if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
             self.quiet.fetch_add(1, Ordering::Relaxed);
-        } else {
-            *last = Some(now);
-            let more = self.quiet.swap(0, Ordering::Relaxed);
-            let more = if more > 0 {
-                format!(" ({more} more refusals since the last report)")
-            } else {
-                String::new()
-            };
-            warn!(guest = %self.name, "refused ({status}): {reason}{more}");
+            return;
         }
-        AbiError::new(status, reason)
+        *last = Some(now);
+        let more = self.quiet.swap(0, Ordering::Relaxed);
+        if more > 0 {
+            warn!(guest = %self.name, "{what} ({more} more reports since the last)");
+        } else {
+            warn!(guest = %self.name, "{what}");
+        }
     }
 
     /// Admits a run of `bytes` (inputs plus outputs), or refuses it with `BUSY` when it

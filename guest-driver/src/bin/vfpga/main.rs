@@ -117,7 +117,12 @@ fn info(dev: &Device) -> Result<(), Fail> {
     let r = &i.raw;
     println!("device:      {} ({})", dev.endpoint(), i.name);
     println!("engine:      {}", i.engine);
-    println!("bitstream:   {} ({} kernels)", i.bitstream, r.num_kernels);
+    println!(
+        "bitstream:   {} ({} kernel{})",
+        i.bitstream,
+        r.num_kernels,
+        if r.num_kernels == 1 { "" } else { "s" }
+    );
     println!("daemon:      vfpgad {}", i.daemon_version);
     println!("ABI:         version {}", r.abi_version);
     println!("queues:      1 control + {} request", r.num_request_queues);

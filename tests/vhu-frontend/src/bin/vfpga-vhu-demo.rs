@@ -40,24 +40,35 @@ impl Demo {
             Layout::Direct,
         )?;
         if open.status() != Some(Status::Ok) {
-            println!("  {kernel:<9} cannot open a session: {:?}", open.status());
+            println!(
+                "  {kernel:<9} FAIL cannot open a session: {} (not in the device's catalogue, or not allowed this guest)",
+                status_name(open.status())
+            );
             self.failures += 1;
             return Ok(());
         }
         let r = self
             .fe
             .call(1, Opcode::Run, open.resp.value, args, Layout::Paged(4096))?;
-        let ok =
-            r.status() == Some(Status::Ok) && r.outputs.first().map(Vec::as_slice) == Some(want);
+        let answered = r.status() == Some(Status::Ok);
+        let ok = answered && r.outputs.first().map(Vec::as_slice) == Some(want);
         let shown: Vec<String> = r.outputs.first().map_or(vec![], |o| {
             o.iter().take(12).map(|b| format!("{b:02x}")).collect()
         });
-        println!(
-            "  {kernel:<9} {:<4} {:>8} ns  out[..12] = {}",
-            if ok { "ok" } else { "FAIL" },
-            r.resp.duration_ns,
-            shown.join(" ")
-        );
+        if answered {
+            println!(
+                "  {kernel:<9} {:<4} {:>8} ns  out[..12] = {}",
+                if ok { "ok" } else { "FAIL wrong result:" },
+                r.resp.duration_ns,
+                shown.join(" ")
+            );
+        } else {
+            println!(
+                "  {kernel:<9} FAIL the device answered {} (detail {})",
+                status_name(r.status()),
+                r.resp.detail
+            );
+        }
         if !ok {
             self.failures += 1;
         }
@@ -89,13 +100,15 @@ fn demo(socket: &str) -> Result<usize, Error> {
             .map_err(|_| Error::Protocol("info size"))?,
     );
     println!(
-        "device {}: engine {}, bitstream {}, ABI v{}, {} request queues, {} kernels",
+        "device {}: engine {}, bitstream {}, ABI v{}, {} request queue{}, {} kernel{}",
         name_str(&info.device_name).unwrap_or("?"),
         name_str(&info.engine).unwrap_or("?"),
         name_str(&info.bitstream).unwrap_or("?"),
         cfg.abi_version,
         cfg.num_request_queues,
-        info.num_kernels
+        if cfg.num_request_queues == 1 { "" } else { "s" },
+        info.num_kernels,
+        if info.num_kernels == 1 { "" } else { "s" }
     );
     let r = fe.call(
         0,
@@ -268,6 +281,12 @@ fn hold(socket: &str) -> Result<(), Error> {
 }
 
 fn main() -> ExitCode {
+    // Like any Unix filter: a reader that goes away (`| head`) ends us quietly, where
+    // Rust's default would panic in println!.
+    // SAFETY: restoring a signal's default action before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (hold_mode, socket) = match args.as_slice() {
         [h] if h == "-h" || h == "--help" => {
@@ -301,7 +320,9 @@ fn main() -> ExitCode {
     match demo(socket) {
         Ok(0) => ExitCode::SUCCESS,
         Ok(n) => {
-            eprintln!("vfpga-vhu-demo: {n} kernel(s) gave wrong results");
+            eprintln!(
+                "vfpga-vhu-demo: {n} of the built-in kernels failed (the FAIL lines say how)"
+            );
             ExitCode::FAILURE
         }
         Err(e) => {
