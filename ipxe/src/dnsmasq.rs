@@ -78,26 +78,37 @@ pub fn render(plan: &Plan, d: &DhcpPlan, boot_dir: &Path) -> String {
     let _ = writeln!(w, "dhcp-match=set:efi64,option:client-arch,7");
     let _ = writeln!(w, "dhcp-match=set:efi64,option:client-arch,9");
     let _ = writeln!(w);
-    let _ = writeln!(
-        w,
-        "# Plain PXE ROMs load iPXE first (from Debian's ipxe package), which asks again."
-    );
-    match &d.mode {
-        DhcpMode::Range(_) => {
-            let _ = writeln!(w, "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe");
-            let _ = writeln!(w, "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi");
-        }
-        DhcpMode::Proxy(_) => {
-            let _ = writeln!(
-                w,
-                "pxe-service=tag:!ipxe,x86PC,\"vfpga: load iPXE\",undionly.kpxe"
-            );
-            // UEFI ROMs send architecture 7 (dnsmasq's BC_EFI) or 9 (X86-64_EFI).
-            for arch in ["BC_EFI", "X86-64_EFI"] {
+    if d.ipxe_dir.is_none() {
+        // Without iPXE images in the boot folder a plain ROM would be sent to a file
+        // that is not there: offer it nothing, and say why.
+        let _ = writeln!(
+            w,
+            "# Plain PXE ROMs get nothing: dhcp.ipxe_dir is unset, so boot/ holds no\n\
+             # undionly.kpxe or ipxe.efi to chainload (apt-get install ipxe, then\n\
+             # ipxe_dir = \"/usr/lib/ipxe\"). iPXE ROMs (QEMU's, many NICs') boot as they are."
+        );
+    } else {
+        let _ = writeln!(
+            w,
+            "# Plain PXE ROMs load iPXE first (from Debian's ipxe package), which asks again."
+        );
+        match &d.mode {
+            DhcpMode::Range(_) => {
+                let _ = writeln!(w, "dhcp-boot=tag:!ipxe,tag:!efi64,undionly.kpxe");
+                let _ = writeln!(w, "dhcp-boot=tag:!ipxe,tag:efi64,ipxe.efi");
+            }
+            DhcpMode::Proxy(_) => {
                 let _ = writeln!(
                     w,
-                    "pxe-service=tag:!ipxe,{arch},\"vfpga: load iPXE\",ipxe.efi"
+                    "pxe-service=tag:!ipxe,x86PC,\"vfpga: load iPXE\",undionly.kpxe"
                 );
+                // UEFI ROMs send architecture 7 (dnsmasq's BC_EFI) or 9 (X86-64_EFI).
+                for arch in ["BC_EFI", "X86-64_EFI"] {
+                    let _ = writeln!(
+                        w,
+                        "pxe-service=tag:!ipxe,{arch},\"vfpga: load iPXE\",ipxe.efi"
+                    );
+                }
             }
         }
     }

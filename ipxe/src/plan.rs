@@ -769,7 +769,12 @@ impl Plan {
             .busybox
             .clone()
             .unwrap_or_else(|| PathBuf::from("/bin/busybox"));
-        if let Some(data) = check_file("initramfs.busybox", &busybox, p) {
+        if i.busybox.is_none() && !busybox.exists() {
+            p.push(format!(
+                "initramfs.busybox: this host has no {}: apt-get install busybox-static (a statically linked busybox), or give --busybox PATH (initramfs.busybox)",
+                busybox.display()
+            ));
+        } else if let Some(data) = check_file("initramfs.busybox", &busybox, p) {
             match probe::elf_has_interpreter(&data) {
                 Some(false) => {}
                 Some(true) => p.push(format!(

@@ -397,9 +397,32 @@ fn dnsmasq_snippet_for_a_dhcp_server_and_a_proxy() {
             "[dhcp]\ninterface = \"eth1\"\nproxy = \"192.168.42.0\"\n[[entry]]\nname = \"linux\"",
         );
     assert_problem(w.plan(&no_address), "dhcp.proxy needs server.address");
-    let proxy = w.desc("").replace(
+    // Without ipxe_dir, boot/ holds no iPXE image: plain PXE ROMs are offered nothing
+    // (rather than a file that is not there), and the snippet says why.
+    let bare = w.desc("").replace(
         "[[entry]]\nname = \"linux\"",
         "[dhcp]\ninterface = \"eth1\"\nproxy = \"192.168.42.0\"\n[[entry]]\nname = \"linux\"",
+    );
+    let p = w.plan(&bare).unwrap();
+    let s = crate::dnsmasq::render(&p, p.dhcp.as_ref().unwrap(), Path::new("/srv/boot"));
+    assert!(
+        !s.contains("undionly.kpxe\n") && !s.contains("pxe-service"),
+        "{s}"
+    );
+    assert!(
+        s.contains("Plain PXE ROMs get nothing: dhcp.ipxe_dir is unset"),
+        "{s}"
+    );
+    assert!(
+        s.contains("dhcp-boot=tag:ipxe,tftp://192.168.42.1/menu.ipxe,,192.168.42.1"),
+        "{s}"
+    );
+    let proxy = w.desc("").replace(
+        "[[entry]]\nname = \"linux\"",
+        &format!(
+            "[dhcp]\ninterface = \"eth1\"\nproxy = \"192.168.42.0\"\nipxe_dir = \"{}\"\n[[entry]]\nname = \"linux\"",
+            ipxe.display()
+        ),
     );
     let p = w.plan(&proxy).unwrap();
     let d = p.dhcp.as_ref().unwrap();

@@ -203,6 +203,8 @@ pub struct Host {
     pub arch: String,
     /// Xen version as (major, minor), if known.
     pub xen: Option<(u32, u32)>,
+    /// Whether `xen` was given on the command line rather than read from this host.
+    pub xen_from_flag: bool,
     /// Where sysfs is (for checking PCI functions).
     pub sysfs: PathBuf,
 }
@@ -219,6 +221,7 @@ impl Host {
         Self {
             arch: std::env::consts::ARCH.to_owned(),
             xen: read("major").zip(read("minor")),
+            xen_from_flag: false,
             sysfs: PathBuf::from("/sys"),
         }
     }
@@ -246,18 +249,7 @@ impl GuestSpec {
     /// Checks the description against itself and the host.
     pub fn validate(&self, host: &Host) -> Result<(), GuestError> {
         let bad = |m: String| Err(GuestError::Invalid(m));
-        let valid_name = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
-        if !valid_name {
-            return bad(format!(
-                "name {:?}: use 1-64 characters of [A-Za-z0-9_.-]",
-                self.name
-            ));
-        }
+        crate::names::domain_name(&self.name).map_err(GuestError::Invalid)?;
         if self.memory < 32 {
             return bad(format!(
                 "memory = {}: a guest needs at least 32 MiB",
@@ -336,7 +328,8 @@ impl GuestSpec {
                     }
                     Some((maj, min)) if (maj, min) < (4, 18) => {
                         return bad(format!(
-                            "accelerator mode = \"virtio\" needs Xen 4.18 or later; this host runs Xen {maj}.{min}"
+                            "accelerator mode = \"virtio\" needs Xen 4.18 or later, and the Xen version is {maj}.{min} ({})",
+                            if host.xen_from_flag { "--xen-version" } else { "this host's /sys/hypervisor/version" }
                         ))
                     }
                     _ => {}

@@ -3,5 +3,6 @@
 //! record in xenstore ([`service`]).
 
 pub mod guest;
+pub mod names;
 pub mod pci;
 pub mod service;

@@ -190,8 +190,14 @@ fn pci(sys: &Sysfs, cmd: &PciCommand) -> Result<(), String> {
                 eprintln!("warning: {w}");
             }
             println!(
-                "{bdf}: bound to {} (was {})",
+                "{bdf}: {} {} ({} {})",
+                if sys.dry_run() {
+                    "would bind to"
+                } else {
+                    "bound to"
+                },
                 driver.sysfs_name(),
+                if sys.dry_run() { "now" } else { "was" },
                 r.previous.as_deref().unwrap_or("unbound")
             );
             for l in assignment_lines(*bdf) {
@@ -199,11 +205,19 @@ fn pci(sys: &Sysfs, cmd: &PciCommand) -> Result<(), String> {
             }
         }
         PciCommand::Unbind { bdf } => {
+            let before = sys.device(*bdf).map_err(|e| e.to_string())?.driver;
             let now = sys.unbind(*bdf).map_err(|e| e.to_string())?;
-            println!(
-                "{bdf}: released (driver now {})",
-                now.as_deref().unwrap_or("none")
-            );
+            if sys.dry_run() {
+                println!(
+                    "{bdf}: would be released from {} for the kernel to probe its own driver",
+                    before.as_deref().unwrap_or("no driver")
+                );
+            } else {
+                println!(
+                    "{bdf}: released (driver now {})",
+                    now.as_deref().unwrap_or("none")
+                );
+            }
         }
         PciCommand::Lines { bdf } => {
             sys.device(*bdf).map_err(|e| e.to_string())?;
@@ -243,6 +257,7 @@ fn main() -> ExitCode {
                 for (path, value) in sys.journal() {
                     println!("would write {:?} to {}", value, path.display());
                 }
+                println!("(a dry run: nothing was written)");
             }
             r
         }
@@ -274,6 +289,7 @@ fn guest_config(
             parse_version(v)
                 .ok_or_else(|| format!("--xen-version {v:?}: give MAJOR.MINOR, e.g. 4.18"))?,
         );
+        host.xen_from_flag = true;
     }
     spec.validate(&host)
         .map_err(|e| format!("{}: {e}", description.display()))?;

@@ -170,6 +170,11 @@ pub struct Sysfs {
 }
 
 impl Sysfs {
+    /// Whether writes are only journalled.
+    pub fn dry_run(&self) -> bool {
+        self.dry_run
+    }
+
     /// sysfs at `root` (normally `/sys`). With `dry_run`, writes are only journalled.
     pub fn new(root: impl Into<PathBuf>, dry_run: bool) -> Self {
         Self {
@@ -400,21 +405,28 @@ impl Sysfs {
         let dev = self.device(bdf)?;
         let name = driver.sysfs_name();
         let drivers = self.pci().join("drivers");
+        let mut missing = None;
         if !drivers.join(name).exists() {
             let hv = self.root.join("hypervisor/type");
             // xen-pciback refuses to load (ENODEV) on a kernel not running on Xen.
-            if driver == PassDriver::Pciback && self.read(&hv).ok().as_deref() != Some("xen") {
-                return Err(PciError::Refused(format!(
+            let why = if driver == PassDriver::Pciback
+                && self.read(&hv).ok().as_deref() != Some("xen")
+            {
+                format!(
                     "driver pciback is not loaded, and this kernel does not run on Xen ({} does not say xen): xen-pciback works only in a Xen dom0 (there: modprobe xen-pciback); for QEMU/KVM use --driver vfio-pci",
                     hv.display()
-                )));
+                )
+            } else {
+                format!("driver {name} is not loaded: modprobe {}", driver.module())
+            };
+            // A dry run still shows what a real one would write, once the driver is there.
+            if !self.dry_run {
+                return Err(PciError::Refused(why));
             }
-            return Err(PciError::Refused(format!(
-                "driver {name} is not loaded: modprobe {}",
-                driver.module()
-            )));
+            missing = Some(why);
         }
         let mut warnings = self.group_warnings(&dev, driver)?;
+        warnings.extend(missing);
         if dev.driver.as_deref() == Some(name) {
             warnings.push(format!("{bdf} was already bound to {name}"));
             return Ok(BindReport {

@@ -216,7 +216,21 @@ fn bind_warns_about_shared_groups_and_rolls_back_on_failure() {
         "{:?}",
         r.warnings
     );
-    let e = dry
+    // A driver not loaded yet: a dry run says so and still shows the writes a real run
+    // would make; a real run refuses.
+    let r = dry.bind(bdf("00:1f.3"), PassDriver::Pciback).unwrap();
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("modprobe xen-pciback")),
+        "{:?}",
+        r.warnings
+    );
+    assert!(dry
+        .journal()
+        .iter()
+        .any(|(p, v)| p.ends_with("driver_override") && v == "pciback"));
+    let e = Sysfs::new(t.root(), false)
         .bind(bdf("00:1f.3"), PassDriver::Pciback)
         .unwrap_err()
         .to_string();

@@ -53,8 +53,36 @@ fn issuer(dir: &Path) -> Result<(rcgen::Certificate, KeyPair), String> {
 }
 
 /// Issues a certificate for `names` (DNS names or IP addresses; the first is also the
-/// common name) into `<prefix>.pem` and `<prefix>.key`.
-pub fn issue(dir: &Path, prefix: &str, names: &[String], server: bool) -> Result<(), String> {
+/// common name) into `<prefix>.pem` and `<prefix>.key`; an existing pair is replaced
+/// only with `force`, and the CA's never. Returns what it wrote, in words.
+pub fn issue(
+    dir: &Path,
+    prefix: &str,
+    names: &[String],
+    server: bool,
+    force: bool,
+) -> Result<String, String> {
+    let kind = if server { "server" } else { "client" };
+    if prefix == "ca" {
+        return Err("--prefix ca would replace the CA itself: choose another prefix".into());
+    }
+    if prefix.is_empty() || prefix.contains('/') {
+        return Err(format!(
+            "--prefix {prefix:?}: give a file name prefix such as board2"
+        ));
+    }
+    let (pem, key_file) = (
+        dir.join(format!("{prefix}.pem")),
+        dir.join(format!("{prefix}.key")),
+    );
+    if !force {
+        if let Some(there) = [&pem, &key_file].into_iter().find(|p| p.exists()) {
+            return Err(format!(
+                "{} exists already: choose another --prefix, or give --force to replace it (whoever uses it now then needs the new one)",
+                there.display()
+            ));
+        }
+    }
     let (ca, ca_key) = issuer(dir)?;
     let mut p =
         CertificateParams::new(names.to_vec()).map_err(|e| format!("names {names:?}: {e}"))?;
@@ -75,12 +103,15 @@ pub fn issue(dir: &Path, prefix: &str, names: &[String], server: bool) -> Result
     ];
     let key = KeyPair::generate().map_err(|e| e.to_string())?;
     let cert = p.signed_by(&key, &ca, &ca_key).map_err(|e| e.to_string())?;
-    write(&dir.join(format!("{prefix}.pem")), &cert.pem(), false)?;
-    write(
-        &dir.join(format!("{prefix}.key")),
-        &key.serialize_pem(),
-        true,
-    )
+    write(&pem, &cert.pem(), false)?;
+    write(&key_file, &key.serialize_pem(), true)?;
+    Ok(format!(
+        "wrote {} and {}: a {kind} certificate for {}, signed by {}",
+        pem.display(),
+        key_file.display(),
+        names.join(", "),
+        dir.join("ca.pem").display()
+    ))
 }
 
 /// Creates the CA (`ca.pem`, `ca.key`) in `dir`, then a server and a client certificate.
@@ -93,6 +124,6 @@ pub fn init(dir: &Path, server_names: &[String], client_name: &str) -> Result<()
     let cert = ca_params().self_signed(&key).map_err(|e| e.to_string())?;
     write(&dir.join("ca.pem"), &cert.pem(), false)?;
     write(&dir.join("ca.key"), &key.serialize_pem(), true)?;
-    issue(dir, "server", server_names, true)?;
-    issue(dir, "client", &[client_name.to_owned()], false)
+    issue(dir, "server", server_names, true, false)?;
+    issue(dir, "client", &[client_name.to_owned()], false, false).map(drop)
 }

@@ -134,6 +134,9 @@ enum CertCommand {
         /// Names (DNS or IP) the board is reached by; repeatable.
         #[arg(long = "name", required = true)]
         names: Vec<String>,
+        /// Replace PREFIX.pem/key if they exist.
+        #[arg(long)]
+        force: bool,
     },
     /// Issue another client certificate as PREFIX.pem/key.
     Client {
@@ -146,6 +149,9 @@ enum CertCommand {
         /// The client's name.
         #[arg(long)]
         name: String,
+        /// Replace PREFIX.pem/key if they exist.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -233,6 +239,15 @@ fn upload(cmd: Command) -> Result<(), String> {
     };
     let text =
         std::fs::read_to_string(&manifest).map_err(|e| format!("{}: {e}", manifest.display()))?;
+    // The board would refuse these only after every byte crossed: check them here.
+    let catalog = vfpga_engine::Catalog::load(&manifest).map_err(|e| e.to_string())?;
+    if catalog.name != name {
+        return Err(format!(
+            "--name {name}, but {} names the bitstream {:?} ([bitstream] name): they must match",
+            manifest.display(),
+            catalog.name
+        ));
+    }
     let mut file =
         std::fs::File::open(&bitstream).map_err(|e| format!("{}: {e}", bitstream.display()))?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
@@ -253,19 +268,16 @@ fn upload(cmd: Command) -> Result<(), String> {
     .map_err(|e| format!("upload to {to}: {e}"))?;
     if load {
         let n = conn.load(&name).map_err(|e| format!("load on {to}: {e}"))?;
-        println!("loaded {name} on {to}: {n} kernels");
+        println!(
+            "loaded {name} on {to}: {n} kernel{}",
+            if n == 1 { "" } else { "s" }
+        );
     }
     Ok(())
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    vfpgad::logging::init();
     let cli = Cli::parse();
     let r = match cli.command {
         c @ Command::Serve { .. } => serve(c),
@@ -279,8 +291,18 @@ fn main() -> ExitCode {
                 println!("created ca.pem/key, server.pem/key ({}) and client.pem/key ({client_name}) in {}", server_names.join(", "), dir.display());
                 println!("keep ca.key offline; give boards server.*, hosts client.*, both ca.pem");
             }),
-            CertCommand::Server { dir, prefix, names } => cert::issue(&dir, &prefix, &names, true),
-            CertCommand::Client { dir, prefix, name } => cert::issue(&dir, &prefix, &[name], false),
+            CertCommand::Server {
+                dir,
+                prefix,
+                names,
+                force,
+            } => cert::issue(&dir, &prefix, &names, true, force).map(|w| println!("{w}")),
+            CertCommand::Client {
+                dir,
+                prefix,
+                name,
+                force,
+            } => cert::issue(&dir, &prefix, &[name], false, force).map(|w| println!("{w}")),
         },
     };
     match r {

@@ -343,6 +343,28 @@ pub struct LibraryConfig {
     pub min_slice_ms: u64,
 }
 
+/// Permission bits in octal, such as `0660`.
+pub fn parse_mode(m: &str) -> Result<u32, String> {
+    u32::from_str_radix(m, 8)
+        .ok()
+        .filter(|v| *v <= 0o777)
+        .ok_or_else(|| "give octal permission bits such as 0660".to_owned())
+}
+
+/// A group's id, from a number or a name in the group database.
+pub fn group_id(g: &str) -> Result<u32, String> {
+    if let Ok(n) = g.parse::<u32>() {
+        return Ok(n);
+    }
+    match nix::unistd::Group::from_name(g) {
+        Ok(Some(group)) => Ok(group.gid.as_raw()),
+        Ok(None) => Err(format!(
+            "no such group on this host (`getent group {g}` lists nothing); create it or name the group QEMU runs in"
+        )),
+        Err(e) => Err(format!("cannot look the group up: {e}")),
+    }
+}
+
 fn default_min_slice_ms() -> u64 {
     100
 }
@@ -493,39 +515,23 @@ impl Config {
             .socket_mode
             .as_deref()
             .map(|m| {
-                u32::from_str_radix(m, 8)
-                    .ok()
-                    .filter(|v| *v <= 0o777)
-                    .ok_or_else(|| {
-                        ConfigError::Invalid(format!(
-                            "[daemon] socket_mode = {m:?}: give octal permission bits such as \"0660\""
-                        ))
-                    })
+                parse_mode(m)
+                    .map_err(|e| ConfigError::Invalid(format!("[daemon] socket_mode = {m:?}: {e}")))
             })
             .transpose()
     }
 
-    /// The socket group id, if configured (looked up in /etc/group by name).
+    /// The socket group id, if configured (a number, or a name in the group database).
     pub fn socket_gid(&self) -> Result<Option<u32>, ConfigError> {
-        let Some(g) = self.daemon.socket_group.as_deref() else {
-            return Ok(None);
-        };
-        if let Ok(n) = g.parse::<u32>() {
-            return Ok(Some(n));
-        }
-        let groups = std::fs::read_to_string("/etc/group").unwrap_or_default();
-        groups
-            .lines()
-            .filter_map(|l| {
-                let mut f = l.split(':');
-                Some((f.next()?, f.nth(1)?))
+        self.daemon
+            .socket_group
+            .as_deref()
+            .map(|g| {
+                group_id(g).map_err(|e| {
+                    ConfigError::Invalid(format!("[daemon] socket_group = {g:?}: {e}"))
+                })
             })
-            .find(|(name, _)| *name == g)
-            .and_then(|(_, gid)| gid.parse().ok())
-            .map(Some)
-            .ok_or_else(|| {
-                ConfigError::Invalid(format!("[daemon] socket_group = {g:?}: no such group"))
-            })
+            .transpose()
     }
 
     /// Engine threads to start.
@@ -652,10 +658,6 @@ impl Config {
         if self.xen.enable {
             vfpga_xen::service::check_path(&self.xen.path)
                 .map_err(|e| ConfigError::Invalid(format!("[xen] path: {e}")))?;
-            for g in &self.guests {
-                vfpga_xen::service::check_component(&g.name)
-                    .map_err(|e| ConfigError::Invalid(format!("[xen] enable: {e}")))?;
-            }
         }
         for (i, g) in self.guests.iter().enumerate() {
             g.policy(d)
@@ -669,20 +671,10 @@ impl Config {
                     ));
                 }
             }
-            if !valid_name(&g.name) {
-                return bad(format!(
-                    "guest name {:?} must be 1-31 characters of [A-Za-z0-9_.-]",
-                    g.name
-                ));
-            }
+            vfpga_xen::names::guest_name(&g.name).map_err(ConfigError::Invalid)?;
             if let Some(d) = &g.domain {
-                // Xen domain names: at most 64 bytes, printable, no '/' (a xenstore value).
-                if d.is_empty() || d.len() > 64 || d.chars().any(|c| c.is_control() || c == '/') {
-                    return bad(format!(
-                        "guest {}: domain {d:?} is not a Xen domain name (1-64 printable characters, no '/')",
-                        g.name
-                    ));
-                }
+                vfpga_xen::names::domain_name(d)
+                    .map_err(|e| ConfigError::Invalid(format!("guest {}: {e}", g.name)))?;
             }
             if let Some(sock) = &g.socket {
                 if sock.as_os_str().len() >= 108 {

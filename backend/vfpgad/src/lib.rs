@@ -14,11 +14,13 @@
 #![cfg_attr(not(feature = "vhost"), allow(dead_code, unused_imports))]
 
 pub mod chain;
+pub mod check;
 pub mod config;
 pub mod device;
 pub mod dispatch;
 #[cfg(feature = "vhost")]
 pub mod executor;
+pub mod logging;
 pub mod notify;
 pub mod sched;
 #[cfg(feature = "vhost")]

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Parser;
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
-use tracing::{error, info, warn};
+use tracing::{info, warn};
 use vfpga_proto::DEFAULT_VIRTIO_ID;
 use vfpgad::config::{GuestConfig, LibraryConfig, TlsSection};
 use vfpgad::notify::notify;
@@ -16,8 +16,8 @@ use vfpgad::{build_engine, Config, Server};
 
 const AFTER_HELP: &str = "\
 Examples:
-  Serve one guest on the software engine:
-    vfpgad --socket /run/vfpga/vm0.sock
+  Serve one guest on the software engine (the socket's folder is created if missing):
+    vfpgad --socket vm0=/run/vfpga/vm0.sock
   Serve two guests with four request queues each:
     vfpgad --socket vm0=/run/vfpga/vm0.sock --socket vm1=/run/vfpga/vm1.sock --request-queues 4
   Serve a guest without the kernel module over vsock (vhost-device-vsock started with
@@ -32,10 +32,15 @@ Examples:
   Check a configuration file and print the QEMU options for its guests:
     vfpgad --config /etc/vfpga/vfpgad.toml --check --print-qemu-args
 
-Each guest's QEMU (10.2 or later) attaches to its socket with (start vfpgad first):
-  -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem
-  -chardev socket,id=vfpga0,path=SOCKET
-  -device vhost-user-test-device-pci,chardev=vfpga0,virtio-id=21,num_vqs=1+QUEUES,vq_size=1024,config_size=40
+Each guest's QEMU (10.2 or later) attaches to its socket (start vfpgad first) with
+these options, shown for a 4G guest (size= must equal -m) with the default 2 request
+queues (num_vqs = 1 control queue + request queues); --print-qemu-args prints them
+for a configuration:
+
+  -object memory-backend-memfd,id=mem,size=4G,share=on -numa node,memdev=mem
+  -chardev socket,id=vfpga0,path=/run/vfpga/vm0.sock
+  -device vhost-user-test-device-pci,chardev=vfpga0,virtio-id=21,num_vqs=3,vq_size=1024,config_size=40
+
 docs/qemu.md explains each option, libvirt, and how to re-attach a guest after a
 daemon restart (QEMU 11.1 cannot reconnect this device type by itself).
 
@@ -73,21 +78,22 @@ struct Cli {
     #[arg(long, value_name = "DIR")]
     tls_dir: Option<PathBuf>,
 
-    /// Request queues per device, besides the control queue [default: 2].
-    #[arg(long, value_name = "N")]
+    /// Request queues per device, besides the control queue (1 to 63) [default: 2].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=63))]
     request_queues: Option<u16>,
 
-    /// Descriptors per virtqueue, a power of two [default: 1024].
-    #[arg(long, value_name = "N")]
+    /// Descriptors per virtqueue, a power of two up to 32768 [default: 1024].
+    #[arg(long, value_name = "N", value_parser = power_of_two)]
     queue_size: Option<u16>,
 
     /// Sessions a guest may hold open at once [default: 64].
     #[arg(long, value_name = "N")]
     max_sessions: Option<u32>,
 
-    /// Kernels running at once, shared fairly between guests (0: one per CPU).
-    #[arg(long, value_name = "N")]
-    engine_threads: Option<usize>,
+    /// Kernels running at once, shared fairly between guests (0: one per CPU; at most
+    /// 256).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(0..=256))]
+    engine_threads: Option<u16>,
 
     /// Folder of bitstream manifests guests may load by name; replaces [library] dir.
     /// Guests load only names --allow (or the file's allow list) gives.
@@ -117,7 +123,8 @@ struct Cli {
     #[arg(long, value_name = "PATH")]
     xen_path: Option<String>,
 
-    /// Check the configuration, print it as used, and exit.
+    /// Check the configuration (and the files it names: certificates, library,
+    /// manifests), print what it sets up, and exit: 0 if it can start.
     #[arg(long)]
     check: bool,
 
@@ -181,13 +188,16 @@ impl Cli {
         d.queue_size = self.queue_size.unwrap_or(d.queue_size);
         d.max_sessions = self.max_sessions.unwrap_or(d.max_sessions);
         if let Some(n) = self.engine_threads {
-            c.daemon.engine_threads = n;
+            c.daemon.engine_threads = usize::from(n);
         }
-        if self.socket_mode.is_some() {
-            c.daemon.socket_mode.clone_from(&self.socket_mode);
+        // Flags are checked as flags, so a mistake is reported as the flag it is.
+        if let Some(m) = &self.socket_mode {
+            vfpgad::config::parse_mode(m).map_err(|e| format!("--socket-mode {m}: {e}"))?;
+            c.daemon.socket_mode = Some(m.clone());
         }
-        if self.socket_group.is_some() {
-            c.daemon.socket_group.clone_from(&self.socket_group);
+        if let Some(g) = &self.socket_group {
+            vfpgad::config::group_id(g).map_err(|e| format!("--socket-group {g}: {e}"))?;
+            c.daemon.socket_group = Some(g.clone());
         }
         c.xen.enable |= self.xen;
         if let Some(p) = &self.xen_path {
@@ -219,6 +229,11 @@ impl Cli {
 
 /// Prints the QEMU options of each guest; a closed stdout (`| head`) ends it quietly.
 fn print_qemu_args(out: &mut impl Write, c: &Config) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "# Once per VM (its memory shared with vfpgad; size= must equal the VM's -m):\n\
+         -object memory-backend-memfd,id=mem,size=4G,share=on -numa node,memdev=mem"
+    )?;
     for (i, (g, socket)) in c
         .guests
         .iter()
@@ -227,8 +242,7 @@ fn print_qemu_args(out: &mut impl Write, c: &Config) -> std::io::Result<()> {
     {
         writeln!(
             out,
-            "# guest {} (start vfpgad before QEMU; see docs/qemu.md; size= must equal -m)\n\
-             -object memory-backend-memfd,id=mem,size=1G,share=on -numa node,memdev=mem \
+            "# guest {}: one device (start vfpgad before QEMU; docs/qemu.md)\n\
              -chardev socket,id=vfpga{i},path={} \
              -device vhost-user-test-device-pci,chardev=vfpga{i},virtio-id={DEFAULT_VIRTIO_ID},num_vqs={},vq_size={},config_size={}",
             g.name,
@@ -241,16 +255,16 @@ fn print_qemu_args(out: &mut impl Write, c: &Config) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Parses a `--queue-size`: a power of two from 2 to 32768.
+fn power_of_two(s: &str) -> Result<u16, String> {
+    s.parse::<u16>()
+        .ok()
+        .filter(|n| n.is_power_of_two() && *n >= 2)
+        .ok_or_else(|| format!("{s} is not a power of two from 2 to 32768"))
+}
+
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                // xenstore-rs warns about the first event of each new watch, which
-                // arrives before it has filed the watch: noise, as vfpgad scans anyway.
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,xenstore_rs=error")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    vfpgad::logging::init();
     let cli = Cli::parse();
     let config = match cli.config() {
         Ok(c) => c,
@@ -259,11 +273,27 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The files the configuration names, before anything starts (and for --check):
+    // what would stop it is an error, what a later upload may fix a warning.
+    let found = vfpgad::check::files(&config);
+    for w in &found.warnings {
+        if cli.check {
+            eprintln!("vfpgad: warning: {w}");
+        } else {
+            warn!("{w}");
+        }
+    }
+    if !found.errors.is_empty() {
+        for e in &found.errors {
+            eprintln!("vfpgad: {e}");
+        }
+        return ExitCode::from(2);
+    }
     if cli.check || cli.print_qemu_args {
         let mut out = std::io::stdout().lock();
         let mut printed = Ok(());
         if cli.check {
-            printed = writeln!(out, "{config:#?}");
+            printed = vfpgad::check::summary(&mut out, &config, cli.config.as_deref());
         }
         if cli.print_qemu_args && printed.is_ok() {
             printed = print_qemu_args(&mut out, &config);
@@ -293,7 +323,7 @@ fn main() -> ExitCode {
     let server = match Server::start(&config, engine) {
         Ok(s) => s,
         Err(e) => {
-            error!("{e}");
+            // Once, on stderr, whatever RUST_LOG says (the journal keeps stderr).
             eprintln!("vfpgad: {e}");
             return ExitCode::FAILURE;
         }
@@ -301,7 +331,6 @@ fn main() -> ExitCode {
     let xen = match vfpgad::xen::start(&config, server.live_devices()) {
         Ok(x) => x,
         Err(e) => {
-            error!("{e}");
             eprintln!("vfpgad: {e}");
             server.shutdown(Duration::from_secs(5));
             return ExitCode::FAILURE;

@@ -3,13 +3,24 @@
 
 use std::io;
 use std::os::fd::RawFd;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::{DirBuilderExt, FileTypeExt, PermissionsExt};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 
 /// Creates the listening socket, replacing a stale socket file but never a live
-/// socket or another kind of file, and gives it the configured mode and group.
+/// socket or another kind of file, and gives it the configured mode and group. A
+/// missing folder is created (mode 0755, as systemd's RuntimeDirectory would), so
+/// `--socket vm0=/run/vfpga/vm0.sock` works on a fresh host.
 pub fn bind(path: &Path, mode: Option<u32>, gid: Option<u32>) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)?;
+            tracing::info!("created {} for the sockets", dir.display());
+        }
+    }
     match std::fs::symlink_metadata(path) {
         Ok(m) if !m.file_type().is_socket() => {
             return Err(io::Error::new(

@@ -96,7 +96,7 @@ fn xen_settings_are_checked() {
                 + &String::from_utf8_lossy(&out.stderr),
         )
     };
-    let ok = "[xen]\nenable = true\n[[guest]]\nname = \"g1\"\nsocket = \"/tmp/g1.sock\"\ndomain = \"web server 1\"\n";
+    let ok = "[xen]\nenable = true\n[[guest]]\nname = \"g1\"\nsocket = \"/tmp/g1.sock\"\ndomain = \"web.server-1\"\n";
     let (code, out) = check(ok);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("/local/domain/0/vfpga"), "{out}");
@@ -107,12 +107,20 @@ fn xen_settings_are_checked() {
         check(&ok.replace("enable = true", "enable = true\npath = \"/local/domain/0\""));
     assert_eq!(code, Some(2));
     assert!(out.contains("belongs to Xen"), "{out}");
-    let (code, out) = check(&ok.replace("name = \"g1\"", "name = \"web.lab\""));
-    assert_eq!(code, Some(2));
-    assert!(out.contains("path component"), "{out}");
-    let (code, out) = check(&ok.replace("web server 1", "a/b"));
-    assert_eq!(code, Some(2));
-    assert!(out.contains("not a Xen domain name"), "{out}");
+    // One rule for guest names and one for domain names, with or without Xen.
+    for name in ["web.lab", "a@b"] {
+        let (code, out) = check(&ok.replace("name = \"g1\"", &format!("name = {name:?}")));
+        assert_eq!(code, Some(2));
+        assert!(
+            out.contains("use 1 to 31 letters, digits, '_' or '-'"),
+            "{out}"
+        );
+    }
+    for domain in ["a/b", "bad domain!"] {
+        let (code, out) = check(&ok.replace("web.server-1", domain));
+        assert_eq!(code, Some(2));
+        assert!(out.contains("domain name"), "{out}");
+    }
     let (code, out) = check(&ok.replace("enable = true", "enabled = true"));
     assert_eq!(code, Some(2));
     assert!(out.contains("enabled"), "{out}");
