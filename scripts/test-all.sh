@@ -32,9 +32,11 @@ esac
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
 log "VM tests: guests under QEMU against vfpgad (virtio and vsock), Xen dom0, IOMMU/SR-IOV, network boot"
-cargo build --release --locked -p vfpgad -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
-log "packaging: example config and systemd unit"
-packaging/verify.sh target/release/vfpgad
+cargo build --release --locked -p vfpgad -p vfpga-agent -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
+log "packaging: example config and systemd units"
+packaging/verify.sh target/release/vfpgad target/release/vfpga-agent
+log "docs: every example of README.md and docs/ runs as shown (or says why it cannot here)"
+scripts/test-docs.sh
 cli=$(scripts/build-guest-cli.sh)
 xen=$(scripts/build-static.sh vfpga-xen)
 tests/vm/build-qemu-root.sh >/dev/null
