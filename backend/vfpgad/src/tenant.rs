@@ -68,10 +68,15 @@ impl Policy {
 
     /// Checks values; the message names the field.
     pub fn check(&self, what: &str) -> Result<(), String> {
+        let valid = vfpga_engine::manifest::valid_name;
         for k in &self.kernels {
-            if k != "*" && !vfpga_engine::manifest::valid_name(k) {
+            // A kernel, or BITSTREAM/KERNEL of a time-shared bitstream.
+            let ok = k == "*"
+                || valid(k)
+                || k.split_once('/').is_some_and(|(b, n)| valid(b) && valid(n));
+            if !ok {
                 return Err(format!(
-                    "{what} kernels: {k:?} is not a kernel name (or \"*\")"
+                    "{what} kernels: {k:?} is not a kernel name (KERNEL or BITSTREAM/KERNEL, or \"*\")"
                 ));
             }
         }

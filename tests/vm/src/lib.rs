@@ -282,6 +282,10 @@ impl Daemon {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.sockets.iter().all(|s| s.exists()) {
+            // A daemon that refused its configuration has said why on stderr already.
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("vfpgad exited ({st}) before creating its sockets");
+            }
             assert!(
                 Instant::now() < deadline,
                 "vfpgad did not create its sockets"
