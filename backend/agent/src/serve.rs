@@ -17,6 +17,7 @@ use vfpga_proto::stream::{Deadline, StreamRequest};
 use vfpga_proto::{AbiError, ArgKind, Opcode, Response, Status};
 use vfpgad::config::DeviceLimits;
 use vfpgad::device::Device;
+use vfpgad::limited::Limited;
 use vfpgad::sched::Scheduler;
 use vfpgad::stream::serve::{log_end, serve, End, Rules, TlsStream};
 use vfpgad::tenant::{Policy, Tenant};
@@ -44,6 +45,9 @@ struct Shared {
     cfg: AgentConfig,
     /// Turns on the engine, fair between connections.
     sched: Scheduler<()>,
+    /// Warnings peers can trigger (refused connections, failed handshakes, bad
+    /// requests and uploads): at most one every ten seconds.
+    peers: Limited,
     stop: AtomicBool,
     active: AtomicUsize,
     /// Sockets of live connections, to wake their readers at shutdown.
@@ -74,6 +78,7 @@ impl Agent {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             sched: Scheduler::new(cfg.max_concurrent, Duration::ZERO),
+            peers: Limited::new(),
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),
@@ -139,7 +144,12 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
         match listener.accept() {
             Ok((tcp, peer)) => {
                 if shared.active.load(Ordering::Acquire) >= shared.cfg.max_connections {
-                    warn!(%peer, "refused: {} connections already", shared.cfg.max_connections);
+                    vfpgad::warn_limited!(
+                        shared.peers,
+                        %peer,
+                        "refused: {} connections already",
+                        shared.cfg.max_connections
+                    );
                     continue;
                 }
                 next_id += 1;
@@ -197,7 +207,7 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
             if e.kind() == std::io::ErrorKind::UnexpectedEof {
                 debug!(%peer, "closed before the TLS handshake (port probe?)");
             } else {
-                warn!(%peer, "refused: TLS handshake failed: {e}");
+                vfpgad::warn_limited!(shared.peers, %peer, "refused: TLS handshake failed: {e}");
             }
             return;
         }
@@ -230,7 +240,7 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
         extra: Some((Opcode::UploadBitstream, &upload)),
     };
     match serve(&mut tls, &dev, &rules) {
-        End::Refused(why) => warn!(peer = %who, "refused: {why}"),
+        End::Refused(why) => vfpgad::warn_limited!(shared.peers, peer = %who, "refused: {why}"),
         end => log_end(&dev.name, &who, &end),
     }
     info!(peer = %who, "host disconnected");
@@ -264,7 +274,7 @@ fn upload(shared: &Shared, req: &StreamRequest, inputs: &[u8]) -> Result<Respons
     }
     let text = std::str::from_utf8(manifest).map_err(|_| bad(1, "manifest is not UTF-8"))?;
     let catalog = Catalog::from_toml(text, "upload").map_err(|e| {
-        warn!("upload {name}: {e}");
+        vfpgad::warn_limited!(shared.peers, "upload {name}: {e}");
         bad(1, "manifest does not parse")
     })?;
     if catalog.name != name {
@@ -278,7 +288,11 @@ fn upload(shared: &Shared, req: &StreamRequest, inputs: &[u8]) -> Result<Respons
         .ok_or(bad(1, "manifest names no bitstream file"))?;
     let store = |path: PathBuf, data: &[u8]| {
         std::fs::write(&path, data).map_err(|e| {
-            warn!("upload {name}: cannot write {}: {e}", path.display());
+            vfpgad::warn_limited!(
+                shared.peers,
+                "upload {name}: cannot write {}: {e}",
+                path.display()
+            );
             AbiError::new(Status::EngineError, "cannot store the upload")
         })
     };

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 use vfpga_engine::{Call, EngineError, SegStream, SgBuf};
 use vfpga_proto::{
     AbiError, ArgKind, DeviceInfo, ElemType, KernelDesc, Limits, Opcode, Response, Stats, Status,
@@ -60,7 +60,9 @@ impl Device {
     ) -> Outcome {
         let (head, resp_off, resp) = match chain::decode(chain, mem, &self.limits, scratch) {
             Decoded::Unanswerable { head, reason } => {
-                warn!(guest = %self.name, queue, head, "returning chain unanswered: {reason}");
+                self.tenant.report(format_args!(
+                    "queue {queue}: returning chain {head} unanswered: {reason}"
+                ));
                 self.counters.request(Status::BadRequest);
                 return Outcome::Done { head, used: 0 };
             }
@@ -86,7 +88,9 @@ impl Device {
             }
         };
         if self.queues.get(queue).map(|q| q.epoch()) != Some(epoch) {
-            warn!(guest = %self.name, queue, head, "queue stopped during the run; result dropped");
+            self.tenant.report(format_args!(
+                "queue {queue}: stopped during the run of chain {head}; result dropped"
+            ));
             return Outcome::Abandoned;
         }
         self.counters
@@ -269,7 +273,8 @@ impl Device {
                 })
             }
             Err(e) => {
-                warn!(guest = %self.name, bitstream = name, "load refused: {e}");
+                self.tenant
+                    .report(format_args!("load of bitstream {name} refused: {e}"));
                 let (status, detail) = e.status();
                 Err(AbiError {
                     status,

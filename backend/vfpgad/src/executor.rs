@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use tracing::{debug, error, warn};
+use tracing::{debug, error};
 use vfpga_engine::SegStream;
 use vhost_user_backend::VringRwLock;
 
@@ -136,7 +136,10 @@ impl Job {
                 .request(resp.status().unwrap_or(vfpga_proto::Status::EngineError));
             Some(used)
         } else {
-            warn!(guest = %dev.name, queue = self.queue, head = req.head, "queue stopped during the run; result dropped");
+            dev.tenant.report(format_args!(
+                "queue {}: stopped during the run of chain {}; result dropped",
+                self.queue, req.head
+            ));
             None
         };
         // Done with guest memory: release it and put the job back before the driver

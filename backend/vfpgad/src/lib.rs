@@ -20,6 +20,7 @@ pub mod device;
 pub mod dispatch;
 #[cfg(feature = "vhost")]
 pub mod executor;
+pub mod limited;
 pub mod logging;
 pub mod notify;
 pub mod sched;

@@ -10,13 +10,13 @@
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::Deserialize;
-use tracing::warn;
 use vfpga_proto::{AbiError, Limits, Status, LIMIT_F_ALL_KERNELS, LIMIT_F_LOAD};
 
 use crate::device::lock;
+use crate::limited::Limited;
 
 /// A guest's policy. In the configuration file the `[device]` table holds the defaults
 /// and each `[[guest]]` may override any field.
@@ -122,13 +122,9 @@ pub struct Tenant {
     inflight: AtomicU32,
     inflight_bytes: AtomicU64,
     rate: Mutex<Rate>,
-    /// When a refusal was last logged, and how many since.
-    warned: Mutex<Option<Instant>>,
-    quiet: AtomicU64,
+    /// Reports of its requests, at most one every ten seconds.
+    reports: Limited,
 }
-
-/// Fewest seconds between two logged refusals of one guest.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A run admitted against its guest's quota; dropping it gives the quota back.
 #[derive(Debug)]
@@ -159,8 +155,7 @@ impl Tenant {
                 at: Instant::now(),
             }),
             policy,
-            warned: Mutex::new(None),
-            quiet: AtomicU64::new(0),
+            reports: Limited::new(),
         })
     }
 
@@ -183,19 +178,7 @@ impl Tenant {
     /// Logs a warning about this guest's requests, at most every ten seconds (then with
     /// the number of reports held back): what a guest sends must not flood the log.
     pub fn report(&self, what: std::fmt::Arguments<'_>) {
-        let mut last = lock(&self.warned);
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
-            self.quiet.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-        *last = Some(now);
-        let more = self.quiet.swap(0, Ordering::Relaxed);
-        if more > 0 {
-            warn!(guest = %self.name, "{what} ({more} more reports since the last)");
-        } else {
-            warn!(guest = %self.name, "{what}");
-        }
+        crate::warn_limited!(self.reports, guest = %self.name, "{what}");
     }
 
     /// Admits a run of `bytes` (inputs plus outputs), or refuses it with `BUSY` when it
@@ -334,7 +317,7 @@ mod tests {
         assert_eq!(t.admit(1).unwrap_err().status, Status::Busy, "2 per second");
         // Refilled: half a second later, one more (rewind the bucket's clock instead of
         // sleeping).
-        lock(&t.rate).at -= Duration::from_millis(600);
+        lock(&t.rate).at -= std::time::Duration::from_millis(600);
         let _c = t.admit(1).unwrap();
         assert_eq!(
             t.limits(1, 1).inflight,

@@ -2,6 +2,8 @@
 //! thread and the engine threads (for runs they finish) complete chains here.
 
 use tracing::warn;
+
+use crate::limited::Limited;
 use vhost_user_backend::{VringRwLock, VringT};
 
 /// Puts a chain in the used ring and, if `signal`, interrupts the driver when it asked
@@ -9,7 +11,8 @@ use vhost_user_backend::{VringRwLock, VringT};
 pub fn complete_one(vring: &VringRwLock, head: u16, used: u32, signal: bool) -> bool {
     if let Err(e) = vring.add_used(head, used) {
         // Only a head index beyond the queue gets here: nothing can be returned.
-        warn!(head, "cannot return descriptor chain: {e}");
+        static BAD_HEADS: Limited = Limited::new();
+        crate::warn_limited!(BAD_HEADS, head, "cannot return descriptor chain: {e}");
         return false;
     }
     if signal {

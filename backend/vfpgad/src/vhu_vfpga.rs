@@ -46,7 +46,9 @@ impl VhuVfpga {
     /// Processes every available chain of virtqueue `q`.
     fn process_queue(&self, q: usize, vring: &VringRwLock) {
         let Some(atomic) = self.dev.memory() else {
-            warn!(guest = %self.dev.name, queue = q, "kick before the memory table; ignored");
+            self.dev.tenant.report(format_args!(
+                "queue {q}: kick before the memory table; ignored"
+            ));
             return;
         };
         let mem = atomic.memory();
@@ -206,14 +208,19 @@ impl VhostUserBackend for VhuVfpga {
         thread_id: usize,
     ) -> io::Result<()> {
         if evset != EventSet::IN {
-            warn!(guest = %self.dev.name, "unexpected event set {evset:?}");
+            self.dev
+                .tenant
+                .report(format_args!("unexpected event set {evset:?}"));
             return Ok(());
         }
         // Each thread owns exactly one queue (see `queues_per_thread`), so the thread
         // index is the virtqueue index and `device_event` the thread-local index 0.
         match vrings.get(usize::from(device_event)) {
             Some(vring) => self.process_queue(thread_id + usize::from(device_event), vring),
-            None => warn!(guest = %self.dev.name, device_event, "event for an unknown queue"),
+            None => self
+                .dev
+                .tenant
+                .report(format_args!("event {device_event} for an unknown queue")),
         }
         Ok(())
     }

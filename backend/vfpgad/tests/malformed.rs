@@ -105,6 +105,30 @@ fn response_outside_guest_memory_returns_chain_empty() {
 }
 
 #[test]
+fn a_flood_of_bad_chains_is_one_log_line_with_a_count() {
+    let (d, mut fe) = setup();
+    let start = std::time::Instant::now();
+    for _ in 0..300 {
+        let (h, n) = head(&mut fe, RequestHeader::new(Opcode::Nop, 1, 0, 0), &[]);
+        let beyond = GuestAddress(fe.mem.size() - 8);
+        assert_eq!(
+            fe.chain(1, &[Seg::rd(h, n), Seg::wr(beyond, 40)]).unwrap(),
+            0
+        );
+    }
+    still_serves(&mut fe);
+    // One report per ten seconds at most: the first, and one more per ten seconds the
+    // flood took on a slow machine.
+    let allowed = 1 + start.elapsed().as_secs() / 10;
+    let log = d.log();
+    let lines = log.matches("returning chain").count() as u64;
+    assert!(
+        (1..=allowed).contains(&lines),
+        "{lines} lines (allowed {allowed}):\n{log}"
+    );
+}
+
+#[test]
 fn wrapping_addresses_and_lengths() {
     let (_d, mut fe) = setup();
     // A descriptor whose address + length wraps around 2^64.

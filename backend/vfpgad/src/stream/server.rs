@@ -24,6 +24,7 @@ use super::listen::Listen;
 use super::serve::{log_end, serve, Conn, End, Rules};
 use crate::config::DeviceLimits;
 use crate::device::{lock, Device};
+use crate::limited::Limited;
 use crate::sched::Turns;
 use crate::shelf::Shelf;
 use crate::sockets::{bind, wait_readable};
@@ -38,8 +39,6 @@ const MAX_HANDSHAKES: usize = 32;
 /// TLS handshakes in progress from one address: a flood from one peer is refused
 /// without taking the others' turns.
 const MAX_HANDSHAKES_PER_PEER: usize = 4;
-/// Fewest seconds between two warnings about one guest's refused connections.
-const WARN_EVERY: Duration = Duration::from_secs(10);
 
 /// A guest with stream listeners.
 #[derive(Clone, Debug)]
@@ -105,21 +104,6 @@ struct Entry {
     since: Instant,
     dev: Arc<Device>,
     close: Closer,
-}
-
-/// A warning that repeats at most every [`WARN_EVERY`].
-struct Limited(Mutex<Option<Instant>>);
-
-impl Limited {
-    fn due(&self) -> bool {
-        let mut last = lock(&self.0);
-        let now = Instant::now();
-        if last.is_some_and(|t| now.duration_since(t) < WARN_EVERY) {
-            return false;
-        }
-        *last = Some(now);
-        true
-    }
 }
 
 pub(super) struct GuestState {
@@ -289,10 +273,10 @@ impl StreamServer {
                     vchan: g.listen.contains(&Listen::Vchan),
                     vchan_domain: Mutex::new(None),
                     conns: Mutex::new(Vec::new()),
-                    warned: Limited(Mutex::new(None)),
+                    warned: Limited::new(),
                 })
                 .collect(),
-            strangers: Limited(Mutex::new(None)),
+            strangers: Limited::new(),
             stop: AtomicBool::new(false),
             next_id: AtomicU64::new(1),
             active: Mutex::new(0),
@@ -422,7 +406,7 @@ fn accept_loop(shared: &Arc<Shared>, b: &Bound, wait: RawFd) {
                         Deadline::new(s),
                     );
                 }
-                None if shared.strangers.due() => {
+                None if shared.strangers.due().is_some() => {
                     warn!("vsock: refused a connection from CID {cid}: no guest has that CID");
                 }
                 None => {}
@@ -536,7 +520,7 @@ fn tls_guest(
     {
         Some(g) => Some((*g, tls, close)),
         None => {
-            if shared.strangers.due() {
+            if shared.strangers.due().is_some() {
                 warn!(%peer, "tls:{addr}: refused: the client certificate names no guest served here");
             }
             None
@@ -578,7 +562,7 @@ pub(super) fn serve_conn<C: Conn>(
         }
         if conns.len() >= shared.cfg.max_connections {
             drop(conns);
-            if gs.warned.due() {
+            if gs.warned.due().is_some() {
                 warn!(
                     guest = %gs.name,
                     %peer,
@@ -625,7 +609,7 @@ pub(super) fn serve_conn<C: Conn>(
     };
     let served = panic::catch_unwind(AssertUnwindSafe(|| serve(&mut conn, &dev, &rules)));
     match served {
-        Ok(End::Refused(why)) if gs.warned.due() => {
+        Ok(End::Refused(why)) if gs.warned.due().is_some() => {
             warn!(guest = %gs.name, %peer, "stream closed: {why}");
         }
         Ok(end) => log_end(&gs.name, &peer, &end),

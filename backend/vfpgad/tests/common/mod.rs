@@ -33,8 +33,10 @@ impl Daemon {
     }
 
     /// Starts the daemon with `args` in `dir`, and waits until the unix sockets `wait`
-    /// exist (the daemon creates every listener before any).
+    /// exist (the daemon creates every listener before any). Its log goes to
+    /// `dir/vfpgad.log` ([`Daemon::log`]), printed if the test fails.
     pub fn launch(dir: tempfile::TempDir, wait: Vec<PathBuf>, args: &[String]) -> Self {
+        let log = std::fs::File::create(dir.path().join("vfpgad.log")).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_vfpgad"))
             .args(args)
             .env(
@@ -42,9 +44,10 @@ impl Daemon {
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
             )
             .stdin(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start vfpgad");
-        let d = Self {
+        let mut d = Self {
             child: Some(child),
             dir,
             sockets: wait,
@@ -53,9 +56,20 @@ impl Daemon {
         d
     }
 
-    fn wait_for_sockets(&self) {
+    /// What the daemon has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("vfpgad.log")).unwrap_or_default()
+    }
+
+    fn wait_for_sockets(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while !self.sockets.iter().all(|s| s.exists()) {
+            if let Some(Ok(Some(st))) = self.child.as_mut().map(Child::try_wait) {
+                panic!(
+                    "vfpgad exited ({st}) before creating its sockets:\n{}",
+                    self.log()
+                );
+            }
             assert!(
                 Instant::now() < deadline,
                 "vfpgad did not create its sockets"
@@ -105,7 +119,14 @@ impl Daemon {
         for (i, s) in self.sockets.iter().enumerate() {
             cmd.arg("--socket").arg(format!("vm{i}={}", s.display()));
         }
-        cmd.args(args).env("RUST_LOG", "warn").stdin(Stdio::null());
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("vfpgad.log"))
+            .unwrap();
+        cmd.args(args)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stderr(log);
         for s in &self.sockets {
             let _ = std::fs::remove_file(s);
         }
@@ -119,6 +140,9 @@ impl Drop for Daemon {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- vfpgad's log:\n{}", self.log());
         }
     }
 }
