@@ -30,6 +30,7 @@ fn remote(c: &mut Criterion) {
         max_connections: 8,
         max_concurrent: 2,
         max_request_bytes: 256 << 20,
+        revoked: None,
     })
     .unwrap();
     let address = agent.local_addr().to_string();

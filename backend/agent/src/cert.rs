@@ -1,6 +1,13 @@
 //! `vfpga-agent cert`: a private CA for one deployment, and the server (board) and
 //! client (vfpgad host) certificates it signs. Keys are written readable by their owner
 //! only.
+//!
+//! A client certificate carries its **role**: an `admin` may upload and load
+//! bitstreams on the boards (a bitstream is a DMA master: full control of the board),
+//! a `run` client may only run kernels. The role is a name in the certificate
+//! ([`ADMIN_NAME`]), signed by the CA like the rest, so nobody without the CA's key can
+//! add it. Certificates expire (a year by default; the CA in ten), and a board refuses
+//! the certificates listed in its revocation file (`cert revoke`).
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -11,6 +18,39 @@ use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose,
 };
+
+/// The name an admin client certificate carries besides its own (see the module doc).
+pub const ADMIN_NAME: &str = "role-admin.vfpga";
+
+/// What a client may do on a board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Role {
+    /// Run kernels only.
+    Run,
+    /// Run kernels, upload and load bitstreams.
+    Admin,
+}
+
+/// Whether client certificate `der` carries the admin role.
+pub fn is_admin(der: &rustls_pki_types::CertificateDer<'_>) -> bool {
+    vfpga_transport::cert_names(der, ADMIN_NAME)
+}
+
+/// The SHA-256 of a certificate (its DER), as `cert revoke` lists it: lowercase hex.
+pub fn fingerprint(der: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Valid from an hour ago (clocks differ) for `days`.
+fn validity(p: &mut CertificateParams, days: u32) {
+    let now = time::OffsetDateTime::now_utc();
+    p.not_before = now - time::Duration::hours(1);
+    p.not_after = now + time::Duration::days(i64::from(days));
+}
 
 fn ca_params() -> CertificateParams {
     let mut p = CertificateParams::default();
@@ -52,17 +92,34 @@ fn issuer(dir: &Path) -> Result<(rcgen::Certificate, KeyPair), String> {
     Ok((cert, key))
 }
 
+/// What a certificate is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A board's (or vfpgad's, for guests) server certificate.
+    Server,
+    /// A client's, with its role on the boards.
+    Client(Role),
+}
+
 /// Issues a certificate for `names` (DNS names or IP addresses; the first is also the
-/// common name) into `<prefix>.pem` and `<prefix>.key`; an existing pair is replaced
-/// only with `force`, and the CA's never. Returns what it wrote, in words.
+/// common name), valid `days`, into `<prefix>.pem` and `<prefix>.key`; an existing pair
+/// is replaced only with `force`, and the CA's never. Returns what it wrote, in words.
 pub fn issue(
     dir: &Path,
     prefix: &str,
     names: &[String],
-    server: bool,
+    kind: Kind,
+    days: u32,
     force: bool,
 ) -> Result<String, String> {
-    let kind = if server { "server" } else { "client" };
+    let server = kind == Kind::Server;
+    let what = match kind {
+        Kind::Server => "a server certificate".to_owned(),
+        Kind::Client(Role::Run) => "a client certificate (role run: kernels only)".to_owned(),
+        Kind::Client(Role::Admin) => {
+            "a client certificate (role admin: may upload and load bitstreams)".to_owned()
+        }
+    };
     if prefix == "ca" {
         return Err("--prefix ca would replace the CA itself: choose another prefix".into());
     }
@@ -84,8 +141,12 @@ pub fn issue(
         }
     }
     let (ca, ca_key) = issuer(dir)?;
-    let mut p =
-        CertificateParams::new(names.to_vec()).map_err(|e| format!("names {names:?}: {e}"))?;
+    let mut all = names.to_vec();
+    if kind == Kind::Client(Role::Admin) {
+        all.push(ADMIN_NAME.to_owned());
+    }
+    let mut p = CertificateParams::new(all).map_err(|e| format!("names {names:?}: {e}"))?;
+    validity(&mut p, days);
     let mut dn = DistinguishedName::new();
     dn.push(
         DnType::CommonName,
@@ -106,7 +167,7 @@ pub fn issue(
     write(&pem, &cert.pem(), false)?;
     write(&key_file, &key.serialize_pem(), true)?;
     Ok(format!(
-        "wrote {} and {}: a {kind} certificate for {}, signed by {}",
+        "wrote {} and {}: {what} for {}, valid {days} days, signed by {}",
         pem.display(),
         key_file.display(),
         names.join(", "),
@@ -114,16 +175,72 @@ pub fn issue(
     ))
 }
 
-/// Creates the CA (`ca.pem`, `ca.key`) in `dir`, then a server and a client certificate.
+/// Adds certificate file `cert` to the revocation list `list` (created if missing);
+/// boards given `--revoked LIST` refuse it from their next connection on.
+pub fn revoke(cert: &Path, list: &Path) -> Result<String, String> {
+    use rustls_pki_types::pem::PemObject;
+    let ders: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(cert)
+        .map_err(|e| format!("{}: {e}", cert.display()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", cert.display()))?;
+    let der = ders
+        .first()
+        .ok_or_else(|| format!("{}: no certificate in the file", cert.display()))?;
+    let fp = fingerprint(der);
+    let old = std::fs::read_to_string(list).unwrap_or_default();
+    if old.lines().any(|l| l.trim() == fp) {
+        return Ok(format!(
+            "{} is already revoked in {}",
+            cert.display(),
+            list.display()
+        ));
+    }
+    let mut f = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(list)
+        .map_err(|e| format!("cannot write {}: {e}", list.display()))?;
+    writeln!(f, "{fp}").map_err(|e| format!("cannot write {}: {e}", list.display()))?;
+    Ok(format!(
+        "revoked {} (sha256 {fp}) in {}: boards reading it refuse it from their next connection",
+        cert.display(),
+        list.display()
+    ))
+}
+
+/// Days a leaf certificate is valid by default, and the CA.
+pub const DEFAULT_DAYS: u32 = 365;
+/// Days the CA is valid.
+pub const CA_DAYS: u32 = 3650;
+
+/// Creates the CA (`ca.pem`, `ca.key`) in `dir`, then a server and a client certificate
+/// (the client an admin: the deployment's own vfpgad host loads bitstreams).
 pub fn init(dir: &Path, server_names: &[String], client_name: &str) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     if dir.join("ca.key").exists() {
         return Err(format!("{} already holds a CA; remove it or issue more certificates with `cert server`/`cert client`", dir.display()));
     }
     let key = KeyPair::generate().map_err(|e| e.to_string())?;
-    let cert = ca_params().self_signed(&key).map_err(|e| e.to_string())?;
+    let mut params = ca_params();
+    validity(&mut params, CA_DAYS);
+    let cert = params.self_signed(&key).map_err(|e| e.to_string())?;
     write(&dir.join("ca.pem"), &cert.pem(), false)?;
     write(&dir.join("ca.key"), &key.serialize_pem(), true)?;
-    issue(dir, "server", server_names, true, false)?;
-    issue(dir, "client", &[client_name.to_owned()], false, false).map(drop)
+    issue(
+        dir,
+        "server",
+        server_names,
+        Kind::Server,
+        DEFAULT_DAYS,
+        false,
+    )?;
+    issue(
+        dir,
+        "client",
+        &[client_name.to_owned()],
+        Kind::Client(Role::Admin),
+        DEFAULT_DAYS,
+        false,
+    )
+    .map(drop)
 }

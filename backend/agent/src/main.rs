@@ -80,6 +80,10 @@ enum Command {
         /// Largest request in MiB (inputs plus outputs).
         #[arg(long, default_value_t = 256, value_name = "MIB")]
         max_request_mib: u64,
+        /// Revocation list (`cert revoke` writes it): certificates listed there are
+        /// refused; the file is read again when it changes.
+        #[arg(long, value_name = "FILE")]
+        revoked: Option<PathBuf>,
     },
     /// Create or extend the deployment's certificates.
     Cert {
@@ -134,6 +138,9 @@ enum CertCommand {
         /// Names (DNS or IP) the board is reached by; repeatable.
         #[arg(long = "name", required = true)]
         names: Vec<String>,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = cert::DEFAULT_DAYS)]
+        days: u32,
         /// Replace PREFIX.pem/key if they exist.
         #[arg(long)]
         force: bool,
@@ -149,9 +156,26 @@ enum CertCommand {
         /// The client's name.
         #[arg(long)]
         name: String,
+        /// What it may do on the boards: run kernels (run), or also upload and load
+        /// bitstreams (admin).
+        #[arg(long, value_enum, default_value = "run")]
+        role: cert::Role,
+        /// Days the certificate is valid.
+        #[arg(long, default_value_t = cert::DEFAULT_DAYS)]
+        days: u32,
         /// Replace PREFIX.pem/key if they exist.
         #[arg(long)]
         force: bool,
+    },
+    /// Revoke a certificate: add it to a revocation list the boards read (`serve
+    /// --revoked FILE`).
+    Revoke {
+        /// The certificate (PEM) to revoke.
+        #[arg(long, value_name = "FILE")]
+        cert: PathBuf,
+        /// The revocation list to add it to (created if missing).
+        #[arg(long, value_name = "FILE")]
+        list: PathBuf,
     },
 }
 
@@ -175,6 +199,7 @@ fn serve(cmd: Command) -> Result<(), String> {
         max_connections,
         max_concurrent,
         max_request_mib,
+        revoked,
     } = cmd
     else {
         return Err("internal: not a serve command".into());
@@ -215,6 +240,7 @@ fn serve(cmd: Command) -> Result<(), String> {
         max_connections,
         max_concurrent,
         max_request_bytes: max_request_mib.saturating_mul(1 << 20),
+        revoked,
     })
     .map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     if let Some(sig) = signals.forever().next() {
@@ -295,14 +321,22 @@ fn main() -> ExitCode {
                 dir,
                 prefix,
                 names,
+                days,
                 force,
-            } => cert::issue(&dir, &prefix, &names, true, force).map(|w| println!("{w}")),
+            } => cert::issue(&dir, &prefix, &names, cert::Kind::Server, days, force)
+                .map(|w| println!("{w}")),
             CertCommand::Client {
                 dir,
                 prefix,
                 name,
+                role,
+                days,
                 force,
-            } => cert::issue(&dir, &prefix, &[name], false, force).map(|w| println!("{w}")),
+            } => cert::issue(&dir, &prefix, &[name], cert::Kind::Client(role), days, force)
+                .map(|w| println!("{w}")),
+            CertCommand::Revoke { cert, list } => {
+                cert::revoke(&cert, &list).map(|w| println!("{w}"))
+            }
         },
     };
     match r {

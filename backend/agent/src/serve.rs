@@ -39,6 +39,15 @@ pub struct AgentConfig {
     pub max_concurrent: usize,
     /// Largest request (inputs plus outputs) accepted.
     pub max_request_bytes: u64,
+    /// Revocation list (SHA-256 fingerprints, one per line), read again when it changes.
+    pub revoked: Option<PathBuf>,
+}
+
+/// The revocation list as last read, and when the file was last changed.
+#[derive(Debug, Default)]
+struct Revoked {
+    stamp: Option<std::time::SystemTime>,
+    fingerprints: Vec<String>,
 }
 
 struct Shared {
@@ -48,6 +57,7 @@ struct Shared {
     /// Warnings peers can trigger (refused connections, failed handshakes, bad
     /// requests and uploads): at most one every ten seconds.
     peers: Limited,
+    revoked: Mutex<Revoked>,
     stop: AtomicBool,
     active: AtomicUsize,
     /// Sockets of live connections, to wake their readers at shutdown.
@@ -79,6 +89,7 @@ impl Agent {
         let shared = Arc::new(Shared {
             sched: Scheduler::new(cfg.max_concurrent, Duration::ZERO),
             peers: Limited::new(),
+            revoked: Mutex::default(),
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),
@@ -212,11 +223,22 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
             return;
         }
     }
-    let who = tls
+    let Some(cert) = tls
         .conn
         .peer_certificates()
         .and_then(|c| c.first())
-        .map_or_else(|| peer.to_string(), |_| format!("{peer} (authenticated)"));
+        .cloned()
+    else {
+        return;
+    };
+    if is_revoked(shared, &cert) {
+        vfpgad::warn_limited!(shared.peers, %peer, "refused: its certificate is revoked");
+        return;
+    }
+    // What the host may do is written in its certificate: run-only hosts load and
+    // upload nothing (a bitstream is a DMA master: full control of the board).
+    let admin = crate::cert::is_admin(&cert);
+    let who = format!("{peer} ({})", if admin { "admin" } else { "run only" });
     info!(peer = %who, "host connected");
     let limits = DeviceLimits {
         max_request_bytes: shared.cfg.max_request_bytes,
@@ -224,13 +246,29 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
     };
     // A host may do what the agent's engine and library let it (the agent has no
     // per-host policy of its own).
+    let policy = if admin {
+        Policy::open()
+    } else {
+        Policy {
+            bitstreams: Vec::new(),
+            ..Policy::open()
+        }
+    };
     let dev = Device::for_stream(
-        Tenant::new(&peer.ip().to_string(), Policy::open()),
+        Tenant::new(&peer.ip().to_string(), policy),
         limits,
         shared.cfg.engine.clone(),
         Default::default(),
     );
-    let upload = |req: &StreamRequest, inputs: &[u8]| upload(shared, req, inputs);
+    let upload = |req: &StreamRequest, inputs: &[u8]| {
+        if !admin {
+            return Err(AbiError::new(
+                Status::Permission,
+                "this host's certificate is run-only: uploads need one issued with `cert client --role admin`",
+            ));
+        }
+        upload(shared, req, inputs)
+    };
     let rules = Rules {
         max_request_bytes: shared.cfg.max_request_bytes,
         // Between requests a connection may idle as long as the host keeps it.
@@ -280,6 +318,25 @@ fn upload(shared: &Shared, req: &StreamRequest, inputs: &[u8]) -> Result<Respons
     if catalog.name != name {
         return Err(bad(1, "manifest names another bitstream"));
     }
+    // A bitstream's files are its own: `NAME.*`, so no upload replaces another
+    // bitstream's file (or a manifest: those are `NAME.toml`).
+    let own = |f: &str| {
+        f.strip_prefix(name)
+            .is_some_and(|r| r.starts_with('.') && r != ".toml")
+    };
+    if let Some(f) = catalog
+        .hw
+        .file
+        .iter()
+        .chain(&catalog.hw.overlay)
+        .find(|f| !own(f))
+    {
+        vfpgad::warn_limited!(shared.peers, "upload {name}: refused file name {f}");
+        return Err(bad(
+            1,
+            "the manifest's file must be named after its bitstream: NAME.bit.bin, NAME.dtbo, ...",
+        ));
+    }
     let file_name = catalog
         .hw
         .file
@@ -303,4 +360,36 @@ fn upload(shared: &Shared, req: &StreamRequest, inputs: &[u8]) -> Result<Respons
         value: file.len() as u64,
         ..Response::new(Status::Ok, 0)
     })
+}
+
+/// Whether `cert` is on the revocation list (read again whenever the file changed; a
+/// list that cannot be read refuses everyone rather than no one).
+fn is_revoked(shared: &Shared, cert: &rustls_pki_types::CertificateDer<'_>) -> bool {
+    let Some(path) = &shared.cfg.revoked else {
+        return false;
+    };
+    let mut r = shared.revoked.lock().unwrap_or_else(|p| p.into_inner());
+    let stamp = std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    if stamp.is_none() || stamp != r.stamp {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                r.fingerprints = text
+                    .lines()
+                    .map(|l| l.trim().to_ascii_lowercase())
+                    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                    .collect();
+                r.stamp = stamp;
+            }
+            Err(e) => {
+                vfpgad::warn_limited!(
+                    shared.peers,
+                    "cannot read the revocation list {}: {e}; refusing every host until it can",
+                    path.display()
+                );
+                return true;
+            }
+        }
+    }
+    let fp = crate::cert::fingerprint(cert);
+    r.fingerprints.contains(&fp)
 }

@@ -64,7 +64,10 @@ fn certificates_are_never_replaced_silently() {
         "cert", "client", "--dir", d, "--prefix", "client", "--name", "host2", "--force",
     ]);
     assert_eq!(code, Some(0), "{out}");
-    assert!(out.contains("a client certificate for host2"), "{out}");
+    assert!(
+        out.contains("a client certificate (role run: kernels only) for host2, valid 365 days"),
+        "{out}"
+    );
     assert_ne!(
         std::fs::read(dir.path().join("client.pem")).unwrap(),
         client

@@ -1108,3 +1108,123 @@ fn the_catalogue_follows_the_board_and_unreachable_boards_say_why() {
     });
     other.shutdown();
 }
+
+fn agent_cli(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vfpga-agent"))
+        .args(args)
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "vfpga-agent {args:?}: {text}");
+    text
+}
+
+fn connect_as(
+    agent: &AgentProc,
+    pki: &Path,
+    prefix: &str,
+) -> Result<Conn, vfpga_remote::ConnError> {
+    let tls = vfpga_transport::client_config(&TlsFiles {
+        ca: pki.join("ca.pem"),
+        cert: pki.join(format!("{prefix}.pem")),
+        key: pki.join(format!("{prefix}.key")),
+    })
+    .unwrap();
+    Conn::connect(&agent.address(), "127.0.0.1", tls, Duration::from_secs(5))
+}
+
+const HASHES: &str = "[bitstream]\nname = \"hashes\"\nfile = \"hashes.bit.bin\"\n[[kernel]]\nname = \"digest\"\nsim = \"sha256\"\nargs = [\n  { name = \"data\", kind = \"in\", type = \"u8\", dims = [\"n\"] },\n  { name = \"digest\", kind = \"out\", type = \"u8\", count = 32 },\n  { name = \"n\", kind = \"scalar\", type = \"u64\" },\n]\n";
+
+#[test]
+fn roles_revocation_and_expiry_are_enforced_by_the_board() {
+    let pki = pki();
+    let d = pki.path().to_str().unwrap();
+    let lib = tempfile::tempdir().unwrap();
+    let list = pki.path().join("revoked.txt");
+    std::fs::write(&list, "# revoked client certificates\n").unwrap();
+    let agent = AgentProc::start(
+        pki.path(),
+        free_port(),
+        &[
+            "--library",
+            lib.path().to_str().unwrap(),
+            "--allow",
+            "hashes",
+            "--revoked",
+            list.to_str().unwrap(),
+        ],
+    );
+    let out = agent_cli(&[
+        "cert", "client", "--dir", d, "--prefix", "runner", "--name", "runner",
+    ]);
+    assert!(out.contains("role run"), "{out}");
+    // A run-only host runs, but neither uploads nor loads.
+    let mut runner = connect_as(&agent, pki.path(), "runner").unwrap();
+    runner.nop().unwrap();
+    let denied = runner.upload("hashes", HASHES, &mut &b"bits"[..], 4, &mut |_, _| {});
+    assert!(
+        matches!(
+            denied,
+            Err(vfpga_remote::ConnError::Status {
+                status: Status::Permission,
+                ..
+            })
+        ),
+        "{denied:?}"
+    );
+    assert!(!lib.path().join("hashes.toml").exists(), "nothing stored");
+    // The admin (cert init's client) uploads and loads; the runner still may not load.
+    let mut admin = connect_as(&agent, pki.path(), "client").unwrap();
+    admin
+        .upload("hashes", HASHES, &mut &b"bits"[..], 4, &mut |_, _| {})
+        .unwrap();
+    assert!(matches!(
+        runner.load("hashes"),
+        Err(vfpga_remote::ConnError::Status {
+            status: Status::Permission,
+            ..
+        })
+    ));
+    assert_eq!(admin.load("hashes").unwrap(), 1);
+    // A bitstream's files are its own: an upload naming another's file is refused.
+    let intruder = HASHES.replace("name = \"hashes\"", "name = \"other\"");
+    let r = admin.upload("other", &intruder, &mut &b"evil"[..], 4, &mut |_, _| {});
+    assert!(
+        matches!(
+            r,
+            Err(vfpga_remote::ConnError::Status {
+                status: Status::BadArgument,
+                ..
+            })
+        ),
+        "{r:?}"
+    );
+    assert_eq!(
+        std::fs::read(lib.path().join("hashes.bit.bin")).unwrap(),
+        b"bits"
+    );
+    // Revoked: refused from its next connection on, the others unaffected.
+    let out = agent_cli(&[
+        "cert",
+        "revoke",
+        "--cert",
+        pki.path().join("runner.pem").to_str().unwrap(),
+        "--list",
+        list.to_str().unwrap(),
+    ]);
+    assert!(out.contains("revoked"), "{out}");
+    let refused = connect_as(&agent, pki.path(), "runner").and_then(|mut c| c.nop());
+    assert!(refused.is_err(), "a revoked certificate is refused");
+    connect_as(&agent, pki.path(), "client")
+        .unwrap()
+        .nop()
+        .unwrap();
+    // Expired: a certificate valid for 0 days is refused, and the client is told why.
+    agent_cli(&[
+        "cert", "client", "--dir", d, "--prefix", "old", "--name", "old", "--days", "0",
+    ]);
+    std::thread::sleep(Duration::from_secs(1));
+    let e = connect_as(&agent, pki.path(), "old").and_then(|mut c| c.nop());
+    assert!(e.is_err(), "an expired certificate is refused");
+}

@@ -234,7 +234,7 @@ fn loads_and_runs_every_kernel_bit_exact() {
     assert!(
         b.model
             .events()
-            .contains(&"fpga0: load base.bit.bin: operating".to_owned()),
+            .contains(&"fpga0: load vfpga/base.bit.bin: operating".to_owned()),
         "{:?}",
         b.model.events()
     );
@@ -242,7 +242,11 @@ fn loads_and_runs_every_kernel_bit_exact() {
         std::fs::read_to_string(root.join("sys/class/fpga_manager/fpga0/flags")).unwrap(),
         "0"
     );
-    assert!(root.join("lib/firmware/base.bit.bin").is_file());
+    assert!(root.join("lib/firmware/vfpga/base.bit.bin").is_file());
+    assert!(
+        !root.join("lib/firmware/base.bit.bin").exists(),
+        "not among the system's firmware"
+    );
     let e = &b.engine;
     let mut rng = Rng(7);
 
@@ -512,7 +516,7 @@ fn the_model_loses_a_run_the_fabric_is_programmed_under() {
         b.model.wait_event("held", Duration::from_secs(60)).unwrap();
         // Programmed behind the engine's back, as a load that did not wait would do.
         let fw = b.model.root().join("sys/class/fpga_manager/fpga0/firmware");
-        std::fs::write(fw, "base.bit.bin").unwrap();
+        std::fs::write(fw, "vfpga/base.bit.bin").unwrap();
         let state = b.model.root().join("sys/class/fpga_manager/fpga0/state");
         while std::fs::read_to_string(&state).unwrap().trim().is_empty() {}
         b.model.set_faults(Faults::default());
@@ -583,7 +587,7 @@ fn overlays_load_through_configfs() {
         .join("sys/kernel/config/device-tree/overlays/vfpga-ovl");
     assert_eq!(
         std::fs::read_to_string(dir.join("path")).unwrap(),
-        "base.dtbo"
+        "vfpga/base.dtbo"
     );
     let (got, want) = vadd_u32(&b.engine, 32, &mut Rng(11)).unwrap();
     assert_eq!(got, want);

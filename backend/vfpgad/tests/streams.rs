@@ -25,7 +25,15 @@ fn pki() -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     vfpga_agent::cert::init(d.path(), &["127.0.0.1".into()], "vm0").unwrap();
     for name in ["vm1", "vm2"] {
-        vfpga_agent::cert::issue(d.path(), name, &[name.to_owned()], false, false).unwrap();
+        vfpga_agent::cert::issue(
+            d.path(),
+            name,
+            &[name.to_owned()],
+            vfpga_agent::cert::Kind::Client(vfpga_agent::cert::Role::Run),
+            365,
+            false,
+        )
+        .unwrap();
     }
     d
 }

@@ -21,14 +21,27 @@ const FAILED: &[&str] = &[
     "write complete error",
 ];
 
-/// Copies `file` from the library folder into `lib/firmware` under the root.
-fn stage(root: &Root, library: &Path, file: &str) -> Result<(), EngineError> {
+/// The folder under `/lib/firmware` that vfpga's bitstreams are copied into: a library's
+/// file never replaces a firmware blob of the system's (`regulatory.db`, a NIC's).
+const FIRMWARE_DIR: &str = "vfpga";
+
+/// Copies `file` from the library folder into `lib/firmware/vfpga` under the root;
+/// returns its name for the kernel's firmware loader (`vfpga/FILE`).
+fn stage(root: &Root, library: &Path, file: &str) -> Result<String, EngineError> {
     let src = library.join(file);
-    let fw_dir = root.path("lib/firmware");
+    let fw_dir = root.path(&format!("lib/firmware/{FIRMWARE_DIR}"));
     std::fs::create_dir_all(&fw_dir)
         .map_err(|e| EngineError::io(format!("creating {}", fw_dir.display()), e))?;
-    std::fs::copy(&src, fw_dir.join(file))
-        .map(|_| ())
+    let dst = fw_dir.join(file);
+    // A library kept in that very folder is already in place (a copy onto itself
+    // would truncate it).
+    if let (Ok(a), Ok(b)) = (src.canonicalize(), dst.canonicalize()) {
+        if a == b {
+            return Ok(format!("{FIRMWARE_DIR}/{file}"));
+        }
+    }
+    std::fs::copy(&src, &dst)
+        .map(|_| format!("{FIRMWARE_DIR}/{file}"))
         .map_err(|e| {
             EngineError::io(
                 format!("copying {} into {}", src.display(), fw_dir.display()),
@@ -53,10 +66,10 @@ pub fn load_with_manager(
             root.path(&dir).display()
         )));
     }
-    stage(root, library, file)?;
+    let firmware = stage(root, library, file)?;
     let before = root.read(&format!("{dir}/state"))?;
     root.write(&format!("{dir}/flags"), if partial { "1" } else { "0" })?;
-    root.write(&format!("{dir}/firmware"), file)?;
+    root.write(&format!("{dir}/firmware"), &firmware)?;
     let start = Instant::now();
     let deadline = start + timeout;
     // Most managers program synchronously inside the `firmware` write; one that works
@@ -96,7 +109,7 @@ pub fn apply_overlay(
             overlays.display()
         )));
     }
-    stage(root, library, file)?;
+    let firmware = stage(root, library, file)?;
     let dir = overlays.join(format!("vfpga-{name}"));
     if dir.exists() {
         std::fs::remove_dir(&dir).map_err(|e| {
@@ -105,7 +118,7 @@ pub fn apply_overlay(
     }
     std::fs::create_dir(&dir)
         .map_err(|e| EngineError::io(format!("creating {}", dir.display()), e))?;
-    std::fs::write(dir.join("path"), file)
+    std::fs::write(dir.join("path"), &firmware)
         .map_err(|e| EngineError::io(format!("writing {}/path", dir.display()), e))?;
     let deadline = Instant::now() + timeout;
     loop {
