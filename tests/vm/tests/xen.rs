@@ -822,7 +822,15 @@ fn domus_without_the_module_reach_vfpgad_over_vchan_and_tls() {
     let work = tempfile::tempdir().unwrap();
     let pki = work.path().join("pki");
     vfpga_agent::cert::init(&pki, &["10.0.3.1".into()], "d1").unwrap();
-    vfpga_agent::cert::issue(&pki, "d2", &["d2".into()], false, false).unwrap();
+    vfpga_agent::cert::issue(
+        &pki,
+        "d2",
+        &["d2".into()],
+        vfpga_agent::cert::Kind::Client(vfpga_agent::cert::Role::Run),
+        365,
+        false,
+    )
+    .unwrap();
     let inputs = work.path().join("share");
     let want = common::kernel_inputs(&inputs, &mut vfpga_reference::Rng(1001));
     let mut domu: Vec<(PathBuf, String)> = vec![

@@ -1,0 +1,4 @@
+//! libFuzzer harness of the `manifest` target (tests/fuzz-targets).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| vfpga_fuzz_targets::run("manifest", data));
