@@ -188,17 +188,16 @@ impl Executor {
         let mut handles = Vec::with_capacity(sched.tokens());
         for i in 0..sched.tokens() {
             let sched = sched.clone();
-            handles.push(
-                std::thread::Builder::new()
-                    .name(format!("vfpga-engine-{i}"))
-                    .spawn(move || {
-                        while let Some((job, token)) = sched.next_job() {
-                            job.run();
-                            drop(token);
-                        }
-                        debug!("engine thread exits");
-                    })?,
-            );
+            handles.push(crate::threads::spawn_running(
+                format!("vfpga-engine-{i}"),
+                move || {
+                    while let Some((job, token)) = sched.next_job() {
+                        job.run();
+                        drop(token);
+                    }
+                    debug!("engine thread exits");
+                },
+            )?);
         }
         Ok(Arc::new(Self {
             sched,

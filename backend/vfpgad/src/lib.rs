@@ -32,6 +32,7 @@ pub mod sockets;
 pub mod stats;
 pub mod stream;
 pub mod tenant;
+pub mod threads;
 #[cfg(feature = "vhost")]
 pub mod used;
 #[cfg(feature = "vhost")]

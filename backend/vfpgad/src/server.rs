@@ -217,9 +217,9 @@ impl Server {
                 stop: server.stop.clone(),
                 live: server.live.clone(),
             };
-            let t = std::thread::Builder::new()
-                .name(format!("vfpga-{}", g.name))
-                .spawn(move || guest.run(listener))?;
+            let t = crate::threads::spawn_running(format!("vfpga-{}", g.name), move || {
+                guest.run(listener);
+            })?;
             server.threads.push(t);
             info!(guest = %g.name, socket = %path.display(), "listening");
         }

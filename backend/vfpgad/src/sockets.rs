@@ -38,12 +38,35 @@ pub fn bind(path: &Path, mode: Option<u32>, gid: Option<u32>) -> io::Result<Unix
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    let listener = UnixListener::bind(path)?;
-    if let Some(gid) = gid {
-        std::os::unix::fs::chown(path, None, Some(gid))?;
+    if mode.is_none() && gid.is_none() {
+        return UnixListener::bind(path);
     }
-    if let Some(mode) = mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    // Bound under a name of its own, given its group and mode, then renamed into
+    // place: nobody ever finds the socket at its path with other permissions (a
+    // process waiting for it to appear, QEMU among them, sees it complete).
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut tmp = path.with_file_name(format!(".{name}.{}.new", std::process::id()));
+    if tmp.as_os_str().len() >= 108 {
+        // No room for the longer name in a socket address: a shorter one.
+        tmp = path.with_file_name(format!(".{}", std::process::id()));
+    }
+    let _ = std::fs::remove_file(&tmp);
+    let listener = UnixListener::bind(&tmp)?;
+    let placed = (|| {
+        if let Some(gid) = gid {
+            std::os::unix::fs::chown(&tmp, None, Some(gid))?;
+        }
+        if let Some(mode) = mode {
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode))?;
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = placed {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     Ok(listener)
 }

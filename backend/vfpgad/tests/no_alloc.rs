@@ -5,8 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use vfpga_engine::sim::SimEngine;
@@ -18,11 +19,42 @@ use vfpgad::{Config, Server};
 struct Counting;
 
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
+/// While set, each counted allocation also records where it was made (the first few),
+/// so a failure says which code allocated.
+static TRACING: AtomicBool = AtomicBool::new(false);
+static WHERE: Mutex<Vec<String>> = Mutex::new(Vec::new());
+/// Backtraces being recorded now (a recording is slow: `measure` waits for them).
+static RECORDINGS: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// Set while this thread records a backtrace (whose own allocations do not count).
+    static RECORDING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn count() {
+    if RECORDING.with(Cell::get) {
+        return;
+    }
+    ALLOCS.fetch_add(1, Ordering::Relaxed);
+    if TRACING.load(Ordering::Relaxed) {
+        RECORDINGS.fetch_add(1, Ordering::SeqCst);
+        RECORDING.with(|r| r.set(true));
+        let thread = std::thread::current().name().unwrap_or("?").to_owned();
+        let bt = std::backtrace::Backtrace::force_capture().to_string();
+        let mut w = WHERE.lock().unwrap_or_else(|p| p.into_inner());
+        if w.len() < 4 {
+            w.push(format!("thread {thread}:\n{bt}"));
+        }
+        drop(w);
+        RECORDING.with(|r| r.set(false));
+        RECORDINGS.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 // SAFETY: forwards every call to the system allocator unchanged; only counts.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: AllocLayout) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.alloc(layout) }
     }
@@ -31,20 +63,33 @@ unsafe impl GlobalAlloc for Counting {
         unsafe { System.dealloc(ptr, layout) }
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: AllocLayout, new_size: usize) -> *mut u8 {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        count();
         // SAFETY: same contract as the caller's.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 
+/// Counts (and records where) allocations are made while `f` runs.
+fn measure(f: impl FnOnce()) -> (u64, String) {
+    WHERE.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    TRACING.store(true, Ordering::SeqCst);
+    let before = ALLOCS.load(Ordering::SeqCst);
+    f();
+    let n = ALLOCS.load(Ordering::SeqCst) - before;
+    TRACING.store(false, Ordering::SeqCst);
+    while RECORDINGS.load(Ordering::SeqCst) > 0 {
+        std::thread::yield_now();
+    }
+    let w = WHERE.lock().unwrap_or_else(|p| p.into_inner()).join("\n");
+    (n, w)
+}
+
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// The counter is the whole process's: one test at a time.
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Allocations made while `n` runs of the prepared `vadd` of `elems` elements go through.
-fn allocations(fe: &mut VhuFrontend, session: u64, elems: usize, n: usize) -> u64 {
+/// Allocations made (and where) while `n` runs of the prepared `vadd` of `elems`
+/// elements go through.
+fn allocations(fe: &mut VhuFrontend, session: u64, elems: usize, n: usize) -> (u64, String) {
     let a: Vec<u8> = (0..elems as u32).flat_map(|x| x.to_le_bytes()).collect();
     let p = fe
         .prepare(
@@ -64,21 +109,28 @@ fn allocations(fe: &mut VhuFrontend, session: u64, elems: usize, n: usize) -> u6
         let (resp, _) = fe.run_prepared(&p).unwrap();
         assert_eq!(resp.status(), Some(Status::Ok));
     }
-    let before = ALLOCS.load(Ordering::SeqCst);
-    for _ in 0..n {
-        let (resp, _) = fe.run_prepared(&p).unwrap();
-        assert_eq!(resp.status(), Some(Status::Ok));
-    }
-    let count = ALLOCS.load(Ordering::SeqCst) - before;
+    let count = measure(|| {
+        for _ in 0..n {
+            let (resp, _) = fe.run_prepared(&p).unwrap();
+            assert_eq!(resp.status(), Some(Status::Ok));
+        }
+    });
     let out = fe.output(&p, 0).unwrap();
     assert_eq!(&out[..8], &[0, 0, 0, 0, 2, 0, 0, 0], "results are real");
     fe.mem.release_to(p.mark);
     count
 }
 
+/// One test for the whole binary: the counter is the process's, and a second test's
+/// thread, started by the harness at once but scheduled whenever the system likes,
+/// would do its start-up allocations in the middle of this one's measurement.
 #[test]
-fn warm_vadd_requests_allocate_nothing() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
+fn warm_requests_allocate_nothing() {
+    on_a_virtio_device();
+    on_a_stream();
+}
+
+fn on_a_virtio_device() {
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("vm0.sock");
     let config = Config {
@@ -99,28 +151,26 @@ fn warm_vadd_requests_allocate_nothing() {
         .unwrap();
     let session = r.resp.value;
 
-    let inline = allocations(&mut fe, session, 1024, 500);
+    let (inline, at) = allocations(&mut fe, session, 1024, 500);
     assert_eq!(
         inline, 0,
-        "4 KiB vadd on the queue thread allocated {inline} times in 500 requests"
+        "4 KiB vadd on the queue thread allocated {inline} times in 500 requests:\n{at}"
     );
-    let deferred = allocations(&mut fe, session, 256 * 1024, 100);
+    let (deferred, at) = allocations(&mut fe, session, 256 * 1024, 100);
     assert_eq!(
         deferred, 0,
-        "1 MiB vadd on the engine threads allocated {deferred} times in 100 requests"
+        "1 MiB vadd on the engine threads allocated {deferred} times in 100 requests:\n{at}"
     );
 
     drop(fe);
     server.shutdown(Duration::from_secs(10));
 }
 
-#[test]
-fn warm_vadd_requests_on_a_stream_allocate_nothing() {
+fn on_a_stream() {
     use std::io::{Read, Write};
     use vfpga_proto::stream::{read_response, write_request};
     use vfpga_proto::{ArgEntry, RequestHeader};
 
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("vm0.stream");
     let mut guest = GuestConfig::named("vm0");
@@ -161,14 +211,14 @@ fn warm_vadd_requests_on_a_stream_allocate_nothing() {
         for _ in 0..20 {
             one(&mut c);
         }
-        let before = ALLOCS.load(Ordering::SeqCst);
-        for _ in 0..100 {
-            one(&mut c);
-        }
-        let count = ALLOCS.load(Ordering::SeqCst) - before;
+        let (count, at) = measure(|| {
+            for _ in 0..100 {
+                one(&mut c);
+            }
+        });
         assert_eq!(
             count, 0,
-            "{elems}-element vadd on a stream allocated {count} times in 100 requests"
+            "{elems}-element vadd on a stream allocated {count} times in 100 requests:\n{at}"
         );
         assert_eq!(&out[..8], &[0, 0, 0, 0, 2, 0, 0, 0], "results are real");
     }

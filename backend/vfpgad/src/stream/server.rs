@@ -292,9 +292,9 @@ impl StreamServer {
             let (shared, wait) = (server.shared.clone(), wait.try_clone()?);
             let what = describe(&b, guests);
             info!("listening: {what}");
-            let t = std::thread::Builder::new()
-                .name("vfpga-accept".into())
-                .spawn(move || accept_loop(&shared, &b, wait.as_raw_fd()))?;
+            let t = crate::threads::spawn_running("vfpga-accept".into(), move || {
+                accept_loop(&shared, &b, wait.as_raw_fd());
+            })?;
             server.accept.push(t);
         }
         Ok(server)
