@@ -25,6 +25,7 @@
 #include <linux/kref.h>
 #include <linux/refcount.h>
 #include <linux/scatterlist.h>
+#include <linux/semaphore.h>
 #include <linux/sizes.h>
 #include <linux/spinlock.h>
 #include <linux/types.h>
@@ -55,6 +56,13 @@ struct vfpga_queue {
 	unsigned int max_segs;		/* descriptors one chain may use on this queue */
 	unsigned int space_seq;		/* bumped whenever the device returns buffers */
 	wait_queue_head_t space_wq;	/* submitters waiting for ring space */
+	/*
+	 * One per ring entry: a request takes one before it pins its pages and
+	 * gives it back when the device returns it, so with indirect descriptors
+	 * (one entry per chain) no request holds pinned pages while it waits
+	 * for ring space.
+	 */
+	struct semaphore slots;
 	char name[24];
 };
 
@@ -106,6 +114,7 @@ struct vfpga_req {
 	refcount_t ref;
 	bool abandoned;			/* nobody waits: freed through vfpga_wq */
 	bool local;			/* answered by the driver, not sent */
+	bool slot;			/* holds one of q->slots */
 	u16 opcode;
 	int error;			/* set on completion: 0 or -ENODEV */
 	unsigned int used_len;		/* set on completion */
@@ -125,6 +134,9 @@ struct vfpga_req {
 	struct scatterlist head_sg;
 	struct scatterlist resp_sg;
 	struct page **pages;
+	/* The submitter's, while its pinned pages count against RLIMIT_MEMLOCK. */
+	struct mm_struct *locked_mm;
+	unsigned long locked_pages;
 	struct vfpga_buf bufs[VFPGA_MAX_ARGS];
 
 	/* Device-readable: header and argument table back to back, then names. */

@@ -27,10 +27,15 @@ struct vfpga_session {
 	u64 id;
 };
 
+static unsigned int vfpga_max_runs = 32;
+module_param_named(max_runs, vfpga_max_runs, uint, 0444);
+MODULE_PARM_DESC(max_runs, "RUN requests one open file may have in flight; more wait (default 32)");
+
 struct vfpga_file {
 	struct vfpga_dev *vd;		/* holds a reference */
 	spinlock_t lock;		/* sessions */
 	struct list_head sessions;
+	struct semaphore runs;		/* RUN requests in flight, at most max_runs */
 	struct work_struct release_work;
 };
 
@@ -388,7 +393,12 @@ static int vfpga_ioc_run(struct vfpga_file *vf, void __user *uarg)
 	if (!vfpga_session_known(vf, io.session)) {
 		io.status = VFPGA_S_BAD_SESSION;
 	} else {
+		if (down_killable(&vf->runs)) {
+			err = -EINTR;
+			goto out;
+		}
 		err = vfpga_req_exec(req);
+		up(&vf->runs);
 		if (err)
 			goto out;
 		io.status = le16_to_cpu(req->resp.status);
@@ -513,6 +523,7 @@ static int vfpga_open(struct inode *inode, struct file *file)
 	vf->vd = vd;
 	spin_lock_init(&vf->lock);
 	INIT_LIST_HEAD(&vf->sessions);
+	sema_init(&vf->runs, max(vfpga_max_runs, 1U));
 	INIT_WORK(&vf->release_work, vfpga_release_work);
 	file->private_data = vf;
 	return stream_open(inode, file);

@@ -206,6 +206,7 @@ static int vfpga_init_vqs(struct virtio_device *vdev, struct vfpga_dev *vd)
 		q->vq = vqs[i];
 		q->ring_size = virtqueue_get_vring_size(q->vq);
 		q->max_segs = min(vd->max_segments, vd->indirect ? indirect_max : q->ring_size);
+		sema_init(&q->slots, q->ring_size);
 	}
 out:
 	kfree(vqs);

@@ -16,6 +16,10 @@
  *   reference is dropped once it has read the response. The last of the two
  *   frees: directly if it is the submitter, through vfpga_wq otherwise
  *   (unpinning may sleep; the callback runs in interrupt context).
+ *
+ * Pinned pages count against the submitter's RLIMIT_MEMLOCK (as vfio and
+ * io_uring count theirs) from pinning until the request is freed; a request
+ * over the limit fails with -ENOMEM before anything is pinned.
  * - submitter killed while waiting: it marks the request abandoned and drops
  *   its reference; the pages stay pinned and the request stays allocated
  *   until the device returns the chain or remove() detaches it; then it is
@@ -26,6 +30,7 @@
 #include <linux/kernel.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
+#include <linux/sched/mm.h>
 #include <linux/slab.h>
 #include <linux/virtio.h>
 
@@ -50,6 +55,22 @@ static bool vfpga_buf_is_user(const struct vfpga_buf *b)
 	return !b->kaddr && b->len;
 }
 
+/* Gives the pinned pages back to the submitter's locked-memory count. */
+static void vfpga_req_unaccount(struct vfpga_req *req)
+{
+	struct mm_struct *mm = req->locked_mm;
+
+	if (!mm)
+		return;
+	/* An address space that is gone keeps no count. */
+	if (mmget_not_zero(mm)) {
+		account_locked_vm(mm, req->locked_pages, false);
+		mmput_async(mm);
+	}
+	mmdrop(mm);
+	req->locked_mm = NULL;
+}
+
 static void vfpga_req_free(struct vfpga_req *req)
 {
 	unsigned int i;
@@ -65,6 +86,7 @@ static void vfpga_req_free(struct vfpga_req *req)
 						    b->npinned, b->write);
 	}
 	kvfree(req->pages);
+	vfpga_req_unaccount(req);
 	vfpga_put(req->vd);
 	kmem_cache_free(vfpga_req_cache, req);
 }
@@ -213,6 +235,13 @@ static int vfpga_req_pin(struct vfpga_req *req)
 	}
 	if (!total)
 		return 0;
+	/* Counted before anything is pinned: over the limit, nothing is. */
+	err = account_locked_vm(current->mm, total, true);
+	if (err)
+		return err;
+	req->locked_mm = current->mm;
+	mmgrab(req->locked_mm);
+	req->locked_pages = total;
 	req->pages = kvmalloc_array(total, sizeof(*req->pages), GFP_KERNEL);
 	if (!req->pages)
 		return -ENOMEM;
@@ -358,16 +387,32 @@ static int vfpga_req_submit(struct vfpga_req *req, bool may_wait)
  * answer (the device's, or the driver's VFPGA_S_TOO_LARGE), or a negative
  * errno. The caller drops its reference with vfpga_req_put() in every case.
  */
+static void vfpga_req_give_slot(struct vfpga_req *req)
+{
+	if (req->slot) {
+		req->slot = false;
+		up(&req->q->slots);
+	}
+}
+
 int vfpga_req_exec(struct vfpga_req *req)
 {
 	int err;
 
+	/* Ring space first, then pages (see struct vfpga_queue). */
+	if (down_killable(&req->q->slots))
+		return -EINTR;
+	req->slot = true;
 	err = vfpga_req_prepare(req);
-	if (err || req->local)
+	if (err || req->local) {
+		vfpga_req_give_slot(req);
 		return err;
+	}
 	err = vfpga_req_submit(req, true);
-	if (err)
+	if (err) {
+		vfpga_req_give_slot(req);
 		return err;
+	}
 	if (wait_for_completion_killable(&req->done)) {
 		/* The device still owns the chain: its completion frees it. */
 		req->abandoned = true;
@@ -393,6 +438,7 @@ void vfpga_req_put(struct vfpga_req *req)
  */
 void vfpga_req_complete(struct vfpga_req *req, int error, unsigned int len)
 {
+	vfpga_req_give_slot(req);
 	req->error = error;
 	req->used_len = len;
 	complete(&req->done);

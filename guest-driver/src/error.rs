@@ -137,7 +137,7 @@ fn io_hint(e: &io::Error) -> String {
         Some(libc::ENOTTY) => "not a vfpga device (unknown ioctl)".into(),
         Some(libc::EFAULT) => "a buffer address is not valid in this process".into(),
         Some(libc::EINVAL) => "the driver refused the request as malformed".into(),
-        Some(libc::ENOMEM) => "the driver is out of memory (buffers too large to pin?)".into(),
+        Some(libc::ENOMEM) => "cannot pin the buffers: more than this process may lock in memory (ulimit -l, RLIMIT_MEMLOCK), or the driver is out of memory".into(),
         Some(libc::EIO) => "the device broke the protocol (see the kernel log)".into(),
         _ => e.to_string(),
     }

@@ -93,6 +93,27 @@ fn unknown_kernels_and_bad_arguments_fail_clearly() {
 
 #[test]
 #[ignore = "boots a VM; run by scripts/test-all.sh"]
+fn pinned_pages_count_against_the_locked_memory_limit() {
+    let _vm = vm_lock();
+    let share = tempfile::tempdir().unwrap();
+    let s = share.path();
+    let want = kernel_inputs(s, &mut Rng(808));
+    let d = Daemon::start(&["vm0"], &[]);
+    let out = run(&GuestOpts::new("memlock", &d.sockets, s));
+    assert_ok("memlock", &out);
+    let err = String::from_utf8_lossy(&get(s, "out/memlock.err")).into_owned();
+    assert!(
+        err.contains("ulimit -l"),
+        "the error says which limit: {err}"
+    );
+    assert!(
+        get(s, "out/vadd.bin") == want[0].1,
+        "under the limit it runs"
+    );
+}
+
+#[test]
+#[ignore = "boots a VM; run by scripts/test-all.sh"]
 fn a_guest_with_two_devices_uses_both() {
     let _vm = vm_lock();
     let share = tempfile::tempdir().unwrap();
