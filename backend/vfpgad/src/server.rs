@@ -315,6 +315,16 @@ fn start_streams(
         .map_err(ServerError::Streams)
 }
 
+/// Closes a connection's exit events once its daemon is gone (see
+/// [`VhuVfpga::close_exit_events`]).
+struct ExitEvents(VhuVfpga);
+
+impl Drop for ExitEvents {
+    fn drop(&mut self) {
+        self.0.close_exit_events();
+    }
+}
+
 /// One guest's serving loop.
 struct GuestLoop {
     guest: GuestConfig,
@@ -358,6 +368,8 @@ impl GuestLoop {
                 .with_engine_threads(&self.exec, self.inline_cost),
         );
         let backend = VhuVfpga::new(dev.clone());
+        // Declared before the daemon, so dropped after it, on every way out.
+        let _exit_events = ExitEvents(backend.clone());
         let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
         let mut daemon = VhostUserDaemon::new(format!("vfpga-{name}"), backend, mem)?;
         daemon.start(listener)?;

@@ -3,8 +3,9 @@
 //! `dispatch.rs`; decoding in `chain.rs`.
 
 use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tracing::{debug, warn};
@@ -30,12 +31,31 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct VhuVfpga {
     dev: Arc<Device>,
+    /// The exit events' consumer ends handed to vhost-user-backend, which registers
+    /// them in its epoll instances with `into_raw_fd()` and never closes them (0.24):
+    /// closed by [`VhuVfpga::close_exit_events`] once the connection is over, or each
+    /// connection would leak one descriptor per queue.
+    exit_consumers: Arc<Mutex<Vec<RawFd>>>,
 }
 
 impl VhuVfpga {
     /// A backend for `dev`.
     pub fn new(dev: Arc<Device>) -> Self {
-        Self { dev }
+        Self {
+            dev,
+            exit_consumers: Arc::default(),
+        }
+    }
+
+    /// Closes the exit events' consumer ends; call once the daemon serving this
+    /// backend is dropped and its epoll threads were told to exit.
+    pub fn close_exit_events(&self) {
+        for fd in std::mem::take(&mut *lock(&self.exit_consumers)) {
+            // SAFETY: vhost-user-backend gave up ownership of these descriptors
+            // (`into_raw_fd`) and its epoll instances, the only users, are gone with the
+            // daemon; nothing else knows them.
+            drop(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+        }
     }
 
     /// The device.
@@ -183,7 +203,10 @@ impl VhostUserBackend for VhuVfpga {
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
         match new_event_consumer_and_notifier(EventFlag::NONBLOCK) {
-            Ok(pair) => Some(pair),
+            Ok(pair) => {
+                lock(&self.exit_consumers).push(pair.0.as_raw_fd());
+                Some(pair)
+            }
             Err(e) => {
                 warn!("cannot create an exit event: {e}");
                 None

@@ -159,6 +159,32 @@ fn serves_again_after_the_frontend_disconnects() {
     still_serves(&mut d.connect(0));
 }
 
+/// The daemon's open descriptors.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, Iterator::count)
+}
+
+#[test]
+fn connections_leave_no_descriptors_behind() {
+    let d = Daemon::start(1, &[]);
+    let base = fds(d.pid());
+    for _ in 0..5 {
+        let mut fe = d.connect(0);
+        still_serves(&mut fe);
+        drop(fe);
+        // The connection's teardown is the daemon's: wait for it, bounded.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while fds(d.pid()) > base {
+            assert!(
+                Instant::now() < deadline,
+                "{} descriptors open after a disconnect, {base} before",
+                fds(d.pid())
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 #[test]
 fn a_restarted_daemon_serves_new_connections() {
     let mut d = Daemon::start(1, &[]);
