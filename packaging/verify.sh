@@ -19,9 +19,11 @@ check_unit() { # UNIT: verify and rate the unit prepared in $tmp
 	systemd-analyze verify "$tmp/$1"
 	systemd-analyze security --offline=yes --threshold=30 "$tmp/$1" | tail -n 1
 }
-sed -e "s#/usr/bin/vfpgad#$bin#g" -e "s#/etc/vfpga/vfpgad.toml#$here/vfpgad.toml#g" \
-	"$here/systemd/vfpgad.service" >"$tmp/vfpgad.service"
-check_unit vfpgad.service
+for unit in vfpgad.service vfpgad-dom0.service; do
+	sed -e "s#/usr/bin/vfpgad#$bin#g" -e "s#/etc/vfpga/vfpgad.toml#$here/vfpgad.toml#g" \
+		"$here/systemd/$unit" >"$tmp/$unit"
+	check_unit "$unit"
+done
 if [ $# -eq 2 ]; then
 	agent=$(realpath "$2")
 	[ -x "$agent" ] || die "$2: not an executable"
