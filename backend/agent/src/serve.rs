@@ -58,6 +58,9 @@ struct Shared {
     /// requests and uploads): at most one every ten seconds.
     peers: Limited,
     revoked: Mutex<Revoked>,
+    /// TLS handshakes in progress, by peer address: counted apart from the hosts
+    /// served, so silent TCP connections cannot take their places.
+    handshakes: Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
     stop: AtomicBool,
     active: AtomicUsize,
     /// Sockets of live connections, to wake their readers at shutdown.
@@ -90,6 +93,7 @@ impl Agent {
             sched: Scheduler::new(cfg.max_concurrent, Duration::ZERO),
             peers: Limited::new(),
             revoked: Mutex::default(),
+            handshakes: Mutex::default(),
             stop: AtomicBool::new(false),
             active: AtomicUsize::new(0),
             conns: Mutex::new(Vec::new()),
@@ -149,44 +153,70 @@ impl Agent {
     }
 }
 
+/// TLS handshakes in progress at once: at that many the agent stops accepting, and
+/// connections wait in the kernel's backlog until one ends.
+const MAX_HANDSHAKES: usize = 32;
+/// TLS handshakes in progress from one address: a flood from one peer is refused
+/// without taking the others' turns.
+const MAX_HANDSHAKES_PER_PEER: usize = 4;
+
+impl Shared {
+    fn handshakes(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<std::net::IpAddr, usize>> {
+        self.handshakes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
     let mut next_id = 0u64;
     while !shared.stop.load(Ordering::Acquire) {
+        if shared.handshakes().values().sum::<usize>() >= MAX_HANDSHAKES {
+            std::thread::sleep(Duration::from_millis(20));
+            continue;
+        }
         match listener.accept() {
             Ok((tcp, peer)) => {
-                if shared.active.load(Ordering::Acquire) >= shared.cfg.max_connections {
-                    vfpgad::warn_limited!(
-                        shared.peers,
-                        %peer,
-                        "refused: {} connections already",
-                        shared.cfg.max_connections
-                    );
-                    continue;
+                {
+                    let mut h = shared.handshakes();
+                    let n = h.entry(peer.ip()).or_default();
+                    if *n >= MAX_HANDSHAKES_PER_PEER {
+                        drop(h);
+                        vfpgad::warn_limited!(
+                            shared.peers,
+                            %peer,
+                            "refused: {MAX_HANDSHAKES_PER_PEER} TLS handshakes from this address already"
+                        );
+                        continue;
+                    }
+                    *n += 1;
                 }
                 next_id += 1;
                 let id = next_id;
                 let _ = tcp.set_nonblocking(false);
-                if let Ok(clone) = tcp.try_clone() {
-                    shared
-                        .conns
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .push((id, clone));
-                }
-                shared.active.fetch_add(1, Ordering::AcqRel);
                 let s = shared.clone();
                 let spawned = std::thread::Builder::new()
                     .name(format!("agent-conn-{id}"))
                     .spawn(move || {
-                        serve_conn(&s, tcp, peer);
-                        s.conns
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .retain(|(i, _)| *i != id);
-                        s.active.fetch_sub(1, Ordering::AcqRel);
+                        let tls = handshake(&s, tcp, peer);
+                        {
+                            let mut h = s.handshakes();
+                            if let Some(n) = h.get_mut(&peer.ip()) {
+                                *n -= 1;
+                                if *n == 0 {
+                                    h.remove(&peer.ip());
+                                }
+                            }
+                        }
+                        if let Some(tls) = tls {
+                            serve_counted(&s, id, tls, peer);
+                        }
                     });
                 if spawned.is_err() {
-                    shared.active.fetch_sub(1, Ordering::AcqRel);
+                    let mut h = shared.handshakes();
+                    if let Some(n) = h.get_mut(&peer.ip()) {
+                        *n = n.saturating_sub(1);
+                    }
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -203,11 +233,38 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
 /// How long a host has to finish the TLS handshake.
 const HANDSHAKE_TIME: Duration = Duration::from_secs(10);
 
-fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
-    let _ = tcp.set_nodelay(true);
-    let Ok(conn) = ServerConnection::new(shared.cfg.tls.clone()) else {
+/// Serves an authenticated host, counted among the `max_connections` served.
+fn serve_counted(shared: &Shared, id: u64, tls: TlsStream, peer: SocketAddr) {
+    if shared.active.fetch_add(1, Ordering::AcqRel) >= shared.cfg.max_connections {
+        shared.active.fetch_sub(1, Ordering::AcqRel);
+        vfpgad::warn_limited!(
+            shared.peers,
+            %peer,
+            "refused: {} hosts served already (--max-connections)",
+            shared.cfg.max_connections
+        );
         return;
-    };
+    }
+    if let Ok(clone) = tls.sock.get_ref().try_clone() {
+        shared
+            .conns
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((id, clone));
+    }
+    serve_conn(shared, tls, peer);
+    shared
+        .conns
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .retain(|(i, _)| *i != id);
+    shared.active.fetch_sub(1, Ordering::AcqRel);
+}
+
+/// The TLS handshake, bounded as a whole by [`HANDSHAKE_TIME`]; `None` if it failed.
+fn handshake(shared: &Shared, tcp: TcpStream, peer: SocketAddr) -> Option<TlsStream> {
+    let _ = tcp.set_nodelay(true);
+    let conn = ServerConnection::new(shared.cfg.tls.clone()).ok()?;
     // The whole handshake, not each read, is bounded: a peer trickling bytes must not
     // hold a connection slot.
     let mut sock = Deadline::new(tcp);
@@ -220,9 +277,13 @@ fn serve_conn(shared: &Shared, tcp: TcpStream, peer: SocketAddr) {
             } else {
                 vfpgad::warn_limited!(shared.peers, %peer, "refused: TLS handshake failed: {e}");
             }
-            return;
+            return None;
         }
     }
+    Some(tls)
+}
+
+fn serve_conn(shared: &Shared, mut tls: TlsStream, peer: SocketAddr) {
     let Some(cert) = tls
         .conn
         .peer_certificates()

@@ -1228,3 +1228,40 @@ fn roles_revocation_and_expiry_are_enforced_by_the_board() {
     let e = connect_as(&agent, pki.path(), "old").and_then(|mut c| c.nop());
     assert!(e.is_err(), "an expired certificate is refused");
 }
+
+/// A TCP connection from loopback address `from` (127.0.0.2, ...) that sends nothing.
+fn silent_from(from: [u8; 4], to: &str) -> std::os::fd::OwnedFd {
+    use std::os::fd::FromRawFd;
+    let port: u16 = to.rsplit_once(':').unwrap().1.parse().unwrap();
+    // SAFETY: plain socket calls on a descriptor this function owns.
+    unsafe {
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+        assert!(fd >= 0);
+        let owned = std::os::fd::OwnedFd::from_raw_fd(fd);
+        let mut a: libc::sockaddr_in = std::mem::zeroed();
+        a.sin_family = libc::AF_INET as libc::sa_family_t;
+        a.sin_addr.s_addr = u32::from_ne_bytes(from);
+        let len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        assert_eq!(libc::bind(fd, std::ptr::addr_of!(a).cast(), len), 0);
+        a.sin_port = port.to_be();
+        a.sin_addr.s_addr = u32::from_ne_bytes([127, 0, 0, 1]);
+        assert_eq!(libc::connect(fd, std::ptr::addr_of!(a).cast(), len), 0);
+        owned
+    }
+}
+
+#[test]
+fn silent_connections_take_no_host_s_place() {
+    let pki = pki();
+    let agent = AgentProc::start(pki.path(), free_port(), &["--max-connections", "4"]);
+    // Forty connections from another address that never speak TLS: at most four of
+    // them handshake at once, none is counted among the hosts served.
+    let silent: Vec<_> = (0..40)
+        .map(|_| silent_from([127, 0, 0, 2], &agent.address()))
+        .collect();
+    for _ in 0..4 {
+        let mut c = connect_as(&agent, pki.path(), "client").unwrap();
+        c.nop().unwrap();
+    }
+    drop(silent);
+}
