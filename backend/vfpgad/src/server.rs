@@ -162,22 +162,14 @@ impl Server {
         });
         let mode = config.socket_mode().map_err(ServerError::Config)?;
         let gid = config.socket_gid().map_err(ServerError::Config)?;
-        let mut listeners = Vec::with_capacity(config.guests.len());
-        for g in &config.guests {
-            let Some(path) = &g.socket else { continue };
-            let l = bind(path, mode, gid).map_err(|source| ServerError::Listen {
-                guest: g.name.clone(),
-                path: path.clone(),
-                source,
-            })?;
-            listeners.push((g.clone(), path.clone(), l));
-        }
         // One tenant per guest, shared by its virtio device and its streams.
         let tenants: Vec<Arc<Tenant>> = config
             .guests
             .iter()
             .map(|g| Tenant::new(&g.name, g.policy(&config.device)))
             .collect();
+        // Stream listeners first, vhost-user sockets last: whoever waits for a socket
+        // file to appear finds every listener bound.
         let streams = start_streams(
             config,
             &tenants,
@@ -187,6 +179,26 @@ impl Server {
             mode,
             gid,
         )?;
+        let mut listeners = Vec::with_capacity(config.guests.len());
+        for g in &config.guests {
+            let Some(path) = &g.socket else { continue };
+            match bind(path, mode, gid) {
+                Ok(l) => listeners.push((g.clone(), path.clone(), l)),
+                Err(source) => {
+                    if let Some(s) = streams {
+                        s.shutdown(Duration::from_secs(5));
+                    }
+                    for (_, p, _) in &listeners {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    return Err(ServerError::Listen {
+                        guest: g.name.clone(),
+                        path: path.clone(),
+                        source,
+                    });
+                }
+            }
+        }
         let live = Arc::new(LiveDevices::default());
         if let Some(s) = &streams {
             let _ = live.streams.set(s.guests());

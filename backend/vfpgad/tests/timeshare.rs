@@ -48,7 +48,10 @@ fn board(min_slice_ms: u64) -> Board {
         ));
     }
     std::fs::write(r.join("vfpgad.toml"), toml).unwrap();
-    let wait = vec![r.join("a.sock"), r.join("b.sock")];
+    // Every listener, streams included (they are bound after the vhost-user sockets).
+    let wait = ["a.sock", "b.sock", "a.stream", "b.stream"]
+        .map(|f| r.join(f))
+        .to_vec();
     let config = r.join("vfpgad.toml").display().to_string();
     let d = Daemon::launch(run, wait, &["--config".into(), config]);
     Board {

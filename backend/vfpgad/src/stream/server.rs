@@ -209,20 +209,12 @@ impl StreamServer {
         let mut unix_paths = Vec::new();
         let mut vsock: HashMap<u32, HashMap<u32, usize>> = HashMap::new();
         let mut tls: HashMap<SocketAddr, Vec<usize>> = HashMap::new();
+        let mut unix = Vec::new();
         for (g, guest) in guests.iter().enumerate() {
             for l in &guest.listen {
                 match l {
-                    Listen::Unix(path) => {
-                        let u = bind(path, cfg.socket_mode, cfg.socket_gid).map_err(|source| {
-                            StreamError::Listen {
-                                guest: guest.name.clone(),
-                                listen: l.to_string(),
-                                source,
-                            }
-                        })?;
-                        unix_paths.push(path.clone());
-                        bound.push(Bound::Unix(u, g));
-                    }
+                    // Bound last, below: a unix socket's file is what callers wait for.
+                    Listen::Unix(path) => unix.push((path.clone(), g, l.to_string())),
                     Listen::Vsock { cid, port } => {
                         if let Some(o) = vsock.entry(*port).or_default().insert(*cid, g) {
                             return Err(StreamError::Config(format!(
@@ -257,6 +249,17 @@ impl StreamServer {
             })?;
             let local = l.local_addr()?;
             bound.push(Bound::Tls(l, local, gs));
+        }
+        for (path, g, listen) in unix {
+            let u = bind(&path, cfg.socket_mode, cfg.socket_gid).map_err(|source| {
+                StreamError::Listen {
+                    guest: guests[g].name.clone(),
+                    listen,
+                    source,
+                }
+            })?;
+            unix_paths.push(path);
+            bound.push(Bound::Unix(u, g));
         }
         let (wake, wait) = UnixStream::pair()?;
         let shared = Arc::new(Shared {
