@@ -36,6 +36,8 @@ cleanup() {
 	rm -rf "$work"
 }
 trap cleanup EXIT
+mkdir -p "$work/run"
+[ "$vms" = 0 ] || : >"$work/run/vms"
 target/release/examples/soak target/release/vfpgad "$work/run" "$minutes" "$guests" "$threads" |
 	tee "$work/soak.out" &
 soak=$!
@@ -54,6 +56,14 @@ if [ "$vms" = 1 ]; then
 			>"$work/vm-$vm.out" 2>&1 &
 		pids+=($!)
 	done
+	# Warm-up ends once both VMs run kernels (each has written its first tally).
+	(
+		for _ in $(seq 3000); do
+			[ -s "$work/share-a/out/soak.txt" ] && [ -s "$work/share-b/out/soak.txt" ] && break
+			sleep 0.2
+		done
+		: >"$work/run/warm"
+	) &
 fi
 rc=0
 wait "$soak" || rc=$?

@@ -9,7 +9,9 @@
 //! `scripts/soak.sh` runs it (10 minutes, 8 guests x 4 threads, two VMs beside).
 //! Usage: `soak VFPGAD DIR [MINUTES] [GUESTS] [THREADS]`; DIR gets the sockets
 //! (`vmN.sock`, `vmN.stream`) and the configuration, with two more guests `vm-a` and
-//! `vm-b` for VMs to attach to.
+//! `vm-b` for VMs to attach to. If DIR holds a file `vms`, warm-up also waits for a
+//! file `warm` (the script writes it once the VMs run kernels: a VM that attaches
+//! adds its memory map and event descriptors, which is not growth).
 #![allow(
     clippy::unwrap_used,
     clippy::cast_possible_truncation,
@@ -255,6 +257,8 @@ fn main() {
     let t0 = Instant::now();
     let end = t0 + Duration::from_secs_f64(minutes * 60.0);
     let mut samples = Vec::new();
+    // When the VMs were seen running (at once without VMs).
+    let mut vms_at = u64::MAX;
     println!(
         "{:>6} {:>10} {:>6} {:>10} {:>7}",
         "time s", "RSS KiB", "fds", "runs", "errors"
@@ -266,6 +270,9 @@ fn main() {
         let t = t0.elapsed().as_secs();
         println!("{t:>6} {rss:>10} {n:>6} {runs:>10} {errors:>7}");
         samples.push((t, rss, n));
+        if vms_at == u64::MAX && (!dir.join("vms").exists() || dir.join("warm").exists()) {
+            vms_at = t;
+        }
         if Instant::now() >= end {
             break;
         }
@@ -282,10 +289,11 @@ fn main() {
     let clean = child.wait().unwrap().success();
     let runs = tally.runs.load(Ordering::Relaxed);
     let errors = tally.errors.load(Ordering::Relaxed);
-    // After warm-up (the first minute, or the first third of a shorter soak).
+    // After warm-up: the first minute (or the first third of a shorter soak), and the
+    // VMs running.
     let warm = samples
         .iter()
-        .find(|(t, ..)| *t as f64 >= (60.0_f64).min(minutes * 20.0))
+        .find(|(t, ..)| *t as f64 >= (60.0_f64).min(minutes * 20.0) && *t >= vms_at)
         .copied()
         .unwrap_or(samples[0]);
     let last = *samples.last().unwrap();
