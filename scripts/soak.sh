@@ -66,8 +66,9 @@ if [ "$vms" = 1 ]; then
 	) &
 fi
 rc=0
-wait "$soak" || rc=$?
 if [ "$vms" = 1 ]; then
+	# The VMs stop first (the soak waits for them before it stops the daemon).
+	until [ -e "$work/run/finish" ] || ! kill -0 "$soak" 2>/dev/null; do sleep 0.5; done
 	for vm in a b; do : >"$work/share-$vm/stop"; done
 	for i in "${!pids[@]}"; do
 		vm=$([ "$i" = 0 ] && echo a || echo b)
@@ -80,6 +81,8 @@ if [ "$vms" = 1 ]; then
 		fi
 	done
 	pids=()
+	: >"$work/run/vms-stopped"
 fi
+wait "$soak" || rc=1
 [ "$rc" = 0 ] || die "the soak failed"
 log "soak passed"

@@ -11,7 +11,9 @@
 //! (`vmN.sock`, `vmN.stream`) and the configuration, with two more guests `vm-a` and
 //! `vm-b` for VMs to attach to. If DIR holds a file `vms`, warm-up also waits for a
 //! file `warm` (the script writes it once the VMs run kernels: a VM that attaches
-//! adds its memory map and event descriptors, which is not growth).
+//! adds its memory map and event descriptors, which is not growth), and at the end the
+//! soak writes `finish` and waits for `vms-stopped` before it stops the daemon (a VM
+//! whose daemon went away would wait for its requests forever).
 #![allow(
     clippy::unwrap_used,
     clippy::cast_possible_truncation,
@@ -283,6 +285,13 @@ fn main() {
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().unwrap();
+    }
+    if dir.join("vms").exists() {
+        std::fs::write(dir.join("finish"), b"").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(300);
+        while !dir.join("vms-stopped").exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     // SAFETY: signalling the daemon this program started.
     unsafe { libc::kill(libc::pid_t::try_from(pid).unwrap(), libc::SIGTERM) };
