@@ -13,10 +13,11 @@ use vfpga_transport::vsock::VsockStream;
 use vfpga_transport::{Endpoint, TlsFiles};
 
 use crate::error::Error;
-use crate::link::Link;
+use crate::link::{Link, Stream};
 
-/// How to reach vfpgad on endpoints that need more than an address.
-#[derive(Clone, Debug, Default)]
+/// How to reach vfpgad on endpoints that need more than an address, and what to do
+/// when a stream connection breaks.
+#[derive(Clone, Debug)]
 pub struct Options {
     /// For `tls://`: the CA that signed vfpgad's certificate, and this guest's
     /// certificate and key (signed by the CA vfpgad trusts, named as vfpgad's
@@ -24,15 +25,39 @@ pub struct Options {
     pub tls: Option<TlsFiles>,
     /// For `tls://`: the name in vfpgad's certificate (default: the host part).
     pub server_name: Option<String>,
+    /// On a stream: how long to keep trying to reach vfpgad again when the connection
+    /// breaks (vfpgad restarted or upgraded). The sessions are reopened and a request
+    /// that was interrupted is sent once more (a run's outputs depend only on its
+    /// inputs); zero turns this off, a broken connection then fails every request.
+    pub reconnect: Duration,
+}
+
+/// How long a stream client waits for vfpgad to come back, unless told otherwise.
+pub const DEFAULT_RECONNECT: Duration = Duration::from_secs(30);
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            tls: None,
+            server_name: None,
+            reconnect: DEFAULT_RECONNECT,
+        }
+    }
 }
 
 impl Options {
     /// Options from the environment: `VFPGA_TLS_DIR` (a folder with `ca.pem`,
-    /// `client.pem` and `client.key`) and `VFPGA_TLS_SERVER_NAME`.
+    /// `client.pem` and `client.key`), `VFPGA_TLS_SERVER_NAME` and
+    /// `VFPGA_RECONNECT_SECS` (seconds, 0 for never; an unreadable value keeps the
+    /// default).
     pub fn from_env() -> Self {
         Self {
             tls: std::env::var_os("VFPGA_TLS_DIR").map(|d| tls_dir(&PathBuf::from(d))),
             server_name: std::env::var("VFPGA_TLS_SERVER_NAME").ok(),
+            reconnect: std::env::var("VFPGA_RECONNECT_SECS")
+                .ok()
+                .and_then(|v| v.trim().parse().ok())
+                .map_or(DEFAULT_RECONNECT, Duration::from_secs),
         }
     }
 }
@@ -51,10 +76,6 @@ const CONNECT_TIME: Duration = Duration::from_secs(10);
 
 /// Opens `ep`.
 pub(crate) fn open(ep: &Endpoint, o: &Options) -> Result<Link, Error> {
-    let failed = |source: io::Error| Error::Connect {
-        endpoint: ep.to_string(),
-        source,
-    };
     match ep {
         Endpoint::Device(path) => File::options()
             .read(true)
@@ -65,11 +86,26 @@ pub(crate) fn open(ep: &Endpoint, o: &Options) -> Result<Link, Error> {
                 path: path.clone(),
                 source,
             }),
+        _ => Ok(Link::stream(stream(ep, o)?, ep.clone(), o.clone())),
+    }
+}
+
+/// Connects to vfpgad on the stream endpoint `ep` (again, after a restart).
+pub(crate) fn stream(ep: &Endpoint, o: &Options) -> Result<Box<dyn Stream>, Error> {
+    let failed = |source: io::Error| Error::Connect {
+        endpoint: ep.to_string(),
+        source,
+    };
+    match ep {
+        Endpoint::Device(path) => Err(Error::Usage(format!(
+            "{} is a device node, not a stream endpoint",
+            path.display()
+        ))),
         Endpoint::Unix(path) => UnixStream::connect(path)
-            .map(|s| Link::stream(Box::new(s)))
+            .map(|s| Box::new(s) as Box<dyn Stream>)
             .map_err(failed),
         Endpoint::Vsock { cid, port } => VsockStream::connect(*cid, *port)
-            .map(|s| Link::stream(Box::new(s)))
+            .map(|s| Box::new(s) as Box<dyn Stream>)
             .map_err(failed),
         Endpoint::Tls { host, port } => {
             let files = o.tls.as_ref().ok_or_else(|| {
@@ -90,7 +126,12 @@ pub(crate) fn open(ep: &Endpoint, o: &Options) -> Result<Link, Error> {
     }
 }
 
-fn tls(host: &str, port: u16, name: &str, cfg: Arc<rustls::ClientConfig>) -> io::Result<Link> {
+fn tls(
+    host: &str,
+    port: u16,
+    name: &str,
+    cfg: Arc<rustls::ClientConfig>,
+) -> io::Result<Box<dyn Stream>> {
     let addr = (host, port)
         .to_socket_addrs()?
         .next()
@@ -110,5 +151,5 @@ fn tls(host: &str, port: u16, name: &str, cfg: Arc<rustls::ClientConfig>) -> io:
     }
     s.sock.set_read_timeout(None)?;
     s.sock.set_write_timeout(None)?;
-    Ok(Link::stream(Box::new(s)))
+    Ok(Box::new(s))
 }

@@ -30,6 +30,10 @@
 //! println!("{} kernels", dev.kernels()?.len());
 //! # Ok::<(), vfpga::Error>(())
 //! ```
+//!
+//! On a stream, a restart of vfpgad is invisible to the program: the next request
+//! connects again (for up to [`Options::reconnect`]), reopens the sessions, and a
+//! request the restart interrupted is sent once more.
 
 mod buffer;
 mod connect;
@@ -46,7 +50,7 @@ use vfpga_proto::{DeviceInfo, ElemType, KernelDesc, KernelSig, Stats, Status, MA
 pub use vfpga_transport::{Endpoint, TlsFiles};
 
 pub use buffer::{AlignedBuf, Pod};
-pub use connect::{tls_dir, Options};
+pub use connect::{tls_dir, Options, DEFAULT_RECONNECT};
 pub use error::Error;
 use link::Link;
 
@@ -161,6 +165,12 @@ impl Device {
     /// The endpoint it was opened on.
     pub fn endpoint(&self) -> &Endpoint {
         &self.endpoint
+    }
+
+    /// How often the connection to vfpgad was made again after it broke (a vfpgad
+    /// restart or upgrade); always 0 on a device node.
+    pub fn reconnects(&self) -> u64 {
+        self.link.reconnects()
     }
 
     /// Device information.

@@ -3,11 +3,14 @@
 //! or a Xen vchan. Both answer the same operations with the same statuses; the
 //! [`Device`](crate::Device) above does not know which it has.
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::AsRawFd;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use vfpga_transport::Endpoint;
 
 use vfpga_proto::stream::{read_response, write_request, StreamError};
 use vfpga_proto::{
@@ -15,6 +18,7 @@ use vfpga_proto::{
     Stats, Status, MAX_ARGS,
 };
 
+use crate::connect::{self, Options};
 use crate::error::Error;
 use crate::ioctl;
 use crate::Arg;
@@ -32,12 +36,26 @@ pub(crate) struct RunOutcome {
 pub(crate) trait Stream: Read + Write + Send {}
 impl<T: Read + Write + Send> Stream for T {}
 
-/// The stream side: one connection, one request at a time.
+/// The stream side: one connection, one request at a time. When the connection
+/// breaks (vfpgad restarted), the next request connects again, reopens the sessions
+/// and is sent; a request interrupted by the break is sent once more.
 pub(crate) struct StreamLink {
-    conn: Box<dyn Stream>,
+    /// `None` once the connection broke (or went out of step).
+    conn: Option<Box<dyn Stream>>,
     tag: u64,
-    /// Set once the connection is out of step (a request failed half-way).
-    broken: bool,
+    endpoint: Endpoint,
+    options: Options,
+    /// Sessions by the handle the caller holds; vfpgad's ids change with connections.
+    sessions: HashMap<u64, Reopen>,
+    last_handle: u64,
+    reconnects: u64,
+}
+
+/// A session as vfpgad knows it on the current connection.
+struct Reopen {
+    kernel: [u8; 32],
+    /// vfpgad's id; `None` when the kernel was not offered any more after a reconnect.
+    id: Option<u64>,
 }
 
 /// A link to vfpgad.
@@ -45,7 +63,7 @@ pub(crate) enum Link {
     /// `/dev/vfpgaN`.
     Ioctl(File),
     /// A socket or a vchan.
-    Stream(Mutex<StreamLink>),
+    Stream(Box<Mutex<StreamLink>>),
 }
 
 impl std::fmt::Debug for Link {
@@ -74,13 +92,26 @@ fn check(op: &str, raw: u16) -> Result<(), Error> {
 }
 
 impl Link {
-    /// A stream link over `conn`.
-    pub fn stream(conn: Box<dyn Stream>) -> Self {
-        Link::Stream(Mutex::new(StreamLink {
-            conn,
+    /// A stream link over `conn`, opened on `endpoint` with `options` (used again to
+    /// reconnect).
+    pub fn stream(conn: Box<dyn Stream>, endpoint: Endpoint, options: Options) -> Self {
+        Link::Stream(Box::new(Mutex::new(StreamLink {
+            conn: Some(conn),
             tag: 0,
-            broken: false,
-        }))
+            endpoint,
+            options,
+            sessions: HashMap::new(),
+            last_handle: 0,
+            reconnects: 0,
+        })))
+    }
+
+    /// How often a stream link connected again after its connection broke.
+    pub fn reconnects(&self) -> u64 {
+        match self {
+            Link::Ioctl(_) => 0,
+            Link::Stream(s) => Self::locked(s).reconnects,
+        }
     }
 
     fn ioctl<T>(file: &File, op: &'static str, request: u64, arg: &mut T) -> Result<(), Error> {
@@ -172,11 +203,7 @@ impl Link {
                 check(op, a.status)?;
                 Ok(a.session)
             }
-            Link::Stream(s) => {
-                let r = Self::locked(s).named(op, Opcode::OpenSession, name)?;
-                check(op, r.status)?;
-                Ok(r.value)
-            }
+            Link::Stream(s) => Self::locked(s).open_session(name, op),
         }
     }
 
@@ -209,17 +236,7 @@ impl Link {
                 Self::ioctl(f, "close session", ioctl::CLOSE_SESSION, &mut a)?;
                 check("close session", a.status)
             }
-            Link::Stream(s) => {
-                let r = Self::locked(s).call(
-                    "close session",
-                    Opcode::CloseSession,
-                    session,
-                    &[],
-                    &[],
-                    &mut [],
-                )?;
-                check("close session", r.status)
-            }
+            Link::Stream(s) => Self::locked(s).close_session(session),
         }
     }
 
@@ -392,8 +409,45 @@ impl StreamLink {
         )
     }
 
-    /// One exchange: the request with its inputs, then the response and, when it is
-    /// OK, the outputs, read straight into the caller's buffers.
+    /// `OPEN_SESSION`: the handle the caller keeps across reconnections.
+    fn open_session(&mut self, kernel: &[u8; 32], op: &str) -> Result<u64, Error> {
+        let r = self.named(op, Opcode::OpenSession, kernel)?;
+        check(op, r.status)?;
+        self.last_handle += 1;
+        let handle = self.last_handle;
+        self.sessions.insert(
+            handle,
+            Reopen {
+                kernel: *kernel,
+                id: Some(r.value),
+            },
+        );
+        Ok(handle)
+    }
+
+    /// `CLOSE_SESSION`; never reconnects (a session dies with its connection).
+    fn close_session(&mut self, handle: u64) -> Result<(), Error> {
+        let Some(Reopen { id: Some(id), .. }) = self.sessions.remove(&handle) else {
+            return Ok(());
+        };
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        self.tag = self.tag.wrapping_add(1);
+        let hdr = RequestHeader::new(Opcode::CloseSession, self.tag, id, 0);
+        match exchange(conn.as_mut(), &hdr, &[], &[], &mut []) {
+            Ok(r) => check("close session", r.status),
+            Err(_) => {
+                self.conn = None;
+                Ok(())
+            }
+        }
+    }
+
+    /// One request (`session` is a handle from [`Self::open_session`], or 0): the
+    /// request with its inputs, then the response and, when it is OK, the outputs,
+    /// read straight into the caller's buffers. A broken connection is made again
+    /// (for up to [`Options::reconnect`]) and the request sent once more.
     fn call(
         &mut self,
         op: &str,
@@ -403,79 +457,190 @@ impl StreamLink {
         inputs: &[&[u8]],
         outputs: &mut [&mut [u8]],
     ) -> Result<Response, Error> {
-        if self.broken {
+        let mut interrupted = false;
+        loop {
+            if self.conn.is_none() {
+                self.reconnect(op)?;
+            }
+            let id = match self.sessions.get(&session) {
+                None => session,
+                Some(Reopen { id: Some(id), .. }) => *id,
+                Some(Reopen { id: None, .. }) => {
+                    return Err(Error::Device {
+                        op: op.to_owned(),
+                        status: Status::UnknownKernel,
+                        detail: "vfpgad restarted and no longer offers this session's kernel"
+                            .into(),
+                    })
+                }
+            };
+            self.tag = self.tag.wrapping_add(1);
+            let hdr = RequestHeader::new(code, self.tag, id, args.len());
+            let Some(conn) = self.conn.as_mut() else {
+                continue;
+            };
+            let failure = match exchange(conn.as_mut(), &hdr, args, inputs, outputs) {
+                Ok(r) => return Ok(r),
+                Err(e) => e,
+            };
+            // Whatever failed, the connection may be out of step: never reuse it.
+            self.conn = None;
+            if interrupted || !lost(&failure) || self.options.reconnect.is_zero() {
+                let source = if interrupted {
+                    io::Error::new(
+                        failure.kind(),
+                        format!("{failure} (again after reconnecting; not tried a third time)"),
+                    )
+                } else {
+                    failure
+                };
+                return Err(Error::Link {
+                    op: op.to_owned(),
+                    source,
+                });
+            }
+            interrupted = true;
+        }
+    }
+
+    /// Connects again, for up to [`Options::reconnect`], and reopens the sessions.
+    fn reconnect(&mut self, op: &str) -> Result<(), Error> {
+        let window = self.options.reconnect;
+        if window.is_zero() {
             return Err(Error::Link {
                 op: op.to_owned(),
                 source: io::Error::new(
-                    io::ErrorKind::BrokenPipe,
-                    "an earlier request on this connection failed half-way",
+                    io::ErrorKind::NotConnected,
+                    "an earlier request on this connection failed half-way (reconnecting is off)",
                 ),
             });
         }
-        self.tag = self.tag.wrapping_add(1);
-        self.exchange(code, session, args, inputs, outputs)
-            .map_err(|source| {
-                // Whatever failed, the connection may be out of step: never reuse it.
-                self.broken = true;
-                Error::Link {
+        let deadline = Instant::now() + window;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let why = match connect::stream(&self.endpoint, &self.options) {
+                Ok(conn) => match self.resume(conn) {
+                    Ok(()) => {
+                        self.reconnects += 1;
+                        return Ok(());
+                    }
+                    // A dying vfpgad's listener still takes connections until it is
+                    // closed; they are reset unanswered. That is "not back yet".
+                    Err(e) if lost(&e) => e.to_string(),
+                    Err(source) => {
+                        return Err(Error::Link {
+                            op: op.to_owned(),
+                            source: io::Error::new(
+                                source.kind(),
+                                format!("reopening the sessions after reconnecting: {source}"),
+                            ),
+                        })
+                    }
+                },
+                Err(e @ Error::Usage(_)) => return Err(e),
+                Err(e) => e.to_string(),
+            };
+            if Instant::now() + pause >= deadline {
+                return Err(Error::Link {
                     op: op.to_owned(),
-                    source,
-                }
-            })
+                    source: io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "vfpgad did not come back within {} s: {why}",
+                            window.as_secs_f32()
+                        ),
+                    ),
+                });
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
     }
 
-    fn exchange(
-        &mut self,
-        code: Opcode,
-        session: u64,
-        args: &[ArgEntry],
-        inputs: &[&[u8]],
-        outputs: &mut [&mut [u8]],
-    ) -> io::Result<Response> {
-        let hdr = RequestHeader::new(code, self.tag, session, args.len());
-        write_request(&mut self.conn, &hdr, args)?;
-        for i in inputs {
-            self.conn.write_all(i)?;
+    /// On a new connection: one round trip (is vfpgad really there?), then every
+    /// session reopened; the connection is kept only if all of it went through.
+    fn resume(&mut self, mut conn: Box<dyn Stream>) -> io::Result<()> {
+        self.tag = self.tag.wrapping_add(1);
+        let hdr = RequestHeader::new(Opcode::Nop, self.tag, 0, 0);
+        exchange(conn.as_mut(), &hdr, &[], &[], &mut [])?;
+        for s in self.sessions.values_mut() {
+            let len = s.kernel.iter().position(|&b| b == 0).unwrap_or(32);
+            self.tag = self.tag.wrapping_add(1);
+            let hdr = RequestHeader::new(Opcode::OpenSession, self.tag, 0, 1);
+            let arg = [ArgEntry::input(ElemType::U8, len as u64)];
+            let r = exchange(conn.as_mut(), &hdr, &arg, &[&s.kernel[..len]], &mut [])?;
+            // A kernel no longer offered (or no longer allowed): its runs say so.
+            s.id = (r.status == Status::Ok.raw()).then_some(r.value);
         }
-        self.conn.flush()?;
-        let resp = match read_response(&mut self.conn) {
-            Ok(r) => r,
-            Err(StreamError::Io(e)) => return Err(e),
-            Err(_) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "vfpgad closed the connection",
-                ))
-            }
-        };
-        let bad = |m: String| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("vfpgad broke the protocol: {m}"),
-            )
-        };
-        if resp.tag != self.tag {
-            return Err(bad(format!(
-                "an answer for tag {} while waiting for {}",
-                resp.tag, self.tag
-            )));
-        }
-        if resp.status != Status::Ok.raw() {
-            return Ok(resp);
-        }
-        let room: u64 = outputs.iter().map(|o| o.len() as u64).sum();
-        if resp.written > room {
-            return Err(bad(format!(
-                "vfpgad announced {} output bytes for {room}",
-                resp.written
-            )));
-        }
-        let mut left = resp.written;
-        for o in outputs.iter_mut() {
-            let n = usize::try_from(left).unwrap_or(usize::MAX).min(o.len());
-            self.conn.read_exact(&mut o[..n])?;
-            left -= n as u64;
-        }
-        Ok(resp)
+        self.conn = Some(conn);
+        Ok(())
     }
+}
+
+/// Whether a failure means the connection was lost (vfpgad went away), as opposed to
+/// vfpgad answering nonsense: only the former is worth a reconnection.
+fn lost(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::BrokenPipe
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+    )
+}
+
+/// One exchange of `hdr` on `conn`.
+fn exchange(
+    conn: &mut dyn Stream,
+    hdr: &RequestHeader,
+    args: &[ArgEntry],
+    inputs: &[&[u8]],
+    outputs: &mut [&mut [u8]],
+) -> io::Result<Response> {
+    let mut conn = conn;
+    write_request(&mut conn, hdr, args)?;
+    for i in inputs {
+        conn.write_all(i)?;
+    }
+    conn.flush()?;
+    let resp = match read_response(&mut conn) {
+        Ok(r) => r,
+        Err(StreamError::Io(e)) => return Err(e),
+        Err(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "vfpgad closed the connection",
+            ))
+        }
+    };
+    let bad = |m: String| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("vfpgad broke the protocol: {m}"),
+        )
+    };
+    if resp.tag != hdr.tag {
+        return Err(bad(format!(
+            "an answer for tag {} while waiting for {}",
+            resp.tag, hdr.tag
+        )));
+    }
+    if resp.status != Status::Ok.raw() {
+        return Ok(resp);
+    }
+    let room: u64 = outputs.iter().map(|o| o.len() as u64).sum();
+    if resp.written > room {
+        return Err(bad(format!(
+            "vfpgad announced {} output bytes for {room}",
+            resp.written
+        )));
+    }
+    let mut left = resp.written;
+    for o in outputs.iter_mut() {
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(o.len());
+        conn.read_exact(&mut o[..n])?;
+        left -= n as u64;
+    }
+    Ok(resp)
 }

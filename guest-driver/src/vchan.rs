@@ -6,20 +6,20 @@ use std::time::Duration;
 
 use vfpga_transport::vchan::Vchan;
 
-use crate::link::Link;
+use crate::link::Stream;
 
 /// Most channels looked at.
 const MAX_SLOTS: u32 = 16;
 
 /// Connects to vfpgad in domain `domid` through a free channel under `path`.
-pub(crate) fn open(domid: u16, path: &str) -> io::Result<Link> {
+pub(crate) fn open(domid: u16, path: &str) -> io::Result<Box<dyn Stream>> {
     let (mut offered, mut taken) = (0, 0);
     // A channel readied for its next client may be missing for a moment: look twice
     // more before giving up.
     for attempt in 0..3 {
         for n in 0..MAX_SLOTS {
             match Vchan::connect(domid, &format!("{path}/{n}")) {
-                Ok(v) => return Ok(Link::stream(Box::new(v))),
+                Ok(v) => return Ok(Box::new(v)),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     offered += 1;
                     taken += 1;

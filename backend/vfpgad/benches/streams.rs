@@ -56,7 +56,7 @@ fn streams(c: &mut Criterion) {
     let server = Server::start(&config, Arc::new(SimEngine::new(None).unwrap())).unwrap();
     let tls = Options {
         tls: Some(vfpga::tls_dir(&pki)),
-        server_name: None,
+        ..Options::default()
     };
     let devs = [
         (

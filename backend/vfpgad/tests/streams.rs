@@ -116,7 +116,7 @@ impl Streams {
     fn tls_open(&self, prefix: &str) -> Result<Device, vfpga::Error> {
         let o = Options {
             tls: Some(client_files(self.tls.as_ref().unwrap().0.path(), prefix)),
-            server_name: None,
+            ..Options::default()
         };
         Device::open_with(self.tls_uri(), &o)
     }
@@ -616,7 +616,7 @@ fn tls_guests_are_told_apart_by_their_certificates() {
             ca: s.tls.as_ref().unwrap().0.path().join("ca.pem"),
             ..client_files(other.path(), "client")
         }),
-        server_name: None,
+        ..Options::default()
     };
     let e = Device::open_with(s.tls_uri(), &o).unwrap_err().to_string();
     assert!(e.contains("cannot connect"), "{e}");

@@ -14,6 +14,7 @@ pub struct Daemon {
     child: Option<Child>,
     pub dir: tempfile::TempDir,
     pub sockets: Vec<PathBuf>,
+    args: Vec<String>,
 }
 
 impl Daemon {
@@ -36,9 +37,35 @@ impl Daemon {
     /// exist (the daemon creates every listener before any). Its log goes to
     /// `dir/vfpgad.log` ([`Daemon::log`]), printed if the test fails.
     pub fn launch(dir: tempfile::TempDir, wait: Vec<PathBuf>, args: &[String]) -> Self {
-        let log = std::fs::File::create(dir.path().join("vfpgad.log")).unwrap();
+        std::fs::File::create(dir.path().join("vfpgad.log")).unwrap();
+        let mut d = Self {
+            child: None,
+            dir,
+            sockets: wait,
+            args: args.to_vec(),
+        };
+        d.spawn();
+        d
+    }
+
+    /// Starts the daemon with the arguments it was launched with, its log appended,
+    /// and waits for the sockets in `sockets` (removed first, so the wait is for the
+    /// new process; other files, stream sockets included, stay as the last one left
+    /// them).
+    pub fn relaunch(&mut self) {
+        for s in &self.sockets {
+            let _ = std::fs::remove_file(s);
+        }
+        self.spawn();
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("vfpgad.log"))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_vfpgad"))
-            .args(args)
+            .args(&self.args)
             .env(
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
@@ -47,13 +74,8 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("start vfpgad");
-        let mut d = Self {
-            child: Some(child),
-            dir,
-            sockets: wait,
-        };
-        d.wait_for_sockets();
-        d
+        self.child = Some(child);
+        self.wait_for_sockets();
     }
 
     /// What the daemon has logged so far.
@@ -207,6 +229,12 @@ pub struct PlDaemon {
 
 impl PlDaemon {
     pub fn start(guests: usize, kernels: &[&str]) -> Self {
+        Self::start_with(guests, kernels, &[])
+    }
+
+    /// Same, with more command-line arguments; `{dir}` in them stands for a folder
+    /// that lives as long as the board.
+    pub fn start_with(guests: usize, kernels: &[&str], args: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let board =
             vfpga_engine::pl::model::ModelBoard::start(dir.path(), kernels, 600_000).unwrap();
@@ -219,7 +247,11 @@ impl PlDaemon {
             ),
         )
         .unwrap();
-        let daemon = Daemon::start(guests, &["--config", config.to_str().unwrap()]);
+        let folder = dir.path().display().to_string();
+        let mut all: Vec<String> = vec!["--config".into(), config.display().to_string()];
+        all.extend(args.iter().map(|a| a.replace("{dir}", &folder)));
+        let all: Vec<&str> = all.iter().map(String::as_str).collect();
+        let daemon = Daemon::start(guests, &all);
         Self {
             board,
             daemon,
@@ -239,8 +271,22 @@ impl PlDaemon {
 
     /// Waits until a held core has started a run.
     pub fn wait_held(&self) {
-        if let Err(seen) = self.board.model.wait_event("held", Duration::from_secs(60)) {
-            panic!("no run was held: {seen:?}");
+        self.wait_held_runs(1);
+    }
+
+    /// Waits until held cores have started `n` runs in all.
+    pub fn wait_held_runs(&self, n: usize) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let seen = self.board.model.events();
+            if seen.iter().filter(|e| e.contains("held")).count() >= n {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} runs were not held: {seen:?}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 }

@@ -55,6 +55,18 @@ struct Cli {
     )]
     server_name: Option<String>,
 
+    /// On a stream endpoint: seconds to wait for vfpgad to come back when the
+    /// connection breaks (a restart); sessions are reopened and an interrupted request
+    /// is sent once more. 0: fail at once.
+    #[arg(
+        long,
+        global = true,
+        env = "VFPGA_RECONNECT_SECS",
+        default_value_t = vfpga::DEFAULT_RECONNECT.as_secs(),
+        value_name = "SECS"
+    )]
+    reconnect: u64,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -262,6 +274,7 @@ fn main() -> ExitCode {
     let options = Options {
         tls: cli.tls_dir.as_deref().map(vfpga::tls_dir),
         server_name: cli.server_name.clone(),
+        reconnect: std::time::Duration::from_secs(cli.reconnect),
     };
     let result = Device::open_with(&cli.device, &options)
         .map_err(Fail::from)
