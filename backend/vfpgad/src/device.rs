@@ -2,7 +2,9 @@
 //! scratch space and the engine it forwards to.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Condvar, Mutex, RwLock};
+
+use crate::lock::lock;
 use std::time::{Duration, Instant};
 
 use vfpga_engine::Engine;
@@ -121,12 +123,6 @@ impl QueueCtx {
         self.waiters.fetch_sub(1, Ordering::SeqCst);
         idle
     }
-}
-
-/// Locks `m`, recovering the data if a thread panicked while holding it: every
-/// structure guarded here stays consistent between statements.
-pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// One guest's device.

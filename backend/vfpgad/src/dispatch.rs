@@ -5,108 +5,38 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::chain::{bind, Request, Scratch};
+use crate::device::Device;
+#[cfg(feature = "vhost")]
+use crate::executor::JobParts;
+use crate::lock::lock;
+use crate::sessions::Session;
+use crate::tenant::Admission;
+#[cfg(feature = "vhost")]
+use crate::used::Completion;
+#[cfg(feature = "vhost")]
+use crate::MemGuard;
 use tracing::{debug, error};
 use vfpga_engine::{Call, EngineError, SegStream, SgBuf};
 use vfpga_proto::{
     AbiError, ArgKind, DeviceInfo, ElemType, KernelDesc, Limits, Opcode, Response, Stats, Status,
     CONTROL_QUEUE, MAX_ARGS, MAX_NAME_LEN,
 };
-#[cfg(feature = "vhost")]
-use vhost_user_backend::VringRwLock;
-#[cfg(feature = "vhost")]
-use virtio_queue::DescriptorChain;
 
-#[cfg(feature = "vhost")]
-use crate::chain::{self, write_response, Decoded};
-use crate::chain::{bind, Request, Scratch};
-use crate::device::{lock, Device};
-#[cfg(feature = "vhost")]
-use crate::executor::JobParts;
-use crate::sessions::Session;
-use crate::tenant::Admission;
-#[cfg(feature = "vhost")]
-use crate::MemGuard;
-
-/// What became of a chain.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Outcome {
-    /// Answered: put it in the used ring with this length.
-    Done {
-        /// Head descriptor index.
-        head: u16,
-        /// Bytes written.
-        used: u32,
-    },
-    /// Handed to the engine threads, which complete it.
-    Deferred,
-    /// The queue was stopped or reset while it ran: the ring it came from is gone.
-    Abandoned,
-}
-
-type OpResult = Result<Response, AbiError>;
+/// An operation's answer, or why it is refused.
+pub type OpResult = Result<Response, AbiError>;
 
 impl Device {
-    /// Decodes, dispatches and (unless deferred) answers one chain from queue `queue`,
-    /// taken from the ring in the queue's `epoch`.
+    /// Runs the operation a virtqueue brought (in `scratch`'s streams, over `mem`);
+    /// `None` when a run was handed to the engine threads, which complete it through
+    /// `done`.
     #[cfg(feature = "vhost")]
-    pub fn handle_chain(
-        self: &Arc<Self>,
-        queue: usize,
-        epoch: u64,
-        chain: DescriptorChain<MemGuard>,
-        mem: &MemGuard,
-        vring: &VringRwLock,
-        scratch: &mut Scratch,
-    ) -> Outcome {
-        let (head, resp_off, resp) = match chain::decode(chain, mem, &self.limits, scratch) {
-            Decoded::Unanswerable { head, reason } => {
-                self.tenant.report(format_args!(
-                    "queue {queue}: returning chain {head} unanswered: {reason}"
-                ));
-                self.counters.request(Status::BadRequest);
-                return Outcome::Done { head, used: 0 };
-            }
-            Decoded::Refuse {
-                head,
-                tag,
-                err,
-                resp_off,
-            } => {
-                debug!(guest = %self.name, queue, head, "refused: {err}");
-                (head, resp_off, Response::error(&err, tag))
-            }
-            Decoded::Request(req) => {
-                let tag = req.hdr.tag;
-                match self.dispatch(queue, &req, mem, vring, scratch) {
-                    None => return Outcome::Deferred,
-                    Some(Ok(resp)) => (req.head, req.resp_off, Response { tag, ..resp }),
-                    Some(Err(err)) => {
-                        debug!(guest = %self.name, queue, op = ?req.op, "refused: {err}");
-                        (req.head, req.resp_off, Response::error(&err, tag))
-                    }
-                }
-            }
-        };
-        if self.queues.get(queue).map(|q| q.epoch()) != Some(epoch) {
-            self.tenant.report(format_args!(
-                "queue {queue}: stopped during the run of chain {head}; result dropped"
-            ));
-            return Outcome::Abandoned;
-        }
-        self.counters
-            .request(resp.status().unwrap_or(Status::EngineError));
-        let used = write_response(&scratch.wr, resp_off, &resp).unwrap_or(0);
-        Outcome::Done { head, used }
-    }
-
-    /// Runs the operation; `None` when it was handed to the engine threads.
-    #[cfg(feature = "vhost")]
-    fn dispatch(
+    pub fn dispatch(
         self: &Arc<Self>,
         queue: usize,
         req: &Request,
         mem: &MemGuard,
-        vring: &VringRwLock,
+        done: &Completion,
         scratch: &mut Scratch,
     ) -> Option<OpResult> {
         let control = queue == usize::from(CONTROL_QUEUE);
@@ -122,7 +52,7 @@ impl Device {
             )));
         }
         if req.op == Opcode::Run {
-            return self.op_run(queue, req, mem, vring, scratch);
+            return self.op_run(queue, req, mem, done, scratch);
         }
         // SAFETY: `mem` keeps the streams' guest memory mapped while the views live
         // (until the end of this function); `decode` checked the lengths.
@@ -313,7 +243,7 @@ impl Device {
         queue: usize,
         req: &Request,
         mem: &MemGuard,
-        vring: &VringRwLock,
+        done: &Completion,
         scratch: &mut Scratch,
     ) -> Option<OpResult> {
         let session = match self.session_for(req) {
@@ -334,7 +264,7 @@ impl Device {
         // Time-shared runs always go through the scheduler, which batches them by
         // bitstream (one run inline could reprogram the fabric at any moment).
         let admission = if cost > self.inline_cost || session.bitstream.is_some() {
-            match self.defer(queue, req, mem, vring, &session, scratch, admission) {
+            match self.defer(queue, req, mem, done, &session, scratch, admission) {
                 Ok(()) => return None,
                 Err(a) => a,
             }
@@ -375,7 +305,7 @@ impl Device {
         queue: usize,
         req: &Request,
         mem: &MemGuard,
-        vring: &VringRwLock,
+        done: &Completion,
         session: &Arc<Session>,
         scratch: &mut Scratch,
         admission: Admission,
@@ -391,7 +321,7 @@ impl Device {
         std::mem::swap(&mut job.wr, &mut scratch.wr);
         job.load(JobParts {
             dev: self.clone(),
-            vring: vring.clone(),
+            done: done.clone(),
             mem: mem.clone(),
             session: session.clone(),
             req: *req,

@@ -12,20 +12,20 @@ use std::time::Duration;
 
 use tracing::{debug, error};
 use vfpga_engine::SegStream;
-use vhost_user_backend::VringRwLock;
 
 use crate::chain::{write_response, Request, Scratch};
-use crate::device::{lock, Device};
+use crate::device::Device;
+use crate::lock::lock;
 use crate::sched::{LaneId, Scheduler, Turns};
 use crate::sessions::Session;
 use crate::tenant::{Admission, Tenant};
-use crate::used::complete_one;
+use crate::used::Completion;
 use crate::MemGuard;
 
 /// A run handed to the engine threads.
 pub struct Job {
     dev: Option<Arc<Device>>,
-    vring: Option<VringRwLock>,
+    done: Option<Completion>,
     mem: Option<MemGuard>,
     session: Option<Arc<Session>>,
     req: Option<Request>,
@@ -43,8 +43,8 @@ pub struct Job {
 pub struct JobParts {
     /// The device.
     pub dev: Arc<Device>,
-    /// The request's virtqueue.
-    pub vring: VringRwLock,
+    /// Where the chain is completed (the request's virtqueue, for the glue).
+    pub done: Completion,
     /// Keeps the guest memory the streams point into mapped.
     pub mem: MemGuard,
     /// The session being run.
@@ -80,7 +80,7 @@ impl Job {
     pub fn new(max_segments: u32) -> Self {
         Self {
             dev: None,
-            vring: None,
+            done: None,
             mem: None,
             session: None,
             req: None,
@@ -96,7 +96,7 @@ impl Job {
     pub fn load(&mut self, parts: JobParts) {
         self.epoch = parts.dev.queues[parts.queue].epoch();
         self.dev = Some(parts.dev);
-        self.vring = Some(parts.vring);
+        self.done = Some(parts.done);
         self.mem = Some(parts.mem);
         self.session = Some(parts.session);
         self.queue = parts.queue;
@@ -107,7 +107,7 @@ impl Job {
     /// Empties a loaded job that will not run; returns its admission.
     pub fn unload(&mut self) -> Option<Admission> {
         self.dev = None;
-        self.vring = None;
+        self.done = None;
         self.mem = None;
         self.session = None;
         self.req = None;
@@ -116,9 +116,9 @@ impl Job {
 
     /// Runs the job and completes its chain (on an engine thread).
     pub(crate) fn run(mut self: Box<Self>) {
-        let (Some(dev), Some(vring), Some(mem), Some(session), Some(req)) = (
+        let (Some(dev), Some(done), Some(mem), Some(session), Some(req)) = (
             self.dev.take(),
-            self.vring.take(),
+            self.done.take(),
             self.mem.take(),
             self.session.take(),
             self.req.take(),
@@ -150,7 +150,7 @@ impl Job {
         self.wr.clear();
         lock(&queue.jobs).push(self);
         if let Some(used) = used {
-            complete_one(&vring, req.head, used, true);
+            done.complete(req.head, used);
         }
         queue.finish_job();
     }

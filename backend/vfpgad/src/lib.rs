@@ -21,6 +21,7 @@ pub mod dispatch;
 #[cfg(feature = "vhost")]
 pub mod executor;
 pub mod limited;
+pub mod lock;
 pub mod logging;
 pub mod notify;
 pub mod sched;

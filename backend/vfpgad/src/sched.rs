@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
-use crate::device::lock;
+use crate::lock::lock;
 use crate::tenant::Tenant;
 
 /// Most items one lane holds waiting (a tenant allowed more in flight finds its lane full:

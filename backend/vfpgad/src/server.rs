@@ -19,8 +19,9 @@ use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::config::{Config, DeviceLimits, GuestConfig};
-use crate::device::{lock, Device};
+use crate::device::Device;
 use crate::executor::Executor;
+use crate::lock::lock;
 use crate::sched::Turns;
 use crate::shelf::Shelf;
 use crate::sockets::{bind, wait_readable};

@@ -15,8 +15,8 @@ use std::time::Instant;
 use serde::Deserialize;
 use vfpga_proto::{AbiError, Limits, Status, LIMIT_F_ALL_KERNELS, LIMIT_F_LOAD};
 
-use crate::device::lock;
 use crate::limited::Limited;
+use crate::lock::lock;
 
 /// A guest's policy. In the configuration file the `[device]` table holds the defaults
 /// and each `[[guest]]` may override any field.

@@ -1,10 +1,40 @@
-//! Returning chains to the driver: the used ring and its interrupt. Both the queue's own
-//! thread and the engine threads (for runs they finish) complete chains here.
+//! Returning chains to the driver: the used ring and its interrupt. The queue's own
+//! thread completes the chains it answers; for a run it defers, it gives the job a
+//! [`Completion`], through which the engine thread that finishes the run completes it.
 
 use tracing::warn;
 
 use crate::limited::Limited;
 use vhost_user_backend::{VringRwLock, VringT};
+
+/// A handle on one virtqueue's used ring, given by the glue with a deferred run: the
+/// only way the device and the engine threads reach a virtqueue. Cloning it allocates
+/// nothing.
+#[derive(Clone)]
+pub struct Completion {
+    vring: VringRwLock,
+}
+
+impl Completion {
+    /// A handle on `vring`'s used ring.
+    pub fn new(vring: &VringRwLock) -> Self {
+        Self {
+            vring: vring.clone(),
+        }
+    }
+
+    /// Puts chain `head` in the used ring with `used` bytes written, and interrupts
+    /// the driver if it asked to be.
+    pub fn complete(&self, head: u16, used: u32) {
+        complete_one(&self.vring, head, used, true);
+    }
+}
+
+impl std::fmt::Debug for Completion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Completion")
+    }
+}
 
 /// Puts a chain in the used ring and, if `signal`, interrupts the driver when it asked
 /// to be. Returns whether the entry was added.

@@ -1,6 +1,8 @@
-//! vhost-user glue: the `VhostUserBackend` implementation that feeds each virtqueue's
-//! chains to the device and puts completions in the used ring. Device logic lives in
-//! `dispatch.rs`; decoding in `chain.rs`.
+//! vhost-user glue: the `VhostUserBackend` implementation. It takes each virtqueue's
+//! chains, decodes them (`chain.rs`), has the device answer the request
+//! (`dispatch.rs`, which knows nothing of virtqueues) and completes the chain in the
+//! used ring (`used.rs`); a run the device defers carries a [`Completion`] for the
+//! engine thread that finishes it.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, RawFd};
@@ -13,19 +15,91 @@ use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatu
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use virtio_queue::QueueT;
+use virtio_queue::{DescriptorChain, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
     new_event_consumer_and_notifier, EventConsumer, EventFlag, EventNotifier,
 };
 
-use crate::device::{lock, Device};
-use crate::dispatch::Outcome;
-use crate::used::{complete_one, notify};
+use vfpga_proto::{Response, Status};
+
+use crate::chain::{self, write_response, Decoded, Scratch};
+use crate::device::Device;
+use crate::lock::lock;
+use crate::used::{complete_one, notify, Completion};
+use crate::MemGuard;
 
 /// How long a queue stop (or a reset, for all queues) waits for chains in flight.
 const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What became of a chain.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered: put it in the used ring with this length.
+    Done {
+        /// Head descriptor index.
+        head: u16,
+        /// Bytes written.
+        used: u32,
+    },
+    /// Handed to the engine threads, which complete it.
+    Deferred,
+    /// The queue was stopped or reset while it ran: the ring it came from is gone.
+    Abandoned,
+}
+
+/// Decodes, dispatches and (unless deferred) answers one chain from queue `queue`,
+/// taken from the ring in the queue's `epoch`.
+pub fn handle_chain(
+    dev: &Arc<Device>,
+    queue: usize,
+    epoch: u64,
+    chain: DescriptorChain<MemGuard>,
+    mem: &MemGuard,
+    done: &Completion,
+    scratch: &mut Scratch,
+) -> Outcome {
+    let (head, resp_off, resp) = match chain::decode(chain, mem, &dev.limits, scratch) {
+        Decoded::Unanswerable { head, reason } => {
+            dev.tenant.report(format_args!(
+                "queue {queue}: returning chain {head} unanswered: {reason}"
+            ));
+            dev.counters.request(Status::BadRequest);
+            return Outcome::Done { head, used: 0 };
+        }
+        Decoded::Refuse {
+            head,
+            tag,
+            err,
+            resp_off,
+        } => {
+            debug!(guest = %dev.name, queue, head, "refused: {err}");
+            (head, resp_off, Response::error(&err, tag))
+        }
+        Decoded::Request(req) => {
+            let tag = req.hdr.tag;
+            match dev.dispatch(queue, &req, mem, done, scratch) {
+                None => return Outcome::Deferred,
+                Some(Ok(resp)) => (req.head, req.resp_off, Response { tag, ..resp }),
+                Some(Err(err)) => {
+                    debug!(guest = %dev.name, queue, op = ?req.op, "refused: {err}");
+                    (req.head, req.resp_off, Response::error(&err, tag))
+                }
+            }
+        }
+    };
+    if dev.queues.get(queue).map(|q| q.epoch()) != Some(epoch) {
+        dev.tenant.report(format_args!(
+            "queue {queue}: stopped during the run of chain {head}; result dropped"
+        ));
+        return Outcome::Abandoned;
+    }
+    dev.counters
+        .request(resp.status().unwrap_or(Status::EngineError));
+    let used = write_response(&scratch.wr, resp_off, &resp).unwrap_or(0);
+    Outcome::Done { head, used }
+}
 
 /// The vhost-user backend of one guest's device.
 #[derive(Clone, Debug)]
@@ -77,6 +151,7 @@ impl VhuVfpga {
         };
         let mut scratch = lock(&ctx.scratch);
         let event_idx = self.dev.event_idx.load(Ordering::Relaxed);
+        let done = Completion::new(vring);
         let mut completed = false;
         loop {
             if event_idx {
@@ -101,10 +176,7 @@ impl VhuVfpga {
                     ctx.finish_job();
                     break;
                 };
-                match self
-                    .dev
-                    .handle_chain(q, epoch, chain, &mem, vring, &mut scratch)
-                {
+                match handle_chain(&self.dev, q, epoch, chain, &mem, &done, &mut scratch) {
                     Outcome::Done { head, used } => {
                         completed |= complete_one(vring, head, used, false);
                     }

@@ -17,7 +17,7 @@ use vfpga_transport::xen::xenstore::Xenstore;
 
 use super::serve::Conn;
 use super::server::{serve_conn, Closer, Shared};
-use crate::device::lock;
+use crate::lock::lock;
 
 /// Channels offered to one guest at once (each holds 17 granted pages of dom0's
 /// gntalloc allowance, 1024 pages by default).
