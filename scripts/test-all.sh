@@ -12,6 +12,8 @@ log "formatting"
 cargo fmt --all -- --check
 log "lints"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+log "API documentation (a broken intra-doc link fails: [workspace.lints.rustdoc])"
+cargo doc --workspace --no-deps --locked --quiet
 log "licences, bans, sources"
 cargo deny --locked check licenses bans sources
 log "shell scripts"

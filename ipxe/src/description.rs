@@ -1,5 +1,5 @@
 //! The boot description: a TOML file (see `vfpga-pxe example`), or the same built from
-//! command line flags. This module only reads it; [`crate::plan`] checks it.
+//! command line flags. This module only reads it; [`mod@crate::plan`] checks it.
 //!
 //! Relative paths in a file are relative to the file's folder.
 

@@ -1,8 +1,9 @@
 //! Little-endian encoding of fixed-size ABI structures.
 //!
-//! Every structure of the device ABI is declared once with [`wire_struct!`]. The macro
-//! derives its byte encoding from the `#[repr(C)]` field offsets, so the encoding, the
-//! Rust layout and (through the layout test) the C header cannot drift apart.
+//! Every structure of the device ABI is declared once with this crate's `wire_struct!`
+//! macro. It derives the byte encoding from the `#[repr(C)]` field offsets, so the
+//! encoding, the Rust layout and (through the layout test) the C header cannot drift
+//! apart.
 
 /// A value that has a fixed little-endian encoding inside an ABI structure.
 pub trait WireField: Copy {

@@ -160,7 +160,7 @@ impl VsockStream {
                 tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
                 // Below 1 µs, wait 1 µs rather than forever. Under a million: fits the
                 // 32-bit suseconds_t of armv7 as well as x86-64's 64-bit one.
-                tv_usec: d.subsec_micros().max(u32::from(d.as_secs() == 0)) as libc::suseconds_t,
+                tv_usec: micros(d),
             },
         };
         // SAFETY: `tv` is a valid timeval for the call; the length is its size.
@@ -223,6 +223,17 @@ impl TimeoutSocket for VsockStream {
     fn set_write_timeout(&self, t: Option<Duration>) -> io::Result<()> {
         self.set_timeout(libc::SO_SNDTIMEO, t)
     }
+}
+
+/// The microseconds of `d` below a second as `suseconds_t` (at least 1 when `d` is
+/// below a second: a 0 timeout would mean forever).
+fn micros(d: Duration) -> libc::suseconds_t {
+    let us = d.subsec_micros().max(u32::from(d.as_secs() == 0));
+    // Under a million: fits the 32-bit suseconds_t of armv7 and the 64-bit one of
+    // x86-64, where a conversion would be fallible on one and lossless on the other.
+    #[allow(clippy::cast_lossless, clippy::cast_possible_wrap)]
+    let us = us as libc::suseconds_t;
+    us
 }
 
 #[cfg(test)]

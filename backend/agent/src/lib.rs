@@ -1,5 +1,5 @@
 //! The board agent: serves a board's engine to vfpgad hosts over TCP with mutual TLS
-//! ([`serve`]), and manages the deployment's certificates ([`cert`]).
+//! ([`Agent`]), and manages the deployment's certificates ([`cert`]).
 
 pub mod cert;
 mod serve;

@@ -4,7 +4,7 @@
 //! vfpgad is killed with SIGKILL (no chance to say goodbye); runs are held in flight
 //! on the pl engine's register-level model, so "killed during a run" is certain, not
 //! a matter of timing.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 mod common;
 

@@ -1,7 +1,7 @@
 //! Running as a service: systemd's readiness protocol and the dom0 mode's failure when
 //! there is no xenstore. (The dom0 mode against a real xenstored under Xen is a VM test:
 //! tests/vm/tests/xen.rs.)
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::linux::net::SocketAddrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
@@ -32,8 +32,9 @@ fn notifies(listener: &UnixDatagram, notify_env: &str, dir: &std::path::Path) {
         .unwrap();
     assert_eq!(recv(listener), "READY=1");
     assert!(socket.exists(), "READY=1 before the socket listens");
+    let pid = i32::try_from(child.id()).unwrap();
     // SAFETY: kill() on the pid of a child we spawned and have not reaped.
-    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
     assert_eq!(recv(listener), "STOPPING=1");
     assert!(child.wait().unwrap().success());
     assert!(!socket.exists());

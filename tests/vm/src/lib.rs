@@ -6,6 +6,9 @@
 //! itself (timeout and trap) and is killed on drop too. Only one VM runs at a time
 //! ([`vm_lock`]): the machines running these tests have two cores.
 
+// Test support: a failed expectation here is a failed test, and its message says which.
+#![allow(clippy::expect_used)]
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;

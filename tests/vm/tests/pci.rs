@@ -9,7 +9,7 @@
 //! (`scripts/build-static.sh vfpga-xen`, or its path in `VFPGA_XEN`) and QEMU
 //! (`tests/vm/build-qemu-root.sh`); builds its own image in `$VFPGA_CACHE/guest-pci`
 //! (`VFPGA_PCI_GUEST` to put it elsewhere), leaving the other tests' image alone.
-#![allow(clippy::unwrap_used)]
+#![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

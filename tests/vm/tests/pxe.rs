@@ -13,7 +13,11 @@
 //! test starts is stopped by PID when it ends; each test checks that nothing of it is
 //! left. `#[ignore]`d like the other VM tests: `tests/pxe/run-tests.sh` (or
 //! `scripts/test-all.sh`) prepares the binaries and runs them with `--ignored`.
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation
+)]
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};

@@ -126,7 +126,7 @@ pub fn run(dev: &Device, o: &Opts) -> Result<(), Error> {
     let touched = 3.0 * o.size as f64 * f64::from(threads);
     println!(
         "vadd_u32 {:.1} MiB vectors: {} runs x {} threads, {:.2} ms per run, engine {:.2} ms, {:.1} MiB/s (3 vectors touched)",
-        o.size as f64 / (1 << 20) as f64,
+        o.size as f64 / f64::from(1u32 << 20),
         o.runs,
         threads,
         wall.as_secs_f64() * 1e3,
