@@ -171,7 +171,7 @@ impl Host {
             }),
             ..Config::default()
         };
-        config.daemon.engine = "remote".into();
+        config.daemon.engine = vfpgad::config::EngineKind::Remote;
         // Every guest may load what the library allows.
         config.device.bitstreams = vec!["*".into()];
         config.validate().unwrap();

@@ -9,7 +9,7 @@ use std::path::Path;
 use vfpga_engine::Library;
 use vfpga_transport::TlsFiles;
 
-use crate::config::Config;
+use crate::config::{Config, EngineKind};
 use crate::shelf::Shelf;
 
 /// What is wrong with the files a configuration names, each a sentence saying what to
@@ -38,7 +38,7 @@ pub fn files(c: &Config) -> Found {
             ));
         }
     }
-    if c.daemon.engine == "remote" {
+    if c.daemon.engine == EngineKind::Remote {
         if let Some(r) = &c.remote {
             let f = TlsFiles {
                 ca: r.ca.clone(),
@@ -54,8 +54,8 @@ pub fn files(c: &Config) -> Found {
     }
     // With the remote engine the manifests live on the boards; vfpgad's library is its
     // allowlist, and holds manifests only of what it time-shares.
-    let local =
-        c.daemon.engine != "remote" || c.library.as_ref().is_some_and(|l| !l.share.is_empty());
+    let local = c.daemon.engine != EngineKind::Remote
+        || c.library.as_ref().is_some_and(|l| !l.share.is_empty());
     if let Some(l) = c.library.as_ref().filter(|_| local) {
         if !l.dir.is_dir() {
             problems.push(format!(
@@ -70,7 +70,7 @@ pub fn files(c: &Config) -> Found {
             for name in l
                 .allow
                 .iter()
-                .filter(|n| *n != "*" && c.daemon.engine != "remote")
+                .filter(|n| *n != "*" && c.daemon.engine != EngineKind::Remote)
             {
                 if let Err(e) = lib.open(name) {
                     found.warnings.push(format!(
@@ -83,7 +83,7 @@ pub fn files(c: &Config) -> Found {
             }
         }
     }
-    if c.daemon.engine == "pl" {
+    if c.daemon.engine == EngineKind::Pl {
         if let Some(p) = &c.pl {
             if !p.root.is_dir() {
                 problems.push(format!("[pl] root {}: not a folder", p.root.display()));

@@ -246,8 +246,8 @@ impl BoardSection {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
-    /// Engine name.
-    pub engine: String,
+    /// Which back end runs the kernels.
+    pub engine: EngineKind,
     /// Kernels running at once (engine threads for virtio runs, turns for stream runs);
     /// 0 means one per CPU.
     pub engine_threads: usize,
@@ -259,10 +259,63 @@ pub struct DaemonConfig {
     pub socket_group: Option<String>,
 }
 
+/// `[daemon] engine`: the back end that runs the kernels.
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(try_from = "String")]
+pub enum EngineKind {
+    /// The bit-exact software model.
+    #[default]
+    Sim,
+    /// This board's programmable logic.
+    Pl,
+    /// Boards running vfpga-agent, over TLS.
+    Remote,
+}
+
+impl EngineKind {
+    /// The name in the configuration file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Sim => "sim",
+            EngineKind::Pl => "pl",
+            EngineKind::Remote => "remote",
+        }
+    }
+}
+
+impl std::fmt::Display for EngineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EngineKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sim" => Ok(EngineKind::Sim),
+            "pl" => Ok(EngineKind::Pl),
+            "remote" => Ok(EngineKind::Remote),
+            other => Err(format!(
+                "engine {other:?}: use \"sim\" (software model), \"pl\" (this board's FPGA) or \"remote\" (boards running vfpga-agent)"
+            )),
+        }
+    }
+}
+
+impl TryFrom<String> for EngineKind {
+    type Error = String;
+
+    fn try_from(s: String) -> Result<Self, String> {
+        s.parse()
+    }
+}
+
 impl Default for DaemonConfig {
     fn default() -> Self {
         Self {
-            engine: "sim".into(),
+            engine: EngineKind::Sim,
             engine_threads: 0,
             inline_cost: 1 << 16,
             socket_mode: None,
@@ -546,16 +599,23 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         let d = &self.device;
-        match self.daemon.engine.as_str() {
-            "sim" => {}
-            "pl" => {
+        match self.daemon.engine {
+            EngineKind::Sim => {}
+            EngineKind::Pl => {
                 if self.library.is_none() {
                     return bad("[daemon] engine = \"pl\" needs a [library] (manifests and bitstream files)".into());
                 }
             }
-            "remote" => match &self.remote {
-                None => return bad("[daemon] engine = \"remote\" needs a [remote] section with its boards".into()),
-                Some(r) if r.boards.is_empty() => return bad("[remote] lists no [[remote.board]]".into()),
+            EngineKind::Remote => match &self.remote {
+                None => {
+                    return bad(
+                        "[daemon] engine = \"remote\" needs a [remote] section with its boards"
+                            .into(),
+                    )
+                }
+                Some(r) if r.boards.is_empty() => {
+                    return bad("[remote] lists no [[remote.board]]".into())
+                }
                 Some(r) if r.timeout_ms == 0 || r.connections == 0 => {
                     return bad("[remote] timeout_ms and connections must be positive".into())
                 }
@@ -583,11 +643,6 @@ impl Config {
                     }
                 }
             },
-            other => {
-                return bad(format!(
-                    "[daemon] engine = {other:?}: use \"sim\" (software model), \"pl\" (this board's FPGA) or \"remote\" (boards running vfpga-agent)"
-                ))
-            }
         }
         if let Some(l) = &self.library {
             for name in &l.share {
@@ -789,7 +844,7 @@ mod tests {
         );
         assert_eq!(c.device.request_queues, 4);
         assert_eq!(c.device.queue_size, 1024);
-        assert_eq!(c.daemon.engine, "sim");
+        assert_eq!(c.daemon.engine, EngineKind::Sim);
         c.validate().unwrap();
     }
 
@@ -815,7 +870,6 @@ mod tests {
                     .to_owned(),
                 "Xen domain",
             ),
-            (format!("{base}[daemon]\nengine = \"gpu\"\n"), "engine"),
             (
                 format!("{base}[daemon]\nengine = \"remote\"\n"),
                 "needs a [remote]",
@@ -841,5 +895,11 @@ mod tests {
         }
         let e = toml::from_str::<Config>("[device]\nqueue = 1\n").unwrap_err();
         assert!(e.to_string().contains("unknown field"));
+        // An unknown engine is refused as the file is read, with the line and the
+        // names that exist.
+        let e = toml::from_str::<Config>(&format!("{base}[daemon]\nengine = \"gpu\"\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 5") && e.contains("engine \"gpu\": use \"sim\""), "{e}");
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod chain;
 pub mod check;
+pub mod cli;
 pub mod config;
 pub mod device;
 pub mod dispatch;
@@ -48,6 +49,7 @@ use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Engine, Library};
 
 pub use config::Config;
+use config::EngineKind;
 #[cfg(feature = "vhost")]
 pub use server::Server;
 
@@ -59,23 +61,43 @@ pub type GuestMem = vm_memory::GuestMemoryMmap<()>;
 #[cfg(feature = "vhost")]
 pub type MemGuard = vm_memory::GuestMemoryLoadGuard<GuestMem>;
 
+/// Why the engine a configuration names cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The software engine's catalogue or library.
+    #[error("sim engine: {0}")]
+    Sim(#[source] vfpga_engine::ManifestError),
+    /// The pl engine needs a library to program the fabric from.
+    #[error("engine pl needs a [library] (manifests and bitstream files)")]
+    PlNeedsLibrary,
+    /// The FPGA manager, the bitstream or the cores.
+    #[error("pl engine: {0}")]
+    Pl(#[source] vfpga_engine::EngineError),
+    /// The remote engine needs its boards.
+    #[error("engine remote needs a [remote] section with its boards")]
+    RemoteNeedsBoards,
+    /// The remote engine's client certificate, key or CA.
+    #[error("remote engine: {0}")]
+    RemoteTls(#[source] vfpga_transport::TlsError),
+}
+
 /// Builds the engine the configuration names.
-pub fn build_engine(config: &Config) -> Result<Arc<dyn Engine>, String> {
+pub fn build_engine(config: &Config) -> Result<Arc<dyn Engine>, BuildError> {
     let library = config.library.as_ref().map(|l| Library {
         dir: l.dir.clone(),
         allow: l.allow.clone(),
     });
-    match config.daemon.engine.as_str() {
-        "sim" => SimEngine::new(library)
+    match config.daemon.engine {
+        EngineKind::Sim => SimEngine::new(library)
             .map(|e| Arc::new(e) as Arc<dyn Engine>)
-            .map_err(|e| e.to_string()),
-        "pl" => {
+            .map_err(BuildError::Sim),
+        EngineKind::Pl => {
             let pl = config.pl.clone().unwrap_or(config::PlSection {
                 root: "/".into(),
                 bitstream: None,
                 fpga: "fpga0".into(),
             });
-            let library = library.ok_or("engine pl needs a [library]")?;
+            let library = library.ok_or(BuildError::PlNeedsLibrary)?;
             PlEngine::new(PlConfig {
                 root: pl.root,
                 library,
@@ -84,19 +106,19 @@ pub fn build_engine(config: &Config) -> Result<Arc<dyn Engine>, String> {
                 load_timeout: std::time::Duration::from_secs(30),
             })
             .map(|e| Arc::new(e) as Arc<dyn Engine>)
-            .map_err(|e| format!("pl engine: {e}"))
+            .map_err(BuildError::Pl)
         }
-        "remote" => {
+        EngineKind::Remote => {
             let r = config
                 .remote
                 .as_ref()
-                .ok_or("engine remote needs a [remote] section")?;
+                .ok_or(BuildError::RemoteNeedsBoards)?;
             let tls = vfpga_transport::client_config(&vfpga_transport::TlsFiles {
                 ca: r.ca.clone(),
                 cert: r.cert.clone(),
                 key: r.key.clone(),
             })
-            .map_err(|e| format!("remote engine: {e}"))?;
+            .map_err(BuildError::RemoteTls)?;
             let boards = r
                 .boards
                 .iter()
@@ -119,6 +141,5 @@ pub fn build_engine(config: &Config) -> Result<Arc<dyn Engine>, String> {
                     .unwrap_or_default(),
             }) as Arc<dyn Engine>)
         }
-        other => Err(format!("unknown engine {other:?}")),
     }
 }

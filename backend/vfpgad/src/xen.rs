@@ -29,7 +29,7 @@ pub fn start(config: &Config, live: Arc<LiveDevices>) -> Result<Option<Service>,
         path: config.xen.path.clone(),
         version: env!("CARGO_PKG_VERSION").into(),
         pid: std::process::id(),
-        engine: config.daemon.engine.clone(),
+        engine: config.daemon.engine.to_string(),
     };
     let guests = config
         .guests
