@@ -900,6 +900,9 @@ mod tests {
         let e = toml::from_str::<Config>(&format!("{base}[daemon]\nengine = \"gpu\"\n"))
             .unwrap_err()
             .to_string();
-        assert!(e.contains("line 5") && e.contains("engine \"gpu\": use \"sim\""), "{e}");
+        assert!(
+            e.contains("line 5") && e.contains("engine \"gpu\": use \"sim\""),
+            "{e}"
+        );
     }
 }
