@@ -4,12 +4,20 @@
 //! the first.
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+
+mod checks;
+mod dhcp;
+mod initramfs;
+mod nfs;
 
 use crate::description::{Description, Kind};
 use crate::error::Error;
-use crate::initramfs::{self, Module};
 use crate::probe;
+use checks::{check_file, expanded_len, is_name, one_line};
+pub use dhcp::{DhcpMode, DhcpPlan};
+pub use initramfs::InitramfsPlan;
+pub use nfs::NfsPlan;
 
 /// Xen's command line when an entry gives none.
 pub const DEFAULT_XEN_ARGS: &str =
@@ -76,106 +84,6 @@ impl EntryPlan {
     }
 }
 
-/// The checked NFS export.
-#[derive(Clone, Debug)]
-pub struct NfsPlan {
-    /// The exported folder (canonical).
-    pub root: PathBuf,
-    /// Its NFSv4 path.
-    pub pseudo: String,
-    /// Server address in `nfsroot=` (none: the DHCP next-server).
-    pub server: Option<String>,
-    /// Forced version (none: 4.2 then 3).
-    pub version: Option<String>,
-    /// Extra mount options.
-    pub options: Option<String>,
-    /// Read-only.
-    pub read_only: bool,
-    /// Who may mount.
-    pub clients: Vec<String>,
-    /// Unprivileged source ports accepted.
-    pub insecure: bool,
-    /// nfs-ganesha: listen address.
-    pub bind_addr: Option<String>,
-    /// nfs-ganesha: NFS port.
-    pub port: u16,
-    /// nfs-ganesha: MOUNT port.
-    pub mount_port: u16,
-    /// nfs-ganesha: export id.
-    pub export_id: u16,
-    /// nfs-ganesha: NFSv4 recovery folder.
-    pub recovery_root: Option<PathBuf>,
-    /// nfs-ganesha: no grace period.
-    pub graceless: bool,
-}
-
-impl NfsPlan {
-    /// `nfsroot=[SERVER:]PATH[,vers=V][,OPTIONS] rw|ro` for the netboot /init.
-    pub fn kernel_args(&self) -> String {
-        let path = match self.version.as_deref() {
-            Some("3") => self.root.display().to_string(),
-            _ => self.pseudo.clone(),
-        };
-        let mut s = String::from("nfsroot=");
-        if let Some(server) = &self.server {
-            s.push_str(server);
-            s.push(':');
-        }
-        s.push_str(&path);
-        if let Some(v) = &self.version {
-            s.push_str(",vers=");
-            s.push_str(v);
-        }
-        if let Some(o) = &self.options {
-            s.push(',');
-            s.push_str(o);
-        }
-        s.push_str(if self.read_only { " ro" } else { " rw" });
-        s
-    }
-}
-
-/// The checked netboot initramfs.
-#[derive(Debug)]
-pub struct InitramfsPlan {
-    /// Kernel release (the modules folder's name).
-    pub kver: String,
-    /// `/lib/modules/VERSION`.
-    pub modules_dir: PathBuf,
-    /// The busybox file.
-    pub busybox: PathBuf,
-    /// Modules in load order.
-    pub modules: Vec<Module>,
-    /// gzip the image.
-    pub compress: bool,
-}
-
-/// How dnsmasq answers.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum DhcpMode {
-    /// Full DHCP server: `START,END[,NETMASK][,LEASE]`.
-    Range(String),
-    /// Proxy DHCP next to another server, for this network address.
-    Proxy(String),
-}
-
-/// The checked dnsmasq settings.
-#[derive(Clone, Debug)]
-pub struct DhcpPlan {
-    /// Interface.
-    pub interface: String,
-    /// Server or proxy.
-    pub mode: DhcpMode,
-    /// Default gateway.
-    pub router: Option<String>,
-    /// dnsmasq's tftp-root (none: the generated boot folder).
-    pub tftp_root: Option<PathBuf>,
-    /// Where undionly.kpxe and ipxe.efi come from.
-    pub ipxe_dir: Option<PathBuf>,
-    /// The boot server's address, named in proxy mode's boot replies.
-    pub boot_server: Option<String>,
-}
-
 /// Everything the generator writes, checked.
 #[derive(Debug)]
 pub struct Plan {
@@ -204,82 +112,6 @@ pub struct Plan {
     /// Things that will not stop the boot tree from being written but may stop a guest
     /// from booting.
     pub warnings: Vec<String>,
-}
-
-fn is_name(s: &str) -> bool {
-    let mut c = s.chars();
-    c.next().is_some_and(|f| f.is_ascii_alphanumeric())
-        && c.all(|x| x.is_ascii_alphanumeric() || x == '-' || x == '_')
-        && s.len() <= 32
-}
-
-fn is_host(s: &str) -> bool {
-    !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-')
-}
-
-fn one_line(what: &str, s: &str, p: &mut Vec<String>) {
-    if s.chars().any(|c| c.is_control()) {
-        p.push(format!(
-            "{what}: must be one line without control characters"
-        ));
-    }
-}
-
-/// The length a command line will have once iPXE expands the variables we put in.
-fn expanded_len(s: &str) -> usize {
-    s.replace("${netX/mac:hexhyp}", "00-00-00-00-00-00")
-        .replace("${next-server}", "255.255.255.255")
-        .len()
-}
-
-fn check_file(what: &str, path: &Path, p: &mut Vec<String>) -> Option<Vec<u8>> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            p.push(format!("{what} {}: no such file", path.display()));
-            None
-        }
-        Err(e) => {
-            p.push(format!("{what} {}: {e}", path.display()));
-            None
-        }
-        Ok(m) if !m.is_file() => {
-            p.push(format!("{what} {}: not a regular file", path.display()));
-            None
-        }
-        Ok(_) => match std::fs::read(path) {
-            Ok(d) => Some(d),
-            Err(e) => {
-                p.push(format!("{what} {}: cannot read it: {e}", path.display()));
-                None
-            }
-        },
-    }
-}
-
-fn check_dir(what: &str, path: &Path, p: &mut Vec<String>) -> Option<PathBuf> {
-    match std::fs::metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            p.push(format!("{what} {}: no such folder", path.display()));
-            None
-        }
-        Err(e) => {
-            p.push(format!("{what} {}: {e}", path.display()));
-            None
-        }
-        Ok(m) if !m.is_dir() => {
-            p.push(format!("{what} {}: not a folder", path.display()));
-            None
-        }
-        Ok(_) => match (std::fs::read_dir(path), path.canonicalize()) {
-            (Ok(_), Ok(c)) => Some(c),
-            (Err(e), _) | (_, Err(e)) => {
-                p.push(format!("{what} {}: cannot be read: {e}", path.display()));
-                None
-            }
-        },
-    }
 }
 
 impl Plan {
@@ -385,7 +217,7 @@ impl Plan {
                 None
             }
             (None, false) => None,
-            (Some(n), _) => Self::nfs(n, &server, &mut p, &mut warnings),
+            (Some(n), _) => nfs::check(n, &server, &mut p, &mut warnings),
         };
 
         // --- initramfs ---------------------------------------------------------------
@@ -396,7 +228,7 @@ impl Plan {
                 None
             }
             (None, false) => None,
-            (Some(i), _) => Self::initramfs(i, &mut p)?,
+            (Some(i), _) => initramfs::check(i, &mut p)?,
         };
         let kver = initramfs.as_ref().map(|i| i.kver.clone());
 
@@ -571,7 +403,7 @@ impl Plan {
         let dhcp = d
             .dhcp
             .as_ref()
-            .and_then(|x| Self::dhcp(x, server.as_deref(), &mut p, &mut warnings));
+            .and_then(|x| dhcp::check(x, server.as_deref(), &mut p, &mut warnings));
 
         if !p.is_empty() {
             return Err(Error::Invalid(p));
@@ -625,288 +457,5 @@ impl Plan {
                 }
             }
         }
-    }
-
-    fn nfs(
-        n: &crate::description::Nfs,
-        server: &Option<String>,
-        p: &mut Vec<String>,
-        warnings: &mut Vec<String>,
-    ) -> Option<NfsPlan> {
-        let Some(root) = &n.root else {
-            p.push(
-                "nfs.root is missing: the folder to export as the guests' root file system"
-                    .to_owned(),
-            );
-            return None;
-        };
-        let root = check_dir("nfs.root", root, p)?;
-        let root_s = root.display().to_string();
-        if root_s
-            .chars()
-            .any(|c| c.is_whitespace() || c == '"' || c == ',' || c.is_control())
-        {
-            p.push(format!(
-                "nfs.root {root_s:?}: no blanks, quotes or commas (they break exports and nfsroot=)"
-            ));
-        }
-        if root == Path::new("/") {
-            p.push(
-                "nfs.root is /: export a folder holding the guests' root, not this machine's"
-                    .to_owned(),
-            );
-        }
-        let pseudo = n.pseudo.clone().unwrap_or_else(|| root_s.clone());
-        if !pseudo.starts_with('/')
-            || pseudo
-                .chars()
-                .any(|c| c.is_whitespace() || c == '"' || c == ',')
-        {
-            p.push(format!(
-                "nfs.pseudo {pseudo:?}: an absolute path without blanks, quotes or commas"
-            ));
-        }
-        let version = match n.version.as_deref() {
-            None | Some("auto") => None,
-            Some(v @ ("3" | "4" | "4.1" | "4.2")) => Some(v.to_owned()),
-            Some(v) => {
-                p.push(format!(
-                    "nfs.version {v:?}: expected auto, 3, 4, 4.1 or 4.2"
-                ));
-                None
-            }
-        };
-        if version.is_none() && pseudo != root_s {
-            p.push(format!(
-                "nfs.pseudo {pseudo} differs from nfs.root {root_s}: with version auto the guest falls back to NFSv3, which mounts the real path; drop pseudo or set version = \"4.2\""
-            ));
-        }
-        let server = n.server.clone().or_else(|| server.clone());
-        if let Some(s) = &server {
-            if s.parse::<Ipv4Addr>().is_err() {
-                p.push(format!(
-                    "nfs.server {s:?}: expected an IPv4 address (the netboot initramfs hands it to the kernel's NFS client as addr=, which takes no host names)"
-                ));
-            }
-        }
-        if let Some(o) = &n.options {
-            if o.chars().any(char::is_whitespace) || o.contains("vers=") {
-                p.push(format!(
-                    "nfs.options {o:?}: comma-separated options without blanks (the version goes in nfs.version)"
-                ));
-            }
-        }
-        let clients = n.clients.clone().unwrap_or_else(|| vec!["*".to_owned()]);
-        if clients.is_empty() {
-            p.push(
-                "nfs.clients is empty: nobody could mount the root (\"*\" allows everyone)"
-                    .to_owned(),
-            );
-        }
-        for c in &clients {
-            if c.is_empty()
-                || c.chars()
-                    .any(|x| x.is_whitespace() || "(),;\"{}".contains(x))
-            {
-                p.push(format!(
-                    "nfs.clients entry {c:?}: one address, network (a.b.c.d/len), host name or *"
-                ));
-            }
-        }
-        if clients.iter().any(|c| c == "*") && !n.read_only.unwrap_or(false) {
-            warnings.push("nfs.clients is \"*\": anyone who reaches the server may write the root file system as root (set clients to the lab network)".to_owned());
-        }
-        if let Some(b) = &n.ganesha.bind_addr {
-            if b.parse::<std::net::IpAddr>().is_err() {
-                p.push(format!(
-                    "nfs.ganesha.bind_addr {b:?}: expected an IP address"
-                ));
-            }
-        }
-        let port = n.ganesha.port.unwrap_or(2049);
-        let mount_port = n.ganesha.mount_port.unwrap_or(20048);
-        if port == 0 || mount_port == 0 || port == mount_port {
-            p.push(format!(
-                "nfs.ganesha ports {port} (NFS) and {mount_port} (MOUNT): two different non-zero ports"
-            ));
-        }
-        if port != 2049 && version.as_deref() != Some("3") {
-            warnings.push(format!(
-                "nfs.ganesha.port {port}: the guest's mounts use 2049 unless nfs.options has port={port}"
-            ));
-        }
-        if let Some(r) = &n.ganesha.recovery_root {
-            if r.display().to_string().contains('"') || r.is_relative() {
-                p.push(format!(
-                    "nfs.ganesha.recovery_root {}: an absolute path without quotes",
-                    r.display()
-                ));
-            }
-        }
-        Some(NfsPlan {
-            root,
-            pseudo,
-            server,
-            version,
-            options: n.options.clone(),
-            read_only: n.read_only.unwrap_or(false),
-            clients,
-            insecure: n.insecure.unwrap_or(false),
-            bind_addr: n.ganesha.bind_addr.clone(),
-            port,
-            mount_port,
-            export_id: n.ganesha.export_id.unwrap_or(1),
-            recovery_root: n.ganesha.recovery_root.clone(),
-            graceless: n.ganesha.graceless.unwrap_or(false),
-        })
-    }
-
-    fn initramfs(
-        i: &crate::description::Initramfs,
-        p: &mut Vec<String>,
-    ) -> Result<Option<InitramfsPlan>, Error> {
-        let busybox = i
-            .busybox
-            .clone()
-            .unwrap_or_else(|| PathBuf::from("/bin/busybox"));
-        if i.busybox.is_none() && !busybox.exists() {
-            p.push(format!(
-                "initramfs.busybox: this host has no {}: apt-get install busybox-static (a statically linked busybox), or give --busybox PATH (initramfs.busybox)",
-                busybox.display()
-            ));
-        } else if let Some(data) = check_file("initramfs.busybox", &busybox, p) {
-            match probe::elf_has_interpreter(&data) {
-                Some(false) => {}
-                Some(true) => p.push(format!(
-                    "initramfs.busybox {}: dynamically linked; the initramfs has no libraries (install busybox-static, whose /bin/busybox is static)",
-                    busybox.display()
-                )),
-                None => p.push(format!(
-                    "initramfs.busybox {}: not an ELF program",
-                    busybox.display()
-                )),
-            }
-        }
-        let Some(md) = &i.modules_dir else {
-            p.push(
-                "initramfs.modules_dir is missing: /lib/modules/VERSION of the guest kernel"
-                    .to_owned(),
-            );
-            return Ok(None);
-        };
-        let Some(modules_dir) = check_dir("initramfs.modules_dir", md, p) else {
-            return Ok(None);
-        };
-        let kver = modules_dir
-            .file_name()
-            .map(|f| f.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut wanted: Vec<String> = i.modules.clone().unwrap_or_else(|| {
-            initramfs::DEFAULT_MODULES
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect()
-        });
-        wanted.extend(i.extra_modules.clone().unwrap_or_default());
-        let modules = match initramfs::resolve(&modules_dir, &wanted) {
-            Ok(m) => m,
-            Err(Error::Invalid(v)) => {
-                p.extend(v);
-                Vec::new()
-            }
-            Err(e) => return Err(e),
-        };
-        Ok(Some(InitramfsPlan {
-            kver,
-            modules_dir,
-            busybox,
-            modules,
-            compress: i.compress.unwrap_or(true),
-        }))
-    }
-
-    fn dhcp(
-        x: &crate::description::Dhcp,
-        server: Option<&str>,
-        p: &mut Vec<String>,
-        warnings: &mut Vec<String>,
-    ) -> Option<DhcpPlan> {
-        let interface = match &x.interface {
-            Some(i) if is_name(i) || (i.contains('.') && is_host(i)) => i.clone(),
-            Some(i) => {
-                p.push(format!(
-                    "dhcp.interface {i:?}: an interface name such as eth1"
-                ));
-                i.clone()
-            }
-            None => {
-                p.push(
-                    "dhcp.interface is missing: the lab network's interface on this server"
-                        .to_owned(),
-                );
-                String::new()
-            }
-        };
-        let ip = |what: &str, s: &str, p: &mut Vec<String>| {
-            if s.trim().parse::<Ipv4Addr>().is_err() {
-                p.push(format!("{what} {s:?}: expected an IPv4 address"));
-            }
-        };
-        let mode = match (&x.range, &x.proxy) {
-            (Some(r), None) => {
-                let parts: Vec<&str> = r.split(',').map(str::trim).collect();
-                if parts.len() < 2 {
-                    p.push(format!(
-                        "dhcp.range {r:?}: expected START,END[,NETMASK][,LEASE]"
-                    ));
-                } else {
-                    ip("dhcp.range start", parts[0], p);
-                    ip("dhcp.range end", parts[1], p);
-                    if let Some(m) = parts.get(2) {
-                        ip("dhcp.range netmask", m, p);
-                    }
-                }
-                DhcpMode::Range(parts.join(","))
-            }
-            (None, Some(n)) => {
-                ip("dhcp.proxy", n, p);
-                if server.is_none() {
-                    p.push("dhcp.proxy needs server.address: a proxy's replies do not make it the clients' next-server, so iPXE and the netboot initramfs would ask the network's DHCP server for the menu and the NFS root".to_owned());
-                }
-                DhcpMode::Proxy(n.trim().to_owned())
-            }
-            _ => {
-                p.push("dhcp: set exactly one of range (be the DHCP server) and proxy (answer boot requests next to another DHCP server)".to_owned());
-                return None;
-            }
-        };
-        if let Some(r) = &x.router {
-            ip("dhcp.router", r, p);
-            if matches!(mode, DhcpMode::Proxy(_)) {
-                p.push(
-                    "dhcp.router: only a full DHCP server (range) hands out the gateway".to_owned(),
-                );
-            }
-        }
-        let ipxe_dir = x.ipxe_dir.as_ref().and_then(|d| {
-            let d = check_dir("dhcp.ipxe_dir", d, p)?;
-            for f in ["undionly.kpxe", "ipxe.efi"] {
-                if !d.join(f).is_file() {
-                    warnings.push(format!(
-                        "dhcp.ipxe_dir {} has no {f} (Debian package ipxe): clients needing it cannot chainload iPXE",
-                        d.display()
-                    ));
-                }
-            }
-            Some(d)
-        });
-        Some(DhcpPlan {
-            interface,
-            mode,
-            router: x.router.clone(),
-            tftp_root: x.tftp_root.clone(),
-            ipxe_dir,
-            boot_server: server.map(str::to_owned),
-        })
     }
 }
