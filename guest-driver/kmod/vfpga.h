@@ -12,9 +12,11 @@
  *   device dead: whatever still holds a reference sees "dead" and gets
  *   -ENODEV, never a freed virtqueue.
  * - Submitters and the virtqueue callback touch a virtqueue only under its
- *   queue's lock and only while the device is not dead. remove() sets dead
- *   under every queue lock, resets the device, takes back the buffers the
- *   device still held (under the lock) and only then deletes the virtqueues.
+ *   queue's lock and only while the device is neither dead nor frozen.
+ *   remove() sets dead (freeze() sets frozen) under every queue lock, resets
+ *   the device, takes back the buffers the device still held (under the lock)
+ *   and only then deletes the virtqueues. restore() makes new ones and clears
+ *   frozen; submitters that found the device frozen wait for that.
  */
 #ifndef _VFPGA_H
 #define _VFPGA_H
@@ -51,7 +53,7 @@
 
 struct vfpga_queue {
 	spinlock_t lock;		/* vq, space_seq; taken from the vq interrupt */
-	struct virtqueue *vq;		/* valid while the device is not dead */
+	struct virtqueue *vq;		/* valid while the device is not dead or frozen */
 	unsigned int ring_size;		/* descriptors in the ring */
 	unsigned int max_segs;		/* descriptors one chain may use on this queue */
 	unsigned int space_seq;		/* bumped whenever the device returns buffers */
@@ -78,6 +80,7 @@ struct vfpga_dev {
 	struct device dev;		/* /dev/vfpgaN; its release drops one ref */
 	u32 minor;
 	bool dead;			/* set once, under every queue lock, by remove() */
+	bool frozen;			/* from freeze() to restore(), under every queue lock */
 	bool can_load;			/* VIRTIO_VFPGA_F_LOAD_BITSTREAM negotiated */
 	bool indirect;			/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 	u32 max_args;			/* min(config, VFPGA_MAX_ARGS) */
@@ -116,7 +119,7 @@ struct vfpga_req {
 	bool local;			/* answered by the driver, not sent */
 	bool slot;			/* holds one of q->slots */
 	u16 opcode;
-	int error;			/* set on completion: 0 or -ENODEV */
+	int error;			/* 0, -ENODEV (removed), -EAGAIN (suspended) */
 	unsigned int used_len;		/* set on completion */
 	u64 tag;
 	u64 rd_bytes;			/* input buffer bytes */

@@ -163,22 +163,12 @@ out_callbacks:
 }
 #endif
 
-static int vfpga_init_vqs(struct virtio_device *vdev, struct vfpga_dev *vd)
+/* Makes the virtqueues (at probe and at restore) and sizes requests to them. */
+static int vfpga_find_all_vqs(struct virtio_device *vdev, struct vfpga_dev *vd)
 {
 	unsigned int i, indirect_max;
 	struct virtqueue **vqs;
 	int err;
-
-	for (i = 0; i < vd->nr_queues; i++) {
-		struct vfpga_queue *q = &vd->queues[i];
-
-		spin_lock_init(&q->lock);
-		init_waitqueue_head(&q->space_wq);
-		if (i == VFPGA_CONTROL_QUEUE)
-			strscpy(q->name, "control", sizeof(q->name));
-		else
-			snprintf(q->name, sizeof(q->name), "request.%u", i - 1);
-	}
 
 	vqs = kcalloc(vd->nr_queues, sizeof(*vqs), GFP_KERNEL);
 	if (!vqs)
@@ -206,11 +196,73 @@ static int vfpga_init_vqs(struct virtio_device *vdev, struct vfpga_dev *vd)
 		q->vq = vqs[i];
 		q->ring_size = virtqueue_get_vring_size(q->vq);
 		q->max_segs = min(vd->max_segments, vd->indirect ? indirect_max : q->ring_size);
-		sema_init(&q->slots, q->ring_size);
 	}
 out:
 	kfree(vqs);
 	return err;
+}
+
+static int vfpga_init_vqs(struct virtio_device *vdev, struct vfpga_dev *vd)
+{
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < vd->nr_queues; i++) {
+		struct vfpga_queue *q = &vd->queues[i];
+
+		spin_lock_init(&q->lock);
+		init_waitqueue_head(&q->space_wq);
+		if (i == VFPGA_CONTROL_QUEUE)
+			strscpy(q->name, "control", sizeof(q->name));
+		else
+			snprintf(q->name, sizeof(q->name), "request.%u", i - 1);
+	}
+	err = vfpga_find_all_vqs(vdev, vd);
+	if (err)
+		return err;
+	/* Sized once: restore() keeps the slots of requests still waiting for one. */
+	for (i = 0; i < vd->nr_queues; i++)
+		sema_init(&vd->queues[i].slots, vd->queues[i].ring_size);
+	return 0;
+}
+
+/*
+ * Marks the device dead (remove) or frozen (freeze) under every queue lock:
+ * from then on no submitter touches a virtqueue.
+ */
+static void vfpga_fence(struct vfpga_dev *vd, bool *flag)
+{
+	unsigned int i;
+
+	for (i = 0; i < vd->nr_queues; i++) {
+		struct vfpga_queue *q = &vd->queues[i];
+
+		spin_lock_irq(&q->lock);
+		WRITE_ONCE(*flag, true);
+		spin_unlock_irq(&q->lock);
+		wake_up_all(&q->space_wq);
+	}
+}
+
+/*
+ * Resets the device so it stops using the rings, completes every chain it
+ * still held with @error, and deletes the virtqueues.
+ */
+static void vfpga_del_vqs(struct virtio_device *vdev, struct vfpga_dev *vd, int error)
+{
+	struct vfpga_req *req;
+	unsigned int i;
+
+	virtio_reset_device(vdev);
+	for (i = 0; i < vd->nr_queues; i++) {
+		struct vfpga_queue *q = &vd->queues[i];
+
+		spin_lock_irq(&q->lock);
+		while ((req = virtqueue_detach_unused_buf(q->vq)))
+			vfpga_req_complete(req, error, 0);
+		spin_unlock_irq(&q->lock);
+	}
+	vdev->config->del_vqs(vdev);
 }
 
 static int vfpga_probe(struct virtio_device *vdev)
@@ -316,38 +368,84 @@ err_free:
 static void vfpga_remove(struct virtio_device *vdev)
 {
 	struct vfpga_dev *vd = vdev->priv;
-	struct vfpga_req *req;
-	unsigned int i;
 
 	/* No new open(); open files keep vd and see it dead. */
 	xa_erase(&vfpga_devs, vd->minor);
 	device_del(&vd->dev);
 
-	/* After this no submitter touches a vq: each checks dead under the lock. */
-	for (i = 0; i < vd->nr_queues; i++) {
-		struct vfpga_queue *q = &vd->queues[i];
-
-		spin_lock_irq(&q->lock);
-		WRITE_ONCE(vd->dead, true);
-		spin_unlock_irq(&q->lock);
-		wake_up_all(&q->space_wq);
-	}
-
-	/* The device stops using the rings; then take back what it still holds. */
-	virtio_reset_device(vdev);
-	for (i = 0; i < vd->nr_queues; i++) {
-		struct vfpga_queue *q = &vd->queues[i];
-
-		spin_lock_irq(&q->lock);
-		while ((req = virtqueue_detach_unused_buf(q->vq)))
-			vfpga_req_complete(req, -ENODEV, 0);
-		spin_unlock_irq(&q->lock);
-	}
-	vdev->config->del_vqs(vdev);
+	vfpga_fence(vd, &vd->dead);
+	/* A restore() that failed left no virtqueue behind. */
+	if (!vd->frozen)
+		vfpga_del_vqs(vdev, vd, -ENODEV);
 
 	put_device(&vd->dev);
 	vfpga_put(vd);
 }
+
+#ifdef CONFIG_PM_SLEEP
+/* How long freeze() lets the device finish the chains it holds. */
+#define VFPGA_FREEZE_DRAIN	(10 * HZ)
+
+static bool vfpga_queue_idle(struct vfpga_queue *q)
+{
+	bool idle;
+
+	spin_lock_irq(&q->lock);
+	idle = q->vq->num_free == q->ring_size;
+	spin_unlock_irq(&q->lock);
+	return idle;
+}
+
+/*
+ * System sleep (and hibernation): new requests wait, the device finishes the
+ * ones it holds (a run is never cut short while it can end), then it is reset
+ * and its virtqueues go. A chain still held after VFPGA_FREEZE_DRAIN fails
+ * with -EAGAIN. The reset closes the device's sessions: a program reopens
+ * them after the resume (its runs on old ones answer BAD_SESSION).
+ */
+static int vfpga_freeze(struct virtio_device *vdev)
+{
+	struct vfpga_dev *vd = vdev->priv;
+	unsigned long left = VFPGA_FREEZE_DRAIN;
+	unsigned int i;
+
+	vfpga_fence(vd, &vd->frozen);
+	for (i = 0; i < vd->nr_queues && left; i++)
+		left = wait_event_timeout(vd->queues[i].space_wq,
+					  vfpga_queue_idle(&vd->queues[i]), left);
+	if (!left)
+		vfpga_warn(vd, "requests still running after %us: they fail with -EAGAIN\n",
+			   VFPGA_FREEZE_DRAIN / HZ);
+	vfpga_del_vqs(vdev, vd, -EAGAIN);
+	return 0;
+}
+
+static int vfpga_restore(struct virtio_device *vdev)
+{
+	struct vfpga_dev *vd = vdev->priv;
+	unsigned int i;
+	int err;
+
+	err = vfpga_find_all_vqs(vdev, vd);
+	if (err) {
+		dev_err(&vdev->dev, "cannot set up the virtqueues again: %d\n", err);
+		/* Waiting submitters get -ENODEV; remove() finds no virtqueue. */
+		vfpga_fence(vd, &vd->dead);
+		return err;
+	}
+	virtio_device_ready(vdev);
+	for (i = 0; i < vd->nr_queues; i++) {
+		struct vfpga_queue *q = &vd->queues[i];
+
+		spin_lock_irq(&q->lock);
+		WRITE_ONCE(vd->frozen, false);
+		q->space_seq++;
+		spin_unlock_irq(&q->lock);
+		wake_up_all(&q->space_wq);
+	}
+	return 0;
+}
+#endif
 
 static struct virtio_device_id vfpga_id_table[] = {
 	{ VFPGA_DEFAULT_VIRTIO_ID, VIRTIO_DEV_ANY_ID },
@@ -367,6 +465,10 @@ static struct virtio_driver vfpga_driver = {
 	.feature_table_size = ARRAY_SIZE(vfpga_features),
 	.probe = vfpga_probe,
 	.remove = vfpga_remove,
+#ifdef CONFIG_PM_SLEEP
+	.freeze = vfpga_freeze,
+	.restore = vfpga_restore,
+#endif
 };
 
 static int __init vfpga_init(void)
@@ -378,6 +480,9 @@ static int __init vfpga_init(void)
 		return -EINVAL;
 	}
 	vfpga_id_table[0].device = vfpga_device_id;
+	if (vfpga_device_id != VFPGA_DEFAULT_VIRTIO_ID)
+		pr_info("binding virtio device ID %u; the module's alias names only %u: for autoloading add 'alias virtio:d%08Xv* virtio_vfpga' to modprobe.d\n",
+			vfpga_device_id, VFPGA_DEFAULT_VIRTIO_ID, vfpga_device_id);
 
 	err = vfpga_req_cache_init();
 	if (err)

@@ -12,7 +12,7 @@
  *   vfpga_req_put().
  * - submitted: the device's reference is dropped by vfpga_req_complete(),
  *   called from the virtqueue callback or, for buffers the device never
- *   returned, from remove() after the device reset. The submitter's
+ *   returned, from remove() or freeze() after the device reset. The submitter's
  *   reference is dropped once it has read the response. The last of the two
  *   frees: directly if it is the submitter, through vfpga_wq otherwise
  *   (unpinning may sleep; the callback runs in interrupt context).
@@ -332,8 +332,9 @@ static int vfpga_req_prepare(struct vfpga_req *req)
 
 /*
  * Puts the chain on its queue. With may_wait, waits (killably) for ring space
- * when the queue is full; otherwise returns -ENOSPC. A chain longer than the
- * ring whose indirect table cannot be allocated fails with -ENOMEM at once.
+ * when the queue is full or the device is suspended; otherwise returns
+ * -ENOSPC. A chain longer than the ring whose indirect table cannot be
+ * allocated fails with -ENOMEM at once.
  */
 static int vfpga_req_submit(struct vfpga_req *req, bool may_wait)
 {
@@ -347,6 +348,9 @@ static int vfpga_req_submit(struct vfpga_req *req, bool may_wait)
 		spin_lock_irq(&q->lock);
 		if (vd->dead) {
 			err = -ENODEV;
+		} else if (vd->frozen) {
+			/* Suspended: wait like for ring space; restore() wakes us. */
+			err = -ENOSPC;
 		} else {
 			/*
 			 * virtio_ring tries an indirect table whenever the ring

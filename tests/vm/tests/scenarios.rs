@@ -114,6 +114,50 @@ fn pinned_pages_count_against_the_locked_memory_limit() {
 
 #[test]
 #[ignore = "boots a VM; run by scripts/test-all.sh"]
+fn the_device_survives_a_suspend_cycle() {
+    let _vm = vm_lock();
+    let share = tempfile::tempdir().unwrap();
+    let s = share.path();
+    let want = kernel_inputs(s, &mut Rng(909));
+    let d = Daemon::start(&["vm0"], &[]);
+    let out = run(&GuestOpts::new("suspend", &d.sockets, s));
+    assert_ok("suspend", &out);
+    let said = |prefix: &str| -> Vec<String> {
+        out.console
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(prefix).map(str::to_owned))
+            .collect()
+    };
+    // The cycle really ran the devices' sleep callbacks (the PM core says so), and
+    // the driver did not complain.
+    let dmesg = said("suspend: dmesg: ").join("\n");
+    assert!(
+        dmesg.contains("PM: suspend entry") && dmesg.contains("PM: suspend exit"),
+        "{dmesg}"
+    );
+    assert!(
+        !dmesg.contains("virtio_vfpga"),
+        "the driver logged: {dmesg}"
+    );
+    assert!(get(s, "out/before.bin") == want[0].1, "vadd before");
+    // After the resume: the outputs' digests, against the references' (the share is
+    // gone by then, see the scenario).
+    let hex = |b: &[u8]| -> String { b.iter().map(|x| format!("{x:02x}")).collect() };
+    let digest = |data: &[u8]| hex(&vfpga_reference::sha256(data));
+    assert_eq!(
+        said("suspend: after vadd_u32 "),
+        [digest(&want[0].1)],
+        "vadd after"
+    );
+    assert_eq!(
+        said("suspend: after sha256 "),
+        [digest(&want[4].1)],
+        "sha256 after"
+    );
+}
+
+#[test]
+#[ignore = "boots a VM; run by scripts/test-all.sh"]
 fn a_guest_with_two_devices_uses_both() {
     let _vm = vm_lock();
     let share = tempfile::tempdir().unwrap();
