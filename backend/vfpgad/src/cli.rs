@@ -88,6 +88,9 @@ Logging: RUST_LOG=debug (or info, warn, vfpgad=trace, ...). SIGTERM or SIGINT st
 the daemon cleanly: connections are closed, running kernels finish, sockets go.";
 
 /// Exposes an FPGA accelerator to virtual machines as a virtio device over vhost-user.
+// The field comments are `--help` text, where `[[guest]]` names the file's table, not
+// an intra-doc link.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(Debug, Parser)]
 #[command(version, about, after_help = AFTER_HELP)]
 pub struct Cli {
