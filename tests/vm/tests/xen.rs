@@ -34,6 +34,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use serde_json::Value as Json;
 use vfpga_vm_tests::vm_lock;
 
 fn repo() -> PathBuf {
@@ -208,157 +209,9 @@ fn xen_domu_lifecycle() {
 
 // --- xl.cfg generation against xl ----------------------------------------------------
 
-/// A JSON value, enough for xl's `create -n` output.
-#[derive(Clone, Debug, PartialEq)]
-enum Json {
-    Null,
-    Bool(bool),
-    Num(f64),
-    Str(String),
-    Arr(Vec<Json>),
-    Obj(Vec<(String, Json)>),
-}
-
-impl Json {
-    fn parse(s: &str) -> Result<Json, String> {
-        let b = s.as_bytes();
-        let mut i = 0;
-        let v = Self::value(b, &mut i)?;
-        Self::ws(b, &mut i);
-        if i == b.len() {
-            Ok(v)
-        } else {
-            Err(format!("trailing text at byte {i}"))
-        }
-    }
-
-    fn ws(b: &[u8], i: &mut usize) {
-        while *i < b.len() && b[*i].is_ascii_whitespace() {
-            *i += 1;
-        }
-    }
-
-    fn value(b: &[u8], i: &mut usize) -> Result<Json, String> {
-        Self::ws(b, i);
-        let err = |i: usize, what: &str| Err(format!("{what} at byte {i}"));
-        match b.get(*i) {
-            None => err(*i, "unexpected end"),
-            Some(b'{') => {
-                *i += 1;
-                let mut kv = Vec::new();
-                loop {
-                    Self::ws(b, i);
-                    if b.get(*i) == Some(&b'}') {
-                        *i += 1;
-                        return Ok(Json::Obj(kv));
-                    }
-                    if !kv.is_empty() {
-                        if b.get(*i) != Some(&b',') {
-                            return err(*i, "expected ','");
-                        }
-                        *i += 1;
-                        Self::ws(b, i);
-                    }
-                    let Json::Str(k) = Self::value(b, i)? else {
-                        return err(*i, "expected a key");
-                    };
-                    Self::ws(b, i);
-                    if b.get(*i) != Some(&b':') {
-                        return err(*i, "expected ':'");
-                    }
-                    *i += 1;
-                    kv.push((k, Self::value(b, i)?));
-                }
-            }
-            Some(b'[') => {
-                *i += 1;
-                let mut items = Vec::new();
-                loop {
-                    Self::ws(b, i);
-                    if b.get(*i) == Some(&b']') {
-                        *i += 1;
-                        return Ok(Json::Arr(items));
-                    }
-                    if !items.is_empty() {
-                        if b.get(*i) != Some(&b',') {
-                            return err(*i, "expected ','");
-                        }
-                        *i += 1;
-                    }
-                    items.push(Self::value(b, i)?);
-                }
-            }
-            Some(b'"') => {
-                *i += 1;
-                let mut s = Vec::new();
-                loop {
-                    match b.get(*i) {
-                        None => return err(*i, "unterminated string"),
-                        Some(b'"') => {
-                            *i += 1;
-                            return Ok(Json::Str(String::from_utf8_lossy(&s).into_owned()));
-                        }
-                        Some(b'\\') => {
-                            let c = *b.get(*i + 1).ok_or("unterminated escape")?;
-                            *i += 2;
-                            match c {
-                                b'n' => s.push(b'\n'),
-                                b't' => s.push(b'\t'),
-                                b'r' => s.push(b'\r'),
-                                b'b' => s.push(8),
-                                b'f' => s.push(12),
-                                b'u' => {
-                                    let hex = b.get(*i..*i + 4).ok_or("short \\u escape")?;
-                                    let code = u32::from_str_radix(
-                                        std::str::from_utf8(hex).map_err(|e| e.to_string())?,
-                                        16,
-                                    )
-                                    .map_err(|e| e.to_string())?;
-                                    let ch = char::from_u32(code).unwrap_or('\u{fffd}');
-                                    s.extend_from_slice(ch.to_string().as_bytes());
-                                    *i += 4;
-                                }
-                                other => s.push(other),
-                            }
-                        }
-                        Some(&c) => {
-                            s.push(c);
-                            *i += 1;
-                        }
-                    }
-                }
-            }
-            Some(_) => {
-                let start = *i;
-                while *i < b.len() && !b",]} \t\r\n".contains(&b[*i]) {
-                    *i += 1;
-                }
-                let word = std::str::from_utf8(&b[start..*i]).map_err(|e| e.to_string())?;
-                match word {
-                    "null" => Ok(Json::Null),
-                    "true" => Ok(Json::Bool(true)),
-                    "false" => Ok(Json::Bool(false)),
-                    w => w
-                        .parse()
-                        .map(Json::Num)
-                        .map_err(|_| format!("bad literal {w:?} at byte {start}")),
-                }
-            }
-        }
-    }
-
-    /// The value at a path of object keys and array indices ("b_info.pcidevs.0.bus").
-    fn at(&self, path: &str) -> Option<&Json> {
-        let mut v = self;
-        for part in path.split('.') {
-            v = match v {
-                Json::Obj(kv) => kv.iter().find(|(k, _)| k == part).map(|(_, v)| v)?,
-                Json::Arr(a) => a.get(part.parse::<usize>().ok()?)?,
-                _ => return None,
-            };
-        }
-        Some(v)
-    }
+/// The value at a path of object keys and array indices ("b_info.pcidevs.0.bus").
+fn at<'a>(v: &'a Json, path: &str) -> Option<&'a Json> {
+    v.pointer(&format!("/{}", path.replace('.', "/")))
 }
 
 /// xl's JSON for one file: `parse/<file>.out` minus the "Parsing config" line.
@@ -368,7 +221,7 @@ fn xl_json(out: &str) -> Json {
         .map(|i| i + 1)
         .or_else(|| out.starts_with('{').then_some(0))
         .unwrap_or_else(|| panic!("no JSON in xl's output:\n{out}"));
-    Json::parse(&out[start..]).unwrap_or_else(|e| panic!("xl's JSON: {e}:\n{out}"))
+    serde_json::from_str(&out[start..]).unwrap_or_else(|e| panic!("xl's JSON: {e}:\n{out}"))
 }
 
 /// Runs `vfpga-xen guest-config` on `toml` (written to `dir/<name>.toml`) for x86_64
@@ -411,11 +264,11 @@ struct Expect {
 }
 
 fn s(v: &str) -> Json {
-    Json::Str(v.to_owned())
+    Json::from(v)
 }
 
 fn n(v: u32) -> Json {
-    Json::Num(f64::from(v))
+    Json::from(v)
 }
 
 #[test]
@@ -635,8 +488,8 @@ rdm_policy = "relaxed"
         let json = xl_json(&out);
         for (path, want) in &e.pairs {
             // libxl's JSON leaves out fields at their default (0, false).
-            let got = json.at(path).or(match want {
-                Json::Num(z) if *z == 0.0 => Some(want),
+            let got = at(&json, path).or(match want {
+                Json::Number(z) if z.as_f64() == Some(0.0) => Some(want),
                 Json::Bool(false) => Some(want),
                 _ => None,
             });
