@@ -227,7 +227,12 @@ impl Device {
         let id = self
             .link
             .open_session(&name_field(name)?, &format!("open session on `{name}`"))?;
-        Ok(Session { dev: self, id, sig })
+        Ok(Session {
+            dev: self,
+            id,
+            run_op: format!("run `{}`", sig.name),
+            sig,
+        })
     }
 
     /// Loads bitstream `name` from the daemon's library.
@@ -265,6 +270,8 @@ pub struct Session<'d> {
     dev: &'d Device,
     id: u64,
     sig: KernelSig,
+    /// "run `KERNEL`", for messages: made once, so a run allocates nothing.
+    run_op: String,
 }
 
 impl Session<'_> {
@@ -282,8 +289,7 @@ impl Session<'_> {
                 "{name}: at most {MAX_ARGS} arguments"
             )));
         }
-        let op = format!("run `{name}`");
-        let r = self.dev.link.run(self.id, args, &op)?;
+        let r = self.dev.link.run(self.id, args, &self.run_op)?;
         match r.status {
             Status::Ok => Ok(RunStats {
                 written: r.written,
@@ -304,7 +310,7 @@ impl Session<'_> {
                     String::new()
                 };
                 Err(Error::Device {
-                    op,
+                    op: self.run_op.clone(),
                     status: s,
                     detail,
                 })

@@ -1,7 +1,8 @@
 //! The warm request path allocates nothing: a counting global allocator watches the
 //! whole process (daemon threads and test frontend alike) while `vadd` requests run,
 //! both on the queue's own thread (small) and on the engine threads (1 MiB), and on a
-//! stream connection (a unix socket, the host end of a userspace vsock device).
+//! stream connection (a unix socket, the host end of a userspace vsock device), raw and
+//! through the guest library's `Session::run`.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
 use std::alloc::{GlobalAlloc, Layout as AllocLayout, System};
@@ -128,6 +129,7 @@ fn allocations(fe: &mut VhuFrontend, session: u64, elems: usize, n: usize) -> (u
 fn warm_requests_allocate_nothing() {
     on_a_virtio_device();
     on_a_stream();
+    through_the_guest_library();
 }
 
 fn on_a_virtio_device() {
@@ -231,5 +233,49 @@ fn on_a_stream() {
         assert_eq!(&out[..8], &[0, 0, 0, 0, 2, 0, 0, 0], "results are real");
     }
     drop(c);
+    server.shutdown(Duration::from_secs(10));
+}
+
+/// The guest library's run on a stream: the client side of a request allocates nothing
+/// either (the daemon, in this process too, is counted with it).
+fn through_the_guest_library() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("vm0.stream");
+    let mut guest = GuestConfig::named("vm0");
+    guest.listen = vec![format!("unix:{}", socket.display())];
+    let config = Config {
+        guests: vec![guest],
+        ..Config::default()
+    };
+    config.validate().unwrap();
+    let server = Server::start(&config, Arc::new(SimEngine::new(None).unwrap())).unwrap();
+    let dev = vfpga::Device::open(format!("unix:{}", socket.display())).unwrap();
+    let vadd = dev.session("vadd_u32").unwrap();
+    let a: Vec<u32> = (0..1024).collect();
+    let mut c = vec![0u32; 1024];
+    let mut one = || {
+        vadd.run(&mut [
+            vfpga::Arg::input(&a),
+            vfpga::Arg::input(&a),
+            vfpga::Arg::output(&mut c),
+            vfpga::Arg::scalar(ElemType::U32, 1024),
+        ])
+        .unwrap();
+    };
+    for _ in 0..20 {
+        one();
+    }
+    let (count, at) = measure(|| {
+        for _ in 0..100 {
+            one();
+        }
+    });
+    assert_eq!(
+        count, 0,
+        "Session::run on a stream allocated {count} times in 100 requests:\n{at}"
+    );
+    assert_eq!(&c[..3], &[0, 2, 4], "results are real");
+    drop(vadd);
+    drop(dev);
     server.shutdown(Duration::from_secs(10));
 }
