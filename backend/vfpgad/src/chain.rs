@@ -11,13 +11,13 @@ use vfpga_proto::{
     AbiError, ArgEntry, ChainLayout, Opcode, RequestHeader, Response, Status, MAX_ARGS,
 };
 #[cfg(feature = "vhost")]
-use virtio_queue::DescriptorChain;
+use virtio_queue::desc::split::Descriptor;
 #[cfg(feature = "vhost")]
 use vm_memory::{GuestAddress, GuestMemoryBackend};
 
 use crate::config::DeviceLimits;
 #[cfg(feature = "vhost")]
-use crate::{GuestMem, MemGuard};
+use crate::GuestMem;
 
 /// Writable descriptors remembered from the end of a chain, to answer a chain that is
 /// refused before (or instead of) being mapped.
@@ -85,6 +85,8 @@ pub struct Request {
     pub layout: ChainLayout,
     /// Offset of the response in the writable stream.
     pub resp_off: u64,
+    /// Run again by a worker that resumed after a crash: it may have had its effect.
+    pub again: bool,
 }
 
 impl Request {
@@ -136,15 +138,16 @@ fn map(mem: &GuestMem, stream: &mut SegStream, addr: u64, len: u32) -> bool {
     true
 }
 
-/// Decodes the chain into `scratch`.
+/// Decodes the chain of head `head`, whose descriptors `chain` yields (a
+/// `virtio_queue::DescriptorChain` or a [`Walk`]), into `scratch`.
 #[cfg(feature = "vhost")]
 pub fn decode(
-    chain: DescriptorChain<MemGuard>,
+    head: u16,
+    chain: impl Iterator<Item = Descriptor>,
     mem: &GuestMem,
     limits: &DeviceLimits,
     scratch: &mut Scratch,
 ) -> Decoded {
-    let head = chain.head_index();
     scratch.clear();
     let mut count = 0u32;
     let mut total = 0u64;
@@ -270,7 +273,79 @@ pub fn decode(
         n_args,
         layout,
         resp_off,
+        again: false,
     })
+}
+
+/// The descriptors of the chain of head `head` in the descriptor table at
+/// `desc_table` of a queue of `queue_size` entries, followed as
+/// `virtio_queue::DescriptorChain` follows them (which only the queue can make, from an
+/// available entry): a resumed worker walks the chains in flight at a crash from their
+/// heads. Stops early, the last descriptor yielded still saying `NEXT`, on a loop, an
+/// index out of range, a nested or misaligned indirect table, or unreadable memory.
+#[cfg(feature = "vhost")]
+#[derive(Debug)]
+pub struct Walk<'a> {
+    mem: &'a GuestMem,
+    table: u64,
+    size: u16,
+    next: u16,
+    ttl: u16,
+    indirect: bool,
+    bytes: u32,
+}
+
+#[cfg(feature = "vhost")]
+impl<'a> Walk<'a> {
+    /// A walk of the chain of head `head`.
+    pub fn new(mem: &'a GuestMem, desc_table: u64, queue_size: u16, head: u16) -> Self {
+        Self {
+            mem,
+            table: desc_table,
+            size: queue_size,
+            next: head,
+            ttl: queue_size,
+            indirect: false,
+            bytes: 0,
+        }
+    }
+}
+
+#[cfg(feature = "vhost")]
+impl Iterator for Walk<'_> {
+    type Item = Descriptor;
+
+    fn next(&mut self) -> Option<Descriptor> {
+        use vm_memory::Bytes;
+        const DESC: u64 = 16;
+        loop {
+            if self.ttl == 0 || self.next >= self.size {
+                return None;
+            }
+            let at = self.table.checked_add(u64::from(self.next) * DESC)?;
+            let desc: Descriptor = self.mem.read_obj(GuestAddress(at)).ok()?;
+            if desc.refers_to_indirect_table() {
+                let entries = desc.len() / 16;
+                if self.indirect || desc.len() % 16 != 0 || entries > u32::from(u16::MAX) {
+                    return None;
+                }
+                self.table = desc.addr().0;
+                self.size = u16::try_from(entries).ok()?;
+                self.next = 0;
+                self.ttl = self.size;
+                self.indirect = true;
+                continue;
+            }
+            self.bytes = self.bytes.checked_add(desc.len())?;
+            if desc.has_next() {
+                self.next = desc.next();
+                self.ttl -= 1;
+            } else {
+                self.ttl = 0;
+            }
+            return Some(desc);
+        }
+    }
 }
 
 /// Reads `dst.len()` bytes at offset `off` of the stream `segs`.

@@ -170,6 +170,20 @@ pub struct Cli {
     /// Print the QEMU options that attach each guest to its socket, and exit.
     #[arg(long)]
     pub print_qemu_args: bool,
+
+    /// Run as the supervisor of the daemon: hold every guest's vhost-user connection
+    /// (socket, memory, event descriptors) and run the daemon itself as a child of
+    /// this binary, restarted at once if it dies. Guests notice no restart: runs in
+    /// flight are run again, sessions stay open. SIGHUP restarts the daemon from the
+    /// binary on disk (an upgrade); SIGTERM stops both. See docs/qemu.md.
+    #[arg(long, conflicts_with_all = ["check", "print_qemu_args", "worker_of"])]
+    pub supervise: bool,
+
+    /// Serve as the daemon of a `--supervise` process whose private folder is DIR
+    /// (guest sockets DIR/NAME.sock, state files DIR/NAME.state); the supervisor
+    /// passes it.
+    #[arg(long, value_name = "DIR", hide = true)]
+    pub worker_of: Option<PathBuf>,
 }
 
 impl Cli {
@@ -263,6 +277,16 @@ impl Cli {
             (None, _) => {}
         }
         c.validate()?;
+        if let Some(dir) = &self.worker_of {
+            // The supervisor holds the guests' sockets; this daemon serves its own, in
+            // the supervisor's private folder.
+            for g in c.guests.iter_mut().filter(|g| g.socket.is_some()) {
+                g.socket = Some(dir.join(format!("{}.sock", g.name)));
+            }
+            c.daemon.socket_mode = None;
+            c.daemon.socket_group = None;
+            c.daemon.state_dir = Some(dir.clone());
+        }
         Ok(c)
     }
 }

@@ -19,6 +19,7 @@ use crate::chain::Scratch;
 use crate::config::DeviceLimits;
 #[cfg(feature = "vhost")]
 use crate::executor::{Executor, Job, JobQueue};
+use crate::resume::{Geometry, QueueLog, StateFile};
 use crate::sessions::Sessions;
 use crate::shelf::Shelf;
 use crate::stats::Counters;
@@ -46,6 +47,10 @@ pub struct QueueCtx {
     /// Bumped when the frontend stops the queue: runs that started before must not
     /// touch the queue or guest memory afterwards (the driver may have freed it).
     epoch: AtomicU64,
+    /// Its in-flight log, under a supervisor.
+    pub log: Option<QueueLog>,
+    /// The log holds chains a previous worker left: run them before taking more.
+    resume: AtomicBool,
 }
 
 /// Jobs each queue can have on the engine threads at once; further long runs execute
@@ -68,6 +73,20 @@ impl QueueCtx {
             idle_lock: Mutex::new(()),
             idle: Condvar::new(),
             epoch: AtomicU64::new(0),
+            log: None,
+            resume: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the queue has chains of a previous worker to resume; `true` once.
+    pub fn take_resume(&self) -> bool {
+        self.resume.swap(false, Ordering::AcqRel)
+    }
+
+    /// The queue was stopped or reset: its log holds nothing in flight any more.
+    pub fn clear_log(&self) {
+        if let Some(log) = &self.log {
+            log.clear();
         }
     }
 
@@ -215,6 +234,27 @@ impl Device {
             event_idx: AtomicBool::new(false),
             #[cfg(feature = "vhost")]
             mem: RwLock::new(None),
+        }
+    }
+
+    /// The same device, its chains in flight and sessions kept in `file` (under a
+    /// supervisor); `resumed`: the file holds a previous worker's, to take over.
+    pub fn with_state(mut self, file: &Arc<StateFile>, resumed: bool) -> Self {
+        for (q, ctx) in self.queues.iter_mut().enumerate() {
+            ctx.log = file.queue(q);
+            ctx.resume = AtomicBool::new(resumed);
+        }
+        let max = self.limits.max_sessions as usize;
+        self.sessions = Sessions::persisted(max, file.clone(), |name| self.resolve(name).ok());
+        self
+    }
+
+    /// The geometry of this device's state file.
+    pub fn state_geometry(&self) -> Geometry {
+        Geometry {
+            queues: self.queues.len(),
+            queue_size: self.limits.queue_size,
+            sessions: self.limits.max_sessions as usize,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::used::Completion;
 #[cfg(feature = "vhost")]
 use crate::MemGuard;
 use tracing::{debug, error};
-use vfpga_engine::{Call, EngineError, SegStream, SgBuf};
+use vfpga_engine::{Call, EngineError, Kernel, SegStream, SgBuf};
 use vfpga_proto::{
     AbiError, ArgKind, DeviceInfo, ElemType, KernelDesc, Limits, Opcode, Response, Stats, Status,
     CONTROL_QUEUE, MAX_ARGS, MAX_NAME_LEN,
@@ -135,7 +135,22 @@ impl Device {
         expect(req, &[(ArgKind::In, ElemType::U8)])?;
         let mut raw = [0u8; MAX_NAME_LEN];
         let name = read_name(buf(bufs, 0)?, &mut raw)?;
-        let (kernel, bitstream) = match self.shelf.find(name) {
+        let (kernel, bitstream) = self.resolve(name)?;
+        let session = self
+            .sessions
+            .open(kernel, bitstream, name)
+            .ok_or(AbiError::new(Status::Busy, "all sessions are in use"))?;
+        debug!(guest = %self.name, kernel = name, id = session.id, "session opened");
+        Ok(Response {
+            value: session.id,
+            ..Response::new(Status::Ok, 0)
+        })
+    }
+
+    /// The kernel a session named `name` runs, and its shared bitstream if it is one's,
+    /// if the guest may run it.
+    pub fn resolve(&self, name: &str) -> Result<(Arc<Kernel>, Option<u16>), AbiError> {
+        match self.shelf.find(name) {
             // A kernel of a time-shared bitstream, loaded or not.
             Some(f) => {
                 if !self.may_run_shared(name, &f.kernel) {
@@ -143,7 +158,7 @@ impl Device {
                         .tenant
                         .refuse(Status::Permission, "kernel not in the guest's kernels"));
                 }
-                (f.kernel, Some(f.bitstream))
+                Ok((f.kernel, Some(f.bitstream)))
             }
             None => {
                 let catalog = self.engine.catalog();
@@ -156,18 +171,9 @@ impl Device {
                         .tenant
                         .refuse(Status::Permission, "kernel not in the guest's kernels"));
                 }
-                (kernel.clone(), None)
+                Ok((kernel.clone(), None))
             }
-        };
-        let session = self
-            .sessions
-            .open(kernel, bitstream)
-            .ok_or(AbiError::new(Status::Busy, "all sessions are in use"))?;
-        debug!(guest = %self.name, kernel = name, id = session.id, "session opened");
-        Ok(Response {
-            value: session.id,
-            ..Response::new(Status::Ok, 0)
-        })
+        }
     }
 
     fn op_close(&self, req: &Request) -> OpResult {
@@ -194,7 +200,14 @@ impl Device {
                 "bitstream not in the guest's bitstreams",
             ));
         }
-        match self.engine.load_bitstream(name) {
+        // A load run again after a restart must not reprogram the fabric under the
+        // sessions opened since it first ran: only load if another is loaded.
+        let loaded = if req.again {
+            self.engine.ensure_loaded(name)
+        } else {
+            self.engine.load_bitstream(name)
+        };
+        match loaded {
             Ok(catalog) => {
                 tracing::info!(guest = %self.name, bitstream = name, "bitstream loaded");
                 Ok(Response {
@@ -505,7 +518,7 @@ mod tests {
             .expect("sha256 in the catalogue")
             .clone();
         let dev = Device::new("vm0", DeviceLimits::default(), engine);
-        let session = dev.sessions.open(kernel, None).expect("a session");
+        let session = dev.sessions.open(kernel, None, "k").expect("a session");
         let mut args = [ArgEntry::default(); MAX_ARGS];
         args[..3].copy_from_slice(&[
             ArgEntry::input(ElemType::U8, 0),
@@ -524,6 +537,7 @@ mod tests {
                 ..layout
             },
             resp_off: 0,
+            again: false,
         };
         let mut out = [0u8; 32];
         let rd = SegStream::with_capacity(1);

@@ -25,6 +25,7 @@ pub mod limited;
 pub mod lock;
 pub mod logging;
 pub mod notify;
+pub mod resume;
 pub mod sched;
 #[cfg(feature = "vhost")]
 pub mod server;
@@ -33,6 +34,8 @@ pub mod shelf;
 pub mod sockets;
 pub mod stats;
 pub mod stream;
+#[cfg(feature = "vhost")]
+pub mod supervise;
 pub mod tenant;
 pub mod threads;
 #[cfg(feature = "vhost")]

@@ -84,6 +84,15 @@ fn main() -> ExitCode {
             _ => ExitCode::SUCCESS,
         };
     }
+    if cli.supervise {
+        return match vfpgad::supervise::run(&config, std::env::args_os().skip(1).collect()) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("vfpgad: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let engine = match build_engine(&config) {
         Ok(e) => e,
         Err(e) => {

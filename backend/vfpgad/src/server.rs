@@ -22,6 +22,7 @@ use crate::config::{Config, DeviceLimits, GuestConfig};
 use crate::device::Device;
 use crate::executor::Executor;
 use crate::lock::lock;
+use crate::resume::StateFile;
 use crate::sched::Turns;
 use crate::shelf::Shelf;
 use crate::sockets::{bind, wait_readable};
@@ -224,6 +225,7 @@ impl Server {
                 tenant,
                 guest: g.clone(),
                 inline_cost: config.daemon.inline_cost,
+                state_dir: config.daemon.state_dir.clone(),
                 engine: engine.clone(),
                 shelf: shelf.clone(),
                 exec: server.exec.clone(),
@@ -344,6 +346,7 @@ struct GuestLoop {
     tenant: Arc<Tenant>,
     limits: DeviceLimits,
     inline_cost: u64,
+    state_dir: Option<PathBuf>,
     engine: Arc<dyn Engine>,
     shelf: Arc<Shelf>,
     exec: Arc<Executor>,
@@ -374,12 +377,25 @@ impl GuestLoop {
     /// Accepts one frontend and serves it until it disconnects or the server stops.
     fn serve_one(&self, listener: &mut Listener) -> Result<(), vhost_user_backend::Error> {
         let name = &self.guest.name;
-        let dev = Arc::new(
-            Device::new(name, self.limits.clone(), self.engine.clone())
-                .with_tenant(self.tenant.clone())
-                .with_shelf(self.shelf.clone())
-                .with_engine_threads(&self.exec, self.inline_cost),
-        );
+        let mut dev = Device::new(name, self.limits.clone(), self.engine.clone())
+            .with_tenant(self.tenant.clone())
+            .with_shelf(self.shelf.clone())
+            .with_engine_threads(&self.exec, self.inline_cost);
+        if let Some(dir) = &self.state_dir {
+            let path = dir.join(format!("{name}.state"));
+            match StateFile::open(&path, dev.state_geometry()) {
+                Ok((file, resumed)) => {
+                    if resumed {
+                        info!(guest = %name, "taking over from the previous worker");
+                    }
+                    dev = dev.with_state(&file, resumed);
+                }
+                Err(e) => {
+                    warn!(guest = %name, "{}: {e}; runs in flight at a restart will be lost", path.display())
+                }
+            }
+        }
+        let dev = Arc::new(dev);
         let backend = VhuVfpga::new(dev.clone());
         // Declared before the daemon, so dropped after it, on every way out.
         let _exit_events = ExitEvents(backend.clone());
@@ -404,7 +420,8 @@ impl GuestLoop {
         for q in &dev.queues {
             q.wait_idle(Duration::from_secs(30));
         }
-        dev.reset();
+        // Not a device reset: a supervisor's next worker may take the sessions over.
+        dev.sessions.forget();
         match result {
             Ok(())
             | Err(vhost_user_backend::Error::HandleRequest(

@@ -3,6 +3,9 @@
 //! Ids are `salt:32 | generation:16 | slot:16`. The salt is random per device
 //! instance, so an id from another guest (or from before a reconnect) is refused
 //! instead of aliasing; the generation makes a reused slot refuse stale ids.
+//!
+//! Under a supervisor the table is also kept in the guest's state file (`resume.rs`),
+//! salt included, so a restarted worker honours the ids the guest holds.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -10,6 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vfpga_engine::Kernel;
 
+use crate::resume::StateFile;
 use crate::stats::Counters;
 
 /// An open session.
@@ -38,6 +42,7 @@ struct Slot {
 pub struct Sessions {
     salt: u32,
     slots: Mutex<Vec<Slot>>,
+    log: Option<Arc<StateFile>>,
 }
 
 /// A random 32-bit value from the standard library's per-process hash keys.
@@ -61,7 +66,48 @@ impl Sessions {
         Self {
             salt: random_salt(),
             slots: Mutex::new(slots),
+            log: None,
         }
+    }
+
+    /// A table for at most `max` sessions kept in `file`: the sessions recorded there
+    /// are open again, on the kernel `resolve` finds for their name now (a kernel no
+    /// longer offered, or no longer allowed, closes its session).
+    pub fn persisted(
+        max: usize,
+        file: Arc<StateFile>,
+        resolve: impl Fn(&str) -> Option<(Arc<Kernel>, Option<u16>)>,
+    ) -> Self {
+        let mut table = Self::new(max);
+        match file.salt() {
+            Some(salt) => table.salt = salt,
+            None => file.set_salt(table.salt),
+        }
+        {
+            let mut slots = table.slots();
+            for (index, generation, name, _) in file.sessions() {
+                let found = resolve(&name);
+                match (slots.get_mut(index), found) {
+                    (Some(slot), Some((kernel, bitstream))) => {
+                        slot.generation = generation;
+                        let id = table.id(index, generation);
+                        slot.session = Some(Arc::new(Session {
+                            id,
+                            kernel,
+                            bitstream,
+                            counters: Counters::default(),
+                        }));
+                    }
+                    _ => file.session_closed(index),
+                }
+            }
+        }
+        table.log = Some(file);
+        table
+    }
+
+    fn id(&self, index: usize, generation: u16) -> u64 {
+        u64::from(self.salt) << 32 | u64::from(generation) << 16 | index as u64
     }
 
     fn slots(&self) -> MutexGuard<'_, Vec<Slot>> {
@@ -78,16 +124,22 @@ impl Sessions {
         Some((usize::from(u16::try_from(id & 0xffff).ok()?), generation))
     }
 
-    /// Opens a session on `kernel` (of shared bitstream `bitstream`, if any); `None`
-    /// when the table is full.
-    pub fn open(&self, kernel: Arc<Kernel>, bitstream: Option<u16>) -> Option<Arc<Session>> {
+    /// Opens a session on `kernel` (of shared bitstream `bitstream`, if any), which
+    /// the guest named `name`; `None` when the table is full.
+    pub fn open(
+        &self,
+        kernel: Arc<Kernel>,
+        bitstream: Option<u16>,
+        name: &str,
+    ) -> Option<Arc<Session>> {
         let mut slots = self.slots();
         let (index, slot) = slots
             .iter_mut()
             .enumerate()
             .find(|(_, s)| s.session.is_none())?;
         slot.generation = slot.generation.wrapping_add(1);
-        let id = u64::from(self.salt) << 32 | u64::from(slot.generation) << 16 | index as u64;
+        let generation = slot.generation;
+        let id = self.id(index, generation);
         let session = Arc::new(Session {
             id,
             kernel,
@@ -95,6 +147,9 @@ impl Sessions {
             counters: Counters::default(),
         });
         slot.session = Some(session.clone());
+        if let Some(log) = &self.log {
+            log.session_opened(index, generation, name, bitstream);
+        }
         Some(session)
     }
 
@@ -118,6 +173,9 @@ impl Sessions {
         match slots.get_mut(index) {
             Some(s) if s.generation == generation && s.session.is_some() => {
                 s.session = None;
+                if let Some(log) = &self.log {
+                    log.session_closed(index);
+                }
                 true
             }
             _ => false,
@@ -128,10 +186,23 @@ impl Sessions {
     /// returns how many were open.
     pub fn clear(&self) -> usize {
         let mut n = 0;
-        for s in self.slots().iter_mut() {
-            n += usize::from(s.session.take().is_some());
+        for (index, s) in self.slots().iter_mut().enumerate() {
+            if s.session.take().is_some() {
+                n += 1;
+                if let Some(log) = &self.log {
+                    log.session_closed(index);
+                }
+            }
         }
         n
+    }
+
+    /// Lets go of every session without closing them in the state file: this worker
+    /// stops serving the connection, a successor may resume it.
+    pub fn forget(&self) {
+        for s in self.slots().iter_mut() {
+            s.session = None;
+        }
     }
 
     /// Sessions open now.
@@ -154,12 +225,15 @@ mod tests {
     #[test]
     fn ids_are_checked_and_not_reused() {
         let t = Sessions::new(2);
-        let a = t.open(kernel(), None).unwrap();
-        let b = t.open(kernel(), None).unwrap();
-        assert!(t.open(kernel(), None).is_none(), "table is full");
+        let a = t.open(kernel(), None, "vadd_u32").unwrap();
+        let b = t.open(kernel(), None, "vadd_u32").unwrap();
+        assert!(
+            t.open(kernel(), None, "vadd_u32").is_none(),
+            "table is full"
+        );
         assert!(t.close(a.id));
         assert!(!t.close(a.id), "already closed");
-        let c = t.open(kernel(), None).unwrap();
+        let c = t.open(kernel(), None, "vadd_u32").unwrap();
         assert_ne!(c.id, a.id, "reused slot, new generation");
         assert!(t.get(a.id).is_none());
         assert_eq!(t.get(b.id).unwrap().id, b.id);

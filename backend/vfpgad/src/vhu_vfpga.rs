@@ -10,12 +10,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
 use virtio_bindings::virtio_ring::{VIRTIO_RING_F_EVENT_IDX, VIRTIO_RING_F_INDIRECT_DESC};
-use virtio_queue::{DescriptorChain, QueueT};
+use virtio_queue::desc::split::Descriptor;
+use virtio_queue::QueueT;
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
@@ -24,10 +25,10 @@ use vmm_sys_util::event::{
 
 use vfpga_proto::{Response, Status};
 
-use crate::chain::{self, write_response, Decoded, Scratch};
-use crate::device::Device;
+use crate::chain::{self, write_response, Decoded, Scratch, Walk};
+use crate::device::{Device, QueueCtx};
 use crate::lock::lock;
-use crate::used::{complete_one, notify, Completion};
+use crate::used::{notify, Completion};
 use crate::MemGuard;
 
 /// How long a queue stop (or a reset, for all queues) waits for chains in flight.
@@ -49,18 +50,36 @@ pub enum Outcome {
     Abandoned,
 }
 
-/// Decodes, dispatches and (unless deferred) answers one chain from queue `queue`,
-/// taken from the ring in the queue's `epoch`.
+/// Where a chain comes from.
+#[derive(Clone, Copy, Debug)]
+pub struct Taken {
+    /// Its virtqueue.
+    pub queue: usize,
+    /// The queue's epoch when it was taken.
+    pub epoch: u64,
+    /// Its head descriptor.
+    pub head: u16,
+    /// Run again by a worker resuming after a crash.
+    pub again: bool,
+}
+
+/// Decodes, dispatches and (unless deferred) answers one chain, whose descriptors
+/// `chain` yields.
 pub fn handle_chain(
     dev: &Arc<Device>,
-    queue: usize,
-    epoch: u64,
-    chain: DescriptorChain<MemGuard>,
+    taken: Taken,
+    chain: impl Iterator<Item = Descriptor>,
     mem: &MemGuard,
     done: &Completion,
     scratch: &mut Scratch,
 ) -> Outcome {
-    let (head, resp_off, resp) = match chain::decode(chain, mem, &dev.limits, scratch) {
+    let Taken {
+        queue,
+        epoch,
+        head,
+        again,
+    } = taken;
+    let (head, resp_off, resp) = match chain::decode(head, chain, mem, &dev.limits, scratch) {
         Decoded::Unanswerable { head, reason } => {
             dev.tenant.report(format_args!(
                 "queue {queue}: returning chain {head} unanswered: {reason}"
@@ -77,7 +96,8 @@ pub fn handle_chain(
             debug!(guest = %dev.name, queue, head, "refused: {err}");
             (head, resp_off, Response::error(&err, tag))
         }
-        Decoded::Request(req) => {
+        Decoded::Request(mut req) => {
+            req.again = again;
             let tag = req.hdr.tag;
             match dev.dispatch(queue, &req, mem, done, scratch) {
                 None => return Outcome::Deferred,
@@ -151,8 +171,11 @@ impl VhuVfpga {
         };
         let mut scratch = lock(&ctx.scratch);
         let event_idx = self.dev.event_idx.load(Ordering::Relaxed);
-        let done = Completion::new(vring);
+        let done = Completion::new(vring, ctx.log.clone());
         let mut completed = false;
+        if ctx.take_resume() {
+            completed |= self.resume(q, ctx, &mem, &done, &mut scratch);
+        }
         loop {
             if event_idx {
                 if let Err(e) = vring.disable_notification() {
@@ -168,18 +191,28 @@ impl VhuVfpga {
                 let epoch = ctx.epoch();
                 // A statement of its own: the vring lock must be released before the
                 // chain is handled (completions take it again).
-                let chain = vring
-                    .get_mut()
-                    .get_queue_mut()
-                    .pop_descriptor_chain(mem.clone());
-                let Some(chain) = chain else {
+                let popped = {
+                    let mut state = vring.get_mut();
+                    let queue = state.get_queue_mut();
+                    let pos = queue.next_avail();
+                    queue.pop_descriptor_chain(mem.clone()).map(|c| (c, pos))
+                };
+                let Some((chain, pos)) = popped else {
                     ctx.finish_job();
                     break;
                 };
-                match handle_chain(&self.dev, q, epoch, chain, &mem, &done, &mut scratch) {
-                    Outcome::Done { head, used } => {
-                        completed |= complete_one(vring, head, used, false);
-                    }
+                let head = chain.head_index();
+                if let Some(log) = &ctx.log {
+                    log.taken(head, pos);
+                }
+                let taken = Taken {
+                    queue: q,
+                    epoch,
+                    head,
+                    again: false,
+                };
+                match handle_chain(&self.dev, taken, chain, &mem, &done, &mut scratch) {
+                    Outcome::Done { head, used } => completed |= done.put(head, used),
                     Outcome::Deferred | Outcome::Abandoned => {}
                 }
                 ctx.finish_job();
@@ -200,6 +233,72 @@ impl VhuVfpga {
             notify(vring);
         }
     }
+
+    /// Takes over queue `q` from a worker that died: runs again, from their heads, the
+    /// chains its log says were in flight (a run's outputs are a function of its
+    /// inputs, still in guest memory), and goes on from the available position it
+    /// recorded. Returns whether chains were completed.
+    fn resume(
+        &self,
+        q: usize,
+        ctx: &QueueCtx,
+        mem: &MemGuard,
+        done: &Completion,
+        scratch: &mut Scratch,
+    ) -> bool {
+        let Some(log) = &ctx.log else { return false };
+        let (used_idx, table, size) = {
+            let state = done.vring().get_ref();
+            let queue = state.get_queue();
+            let used = queue.used_idx(&**mem, Ordering::Acquire);
+            (used, queue.desc_table(), queue.size())
+        };
+        let used_idx = match used_idx {
+            Ok(u) => u.0,
+            Err(e) => {
+                warn!(guest = %self.dev.name, queue = q, "cannot resume: the used ring is unreadable: {e}");
+                return false;
+            }
+        };
+        let again = log.recover(used_idx);
+        if let Some(next) = again.next_avail {
+            done.vring().get_mut().get_queue_mut().set_next_avail(next);
+        }
+        info!(
+            guest = %self.dev.name,
+            queue = q,
+            again = again.heads.len(),
+            next_avail = ?again.next_avail,
+            used = used_idx,
+            "resumed after a restart"
+        );
+        RERUN.fetch_add(again.heads.len() as u64, Ordering::Relaxed);
+        let mut completed = false;
+        for head in again.heads {
+            ctx.start_job();
+            let taken = Taken {
+                queue: q,
+                epoch: ctx.epoch(),
+                head,
+                again: true,
+            };
+            let chain = Walk::new(mem, table, size, head);
+            match handle_chain(&self.dev, taken, chain, mem, done, scratch) {
+                Outcome::Done { head, used } => completed |= done.put(head, used),
+                Outcome::Deferred | Outcome::Abandoned => {}
+            }
+            ctx.finish_job();
+        }
+        completed
+    }
+}
+
+/// Chains run again by resumed queues in this process.
+static RERUN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Chains this process ran again after taking over from a worker that died.
+pub fn rerun_chains() -> u64 {
+    RERUN.load(Ordering::Relaxed)
 }
 
 impl VhostUserBackend for VhuVfpga {
@@ -244,6 +343,7 @@ impl VhostUserBackend for VhuVfpga {
             if !ctx.stop(left) {
                 warn!(guest = %self.dev.name, queue = q, "runs still active {STOP_TIMEOUT:?} after the reset; their results will be dropped");
             }
+            ctx.clear_log();
         }
         self.dev.reset();
     }
@@ -291,6 +391,7 @@ impl VhostUserBackend for VhuVfpga {
             if !ctx.stop(STOP_TIMEOUT) {
                 warn!(guest = %self.dev.name, queue = queue_index, "runs still active after {STOP_TIMEOUT:?}; their results will be dropped");
             }
+            ctx.clear_log();
         }
         Ok(())
     }

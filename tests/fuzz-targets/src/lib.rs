@@ -193,9 +193,21 @@ pub fn chain(data: &[u8]) {
     let Some(chain) = q.iter(guard.clone()).ok().and_then(|mut i| i.next()) else {
         return;
     };
+    // The walk a resumed worker makes from a head follows the chain exactly as the
+    // queue's own iterator does, whatever the guest wrote.
+    let head = chain.head_index();
+    let walked = vfpgad::chain::Walk::new(&guard, TABLE, SIZE, head);
+    assert!(
+        chain.clone().map(desc_tuple).eq(walked.map(desc_tuple)),
+        "the resume walk and the queue's iterator differ"
+    );
     let limits = limits();
     let mut scratch = vfpgad::chain::Scratch::new(limits.max_segments);
-    let _ = vfpgad::chain::decode(chain, &guard, &limits, &mut scratch);
+    let _ = vfpgad::chain::decode(head, chain, &guard, &limits, &mut scratch);
+}
+
+fn desc_tuple(d: virtio_queue::desc::split::Descriptor) -> (u64, u32, u16, u16) {
+    (d.addr().0, d.len(), d.flags(), d.next())
 }
 
 /// A bitstream manifest.

@@ -258,6 +258,9 @@ pub struct DaemonConfig {
     pub socket_mode: Option<String>,
     /// Group owning the sockets (name or number), e.g. the group QEMU runs in.
     pub socket_group: Option<String>,
+    /// Under a supervisor: its private folder, where each guest's state file is.
+    #[serde(skip)]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// `[daemon] engine`: the back end that runs the kernels.
@@ -321,6 +324,7 @@ impl Default for DaemonConfig {
             inline_cost: 1 << 16,
             socket_mode: None,
             socket_group: None,
+            state_dir: None,
         }
     }
 }

@@ -265,6 +265,7 @@ fn receive_and_answer<C: Conn>(
             ..req.layout
         },
         resp_off: 0,
+        again: false,
     };
     conn.set_deadline(Instant::now().checked_add(io_time(req.layout.in_bytes)));
     let ticket = match ticket(dev, &r) {

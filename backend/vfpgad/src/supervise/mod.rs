@@ -1,0 +1,304 @@
+//! `vfpgad --supervise`: the part that must never restart. It binds the guests'
+//! vhost-user sockets, holds each frontend's connection (`relay.rs`, with what the
+//! frontend set up in `journal.rs`), and runs the daemon proper — this binary with
+//! `--worker-of DIR` — as its child, started again at once when it dies and, on
+//! SIGHUP, stopped gracefully and started from the binary on disk. Everything a new
+//! worker needs besides the setup it is replayed is in the guests' state files
+//! (`resume.rs`) in the private folder DIR.
+//!
+//! It runs no kernel and maps no guest memory.
+
+mod journal;
+mod relay;
+mod wire;
+
+use std::ffi::OsString;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGCHLD, SIGHUP, SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+use tracing::{error, info, warn};
+use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
+
+use crate::config::Config;
+use crate::notify::notify;
+use crate::sockets::bind;
+
+/// How long a stopping worker gets before it is killed.
+const WORKER_GRACE: Duration = Duration::from_secs(35);
+/// A worker that lived less than this counts as failing to start: the next start waits.
+const QUICK_EXIT: Duration = Duration::from_secs(1);
+/// Longest wait between starts of a worker that keeps failing.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// The stop signal shared with the relays.
+#[derive(Debug)]
+pub struct Stop {
+    flag: AtomicBool,
+    event: EventFd,
+}
+
+impl Stop {
+    fn requested(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+
+    fn fd(&self) -> i32 {
+        self.event.as_raw_fd()
+    }
+
+    fn trigger(&self) {
+        self.flag.store(true, Ordering::Release);
+        let _ = self.event.write(1);
+    }
+
+    /// Sleeps `d`, or less if stopped meanwhile.
+    fn sleep(&self, d: Duration) {
+        let mut fd = libc::pollfd {
+            fd: self.fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let ms = i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd for the call's duration.
+        unsafe { libc::poll(&mut fd, 1, ms) };
+    }
+}
+
+/// Why the supervisor could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SuperviseError {
+    /// The private folder.
+    #[error("cannot make the supervisor's folder {0}: {1}")]
+    Folder(PathBuf, #[source] std::io::Error),
+    /// A guest's socket.
+    #[error("guest {0}: cannot listen on {1}: {2}")]
+    Listen(String, PathBuf, #[source] std::io::Error),
+    /// Signals, events, threads.
+    #[error("cannot start: {0}")]
+    Start(#[from] std::io::Error),
+    /// The configuration.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+}
+
+/// The supervisor's private folder: under systemd's `RuntimeDirectory`, else beside
+/// the first guest's socket.
+fn private_dir(config: &Config) -> PathBuf {
+    let base = std::env::var_os("RUNTIME_DIRECTORY")
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next().map(PathBuf::from))
+        })
+        .or_else(|| {
+            config
+                .guests
+                .iter()
+                .find_map(|g| g.socket.as_ref()?.parent().map(Path::to_path_buf))
+        })
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("/run/vfpga"));
+    base.join(format!(".vfpgad-supervisor-{}", std::process::id()))
+}
+
+/// Runs the supervisor with `config`; `args` are vfpgad's own arguments, given to
+/// each worker with `--supervise` left out.
+pub fn run(config: &Config, args: Vec<OsString>) -> Result<ExitCode, SuperviseError> {
+    let exe = std::env::current_exe()?;
+    // A replaced binary leaves /proc/self/exe pointing at the old file: start workers
+    // by the path, which names the new one.
+    let exe = match exe.to_str().and_then(|s| s.strip_suffix(" (deleted)")) {
+        Some(p) => PathBuf::from(p),
+        None => exe,
+    };
+    let dir = private_dir(config);
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| SuperviseError::Folder(dir.clone(), e))?;
+    let result = supervise(config, args, &exe, &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn supervise(
+    config: &Config,
+    args: Vec<OsString>,
+    exe: &Path,
+    dir: &Path,
+) -> Result<ExitCode, SuperviseError> {
+    let mut signals = Signals::new([SIGTERM, SIGINT, SIGHUP, SIGCHLD])?;
+    let stop = Arc::new(Stop {
+        flag: AtomicBool::new(false),
+        event: EventFd::new(EFD_NONBLOCK)?,
+    });
+    let mode = config.socket_mode()?;
+    let gid = config.socket_gid()?;
+    let mut sockets = Vec::new();
+    let mut relays = Vec::new();
+    for g in &config.guests {
+        let Some(path) = &g.socket else { continue };
+        let listener = match bind(path, mode, gid) {
+            Ok(l) => l,
+            Err(e) => {
+                for p in &sockets {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(SuperviseError::Listen(g.name.clone(), path.clone(), e));
+            }
+        };
+        sockets.push(path.clone());
+        relays.push(relay::Relay {
+            name: g.name.clone(),
+            listener,
+            worker: dir.join(format!("{}.sock", g.name)),
+            state: dir.join(format!("{}.state", g.name)),
+            stop: stop.clone(),
+        });
+    }
+    let mut threads = Vec::new();
+    for r in relays {
+        info!(guest = %r.name, "holding the guest's socket");
+        threads.push(crate::threads::spawn_running(
+            format!("vfpga-hold-{}", r.name),
+            move || r.run(),
+        )?);
+    }
+    let worker_args: Vec<OsString> = args
+        .into_iter()
+        .filter(|a| a != "--supervise")
+        .chain([OsString::from("--worker-of"), dir.as_os_str().to_owned()])
+        .collect();
+    let start = |n: &mut u32| -> Option<(Child, Instant)> {
+        let mut cmd = Command::new(exe);
+        cmd.args(&worker_args).env_remove("NOTIFY_SOCKET");
+        // SAFETY: prctl is async-signal-safe; it only asks the kernel to send the
+        // child SIGTERM if the supervisor dies, so no worker outlives it.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        *n += 1;
+        match cmd.spawn() {
+            Ok(c) => {
+                info!(pid = c.id(), start = *n, "daemon started");
+                Some((c, Instant::now()))
+            }
+            Err(e) => {
+                error!("cannot start {}: {e}", exe.display());
+                None
+            }
+        }
+    };
+    let mut starts = 0u32;
+    let mut worker = start(&mut starts);
+    let mut backoff = Duration::ZERO;
+    if let Err(e) = notify("READY=1") {
+        warn!("cannot tell systemd we are ready: {e}");
+    }
+    info!(
+        guests = sockets.len(),
+        folder = %dir.display(),
+        "vfpgad {} supervising",
+        env!("CARGO_PKG_VERSION")
+    );
+    let mut stopping = false;
+    while !stopping {
+        // A worker that could not be started is tried again after the backoff.
+        let wait = if worker.is_none() {
+            Some(backoff.max(Duration::from_millis(100)))
+        } else {
+            None
+        };
+        let sigs: Vec<i32> = match wait {
+            None => signals.forever().next().into_iter().collect(),
+            Some(d) => {
+                stop.sleep(d);
+                signals.pending().collect()
+            }
+        };
+        for sig in sigs {
+            match sig {
+                SIGTERM | SIGINT => stopping = true,
+                SIGHUP => {
+                    if let Some((c, _)) = &worker {
+                        info!(pid = c.id(), "restarting the daemon from {}", exe.display());
+                        terminate(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if stopping {
+            break;
+        }
+        if let Some((c, since)) = &mut worker {
+            match c.try_wait() {
+                Ok(Some(status)) => {
+                    let lived = since.elapsed();
+                    warn!(pid = c.id(), %status, "the daemon exited; starting it again");
+                    backoff = if lived < QUICK_EXIT {
+                        (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF)
+                    } else {
+                        Duration::ZERO
+                    };
+                    worker = None;
+                    if !backoff.is_zero() {
+                        stop.sleep(backoff);
+                    }
+                }
+                Ok(None) => continue,
+                Err(e) => {
+                    error!("cannot wait for the daemon: {e}");
+                    continue;
+                }
+            }
+        }
+        if worker.is_none() {
+            worker = start(&mut starts);
+            if worker.is_none() {
+                backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
+            }
+        }
+    }
+    info!("stopping");
+    let _ = notify("STOPPING=1");
+    if let Some((mut c, _)) = worker {
+        terminate(&c);
+        let deadline = Instant::now() + WORKER_GRACE;
+        while matches!(c.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    stop.trigger();
+    for t in threads {
+        let _ = t.join();
+    }
+    for p in &sockets {
+        let _ = std::fs::remove_file(p);
+    }
+    info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Asks a worker to stop gracefully.
+fn terminate(c: &Child) {
+    if let Ok(pid) = i32::try_from(c.id()) {
+        // SAFETY: kill(2) on our own child, which has not been reaped (we hold it).
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+    }
+}

@@ -1,0 +1,159 @@
+//! `vfpgad --supervise`: the daemon under a frontend dies (SIGKILL) or is restarted
+//! (SIGHUP) and the frontend notices nothing: its connection stays open, a run in
+//! flight at the kill is run again and completes exactly once with the right
+//! result, its sessions still work, and nothing is set up again. Runs are held in
+//! flight on the pl engine's register-level model, so "killed during a run" is
+//! certain, not a matter of timing.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{open, PlDaemon};
+use vfpga_proto::{ElemType, Opcode, Status};
+use vfpga_vhu_frontend::{Arg, Layout, Prepared, VhuFrontend};
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": the command may hold spaces, the last ')' ends it.
+        let rest = &stat[stat.rfind(')').unwrap() + 2..];
+        let ppid: u32 = rest.split(' ').nth(1).unwrap().parse().unwrap();
+        if ppid == pid {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// The supervisor's worker, once it runs.
+fn worker(pl: &PlDaemon) -> u32 {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let [w] = children(pl.daemon.pid())[..] {
+            return w;
+        }
+        assert!(Instant::now() < deadline, "no worker");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn vadd(fe: &mut VhuFrontend, session: u64, n: u32, seed: u32) -> (Prepared, Vec<u32>) {
+    let a: Vec<u32> = (0..n).map(|i| i.wrapping_mul(seed)).collect();
+    let b: Vec<u32> = (0..n).map(|i| i ^ seed).collect();
+    let want = a.iter().zip(&b).map(|(x, y)| x.wrapping_add(*y)).collect();
+    let bytes = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let p = fe
+        .prepare(
+            1,
+            Opcode::Run,
+            session,
+            &[
+                Arg::In(ElemType::U32, &bytes(&a)),
+                Arg::In(ElemType::U32, &bytes(&b)),
+                Arg::Out(ElemType::U32, n as usize * 4),
+                Arg::Scalar(ElemType::U32, u64::from(n)),
+            ],
+            Layout::Paged(4096),
+        )
+        .unwrap();
+    (p, want)
+}
+
+fn check(fe: &VhuFrontend, p: &Prepared, want: &[u32]) {
+    assert_eq!(fe.response(p).unwrap().status(), Some(Status::Ok));
+    let out = fe.output(p, 0).unwrap();
+    let got: Vec<u32> = out
+        .chunks(4)
+        .map(|w| u32::from_le_bytes(w.try_into().unwrap()))
+        .collect();
+    assert_eq!(got, want);
+}
+
+/// A run completes once, then the queue has nothing more to return.
+fn completes_once(fe: &mut VhuFrontend, head: u16) {
+    let (h, _) = fe.queues[1].wait_used(&fe.mem, TIMEOUT).unwrap();
+    assert_eq!(h, head);
+    assert!(
+        fe.queues[1].poll_used(&fe.mem).unwrap().is_none(),
+        "a second completion"
+    );
+}
+
+fn signal(pid: u32, sig: i32) {
+    let pid = i32::try_from(pid).unwrap();
+    // SAFETY: kill(2) on a process this test started (or its supervisor did).
+    assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+}
+
+fn kill(pid: u32) {
+    signal(pid, libc::SIGKILL);
+}
+
+#[test]
+fn a_run_in_flight_at_a_kill_completes_once_and_sessions_survive() {
+    let pl = PlDaemon::start_with(1, &["vadd_u32"], &["--supervise"]);
+    let mut fe = pl.daemon.connect(0);
+    let s = open(&mut fe, "vadd_u32");
+    let (p, want) = vadd(&mut fe, s, 3000, 7);
+    fe.call(1, Opcode::Nop, 0, &[], Layout::Direct).unwrap();
+    pl.hold(&["vadd_u32"]);
+    let head = fe.start_prepared(&p).unwrap();
+    pl.wait_held();
+    let first = worker(&pl);
+    kill(first);
+    // The next worker runs it again, on the core that is no longer held.
+    pl.hold(&[]);
+    completes_once(&mut fe, head);
+    check(&fe, &p, &want);
+    let second = worker(&pl);
+    assert_ne!(first, second, "a new worker");
+    // The session opened before the kill still runs; nothing was set up again.
+    let (p, want) = vadd(&mut fe, s, 100, 3);
+    fe.run_prepared(&p).unwrap();
+    check(&fe, &p, &want);
+    // Killed while idle: the next requests on every queue are served.
+    kill(second);
+    for q in 0..3 {
+        let r = fe.call(q, Opcode::Nop, 0, &[], Layout::Direct).unwrap();
+        assert_eq!(r.status(), Some(Status::Ok), "queue {q}");
+    }
+    let (p, want) = vadd(&mut fe, s, 10, 9);
+    fe.run_prepared(&p).unwrap();
+    check(&fe, &p, &want);
+}
+
+#[test]
+fn a_planned_restart_finishes_the_run_in_flight() {
+    let pl = PlDaemon::start_with(1, &["vadd_u32"], &["--supervise"]);
+    let mut fe = pl.daemon.connect(0);
+    let s = open(&mut fe, "vadd_u32");
+    let (p, want) = vadd(&mut fe, s, 2000, 5);
+    pl.hold(&["vadd_u32"]);
+    let head = fe.start_prepared(&p).unwrap();
+    pl.wait_held();
+    let first = worker(&pl);
+    signal(pl.daemon.pid(), libc::SIGHUP);
+    // The old worker waits for its run; once the core lets go, it completes it.
+    pl.hold(&[]);
+    completes_once(&mut fe, head);
+    check(&fe, &p, &want);
+    let deadline = Instant::now() + TIMEOUT;
+    while children(pl.daemon.pid()) == [first] {
+        assert!(Instant::now() < deadline, "the worker was not restarted");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (p, want) = vadd(&mut fe, s, 100, 11);
+    fe.run_prepared(&p).unwrap();
+    check(&fe, &p, &want);
+}
