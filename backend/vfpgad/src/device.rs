@@ -83,8 +83,10 @@ impl QueueCtx {
         self.resume.swap(false, Ordering::AcqRel)
     }
 
-    /// The queue was stopped or reset: its log holds nothing in flight any more.
+    /// The frontend stopped or reset the queue: its log holds nothing in flight any
+    /// more, and a resume not yet made is void (the ring it was for is gone).
     pub fn clear_log(&self) {
+        self.resume.store(false, Ordering::Release);
         if let Some(log) = &self.log {
             log.clear();
         }

@@ -28,7 +28,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 const MAGIC: [u8; 8] = *b"VFPGARS1";
@@ -83,10 +83,6 @@ pub struct StateFile {
     ptr: *mut u8,
     len: usize,
     geometry: Geometry,
-    /// Per queue: this process has used the queue's log (resumed it or taken a chain),
-    /// so a queue stop may clear it. A stop replayed to a new worker before the ring
-    /// restarts must not erase what the worker is about to resume.
-    armed: Vec<AtomicBool>,
     _file: File,
 }
 
@@ -150,14 +146,10 @@ impl StateFile {
         if ptr == libc::MAP_FAILED {
             return Err(io::Error::last_os_error());
         }
-        let armed = (0..geometry.queues)
-            .map(|_| AtomicBool::new(false))
-            .collect();
         let state = Arc::new(Self {
             ptr: ptr.cast(),
             len,
             geometry,
-            armed,
             _file: file,
         });
         Ok((state, resumable))
@@ -313,17 +305,10 @@ impl QueueLog {
         })
     }
 
-    fn arm(&self) {
-        if let Some(a) = self.file.armed.get(self.q) {
-            a.store(true, Ordering::Release);
-        }
-    }
-
     /// Chain `head` was taken at available position `pos`. Its head first, then the
     /// position: a crash between the two leaves the chain to be taken again, and
     /// [`QueueLog::recover`] does not run it twice.
     pub fn taken(&self, head: u16, pos: u16) {
-        self.arm();
         if let Some(w) = self.head_word(head) {
             w.store(IN_FLIGHT | u32::from(pos), Ordering::SeqCst);
         }
@@ -346,17 +331,10 @@ impl QueueLog {
         self.file.at(self.base() + 4).store(0, Ordering::SeqCst);
     }
 
-    /// The queue was stopped or reset: nothing of it is in flight any more. Leaves the
-    /// log alone in a process that has not used the queue (see [`StateFile`]).
+    /// The frontend stopped or reset the queue: nothing of it is in flight any more,
+    /// and its next start is a new ring. (Stops and resets are never replayed to a new
+    /// worker, so every one a worker sees is the frontend's.)
     pub fn clear(&self) {
-        if !self
-            .file
-            .armed
-            .get(self.q)
-            .is_some_and(|a| a.load(Ordering::Acquire))
-        {
-            return;
-        }
         for w in 0..QUEUE_WORDS + usize::from(self.size()) {
             self.file.at(self.base() + w * 4).store(0, Ordering::SeqCst);
         }
@@ -365,7 +343,6 @@ impl QueueLog {
     /// Reads what the previous worker left, given the used index the driver sees now,
     /// and leaves the log describing exactly the chains to run again.
     pub fn recover(&self, used_idx: u16) -> Recovery {
-        self.arm();
         let base = self.base();
         let next = self.file.at(base).load(Ordering::SeqCst);
         let completing = self.file.at(base + 4).swap(0, Ordering::SeqCst);
@@ -485,18 +462,17 @@ mod tests {
     }
 
     #[test]
-    fn a_stop_clears_only_a_queue_this_process_used() {
+    fn a_stop_clears_the_log() {
         let p = tmp("stop");
         let (f, _) = StateFile::open(&p, G).unwrap();
         f.queue(0).unwrap().taken(1, 0);
+        f.queue(1).unwrap().taken(1, 0);
         drop(f);
         let (f, _) = StateFile::open(&p, G).unwrap();
         f.queue(0).unwrap().clear();
-        assert_eq!(next_avail(&p, 0), Some(1), "a replayed stop keeps the log");
-        let log = f.queue(0).unwrap();
-        let _ = log.recover(0);
-        log.clear();
         assert_eq!(next_avail(&p, 0), None);
+        assert_eq!(f.queue(0).unwrap().recover(0), Recovery::default());
+        assert_eq!(next_avail(&p, 1), Some(1), "other queues keep theirs");
         let _ = std::fs::remove_file(&p);
     }
 

@@ -217,6 +217,9 @@ impl VhuVfpga {
                 }
                 ctx.finish_job();
             }
+            if self.broken(q, vring, &mem) {
+                break;
+            }
             if !event_idx {
                 break;
             }
@@ -232,6 +235,27 @@ impl VhuVfpga {
         if completed {
             notify(vring);
         }
+    }
+
+    /// Whether the driver's available index is more than a ring ahead of the chains
+    /// taken: the queue cannot be served (virtio-queue takes nothing from it) until
+    /// the frontend resets it. Reported rather than retried, or the queue's thread
+    /// would spin on it.
+    fn broken(&self, q: usize, vring: &VringRwLock, mem: &MemGuard) -> bool {
+        let state = vring.get_ref();
+        let queue = state.get_queue();
+        let Ok(avail) = queue.avail_idx(&**mem, Ordering::Acquire) else {
+            return false;
+        };
+        let ahead = avail.0.wrapping_sub(queue.next_avail());
+        if ahead <= queue.size() {
+            return false;
+        }
+        self.dev.tenant.report(format_args!(
+            "queue {q}: the available index is {ahead} entries ahead of a ring of {}; queue stopped until the device is reset",
+            queue.size()
+        ));
+        true
     }
 
     /// Takes over queue `q` from a worker that died: runs again, from their heads, the

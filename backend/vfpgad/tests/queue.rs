@@ -556,3 +556,29 @@ fn a_reset_waits_for_the_run_then_forgets_the_sessions() {
     assert!(rig.dev.queues[1].wait_idle(Duration::from_secs(60)));
     assert_eq!(rig.response(resp).status, Status::BadSession.raw());
 }
+
+#[test]
+fn an_available_index_beyond_the_ring_stops_the_queue_instead_of_spinning() {
+    let mut rig = Rig::new(limits());
+    rig.backend.set_event_idx(true);
+    rig.vrings[1].set_queue_event_idx(true);
+    let s = rig.open("vadd_u32");
+    // The driver claims 1000 chains on a ring of 64: nothing can be taken, and with
+    // EVENT_IDX re-enabling notifications would say "more" for ever.
+    rig.mocks[1].avail().idx().store(1000);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (backend, vring) = (rig.backend.clone(), rig.vrings[1].clone());
+    std::thread::spawn(move || {
+        backend
+            .handle_event(0, EventSet::IN, std::slice::from_ref(&vring), 1)
+            .unwrap();
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the kick returned");
+    assert!(rig.used(1).is_empty());
+    // The other queues serve on.
+    let (resp, _) = rig.request(0, Opcode::Nop, 5, s, &[], &[]);
+    rig.kick(0);
+    assert_eq!(rig.response(resp).status, Status::Ok.raw());
+}

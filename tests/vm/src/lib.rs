@@ -218,6 +218,7 @@ pub fn vm_lock() -> MutexGuard<'static, ()> {
 #[derive(Debug)]
 pub struct Daemon {
     child: Option<Child>,
+    exe: PathBuf,
     args: Vec<String>,
     /// Sockets, in the order of the names given.
     pub sockets: Vec<PathBuf>,
@@ -240,6 +241,7 @@ impl Daemon {
         args.extend(extra.iter().map(|s| (*s).to_owned()));
         let mut d = Self {
             child: None,
+            exe: env().vfpgad.clone(),
             args,
             sockets,
             _dir: dir,
@@ -248,10 +250,12 @@ impl Daemon {
         d
     }
 
-    /// Starts `vfpgad` with `args` only, waiting for the unix sockets `wait`.
-    pub fn start_with(args: &[String], wait: &[PathBuf]) -> Self {
+    /// Starts the binary `exe` (a copy of vfpgad) with `args`, waiting for the unix
+    /// sockets `wait`.
+    pub fn start_from(exe: &Path, args: &[String], wait: &[PathBuf]) -> Self {
         let mut d = Self {
             child: None,
+            exe: exe.to_owned(),
             args: args.to_vec(),
             sockets: wait.to_vec(),
             _dir: tempfile::tempdir().expect("temp dir"),
@@ -260,8 +264,18 @@ impl Daemon {
         d
     }
 
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Starts `vfpgad` with `args` only, waiting for the unix sockets `wait`.
+    pub fn start_with(args: &[String], wait: &[PathBuf]) -> Self {
+        Self::start_from(&env().vfpgad, args, wait)
+    }
+
     fn spawn(&mut self) {
-        let mut cmd = Command::new(&env().vfpgad);
+        let mut cmd = Command::new(&self.exe);
         // If the test process dies (a timeout's SIGTERM or SIGKILL runs no Drop), the
         // daemon gets SIGTERM instead of living on. The signal follows the spawning
         // thread: start and drop a Daemon in the same thread, as the tests do.

@@ -28,6 +28,8 @@ struct Key {
 #[derive(Debug, Default)]
 pub struct Journal {
     entries: Vec<(Key, Msg)>,
+    /// The features the backend offered (`GET_FEATURES`' answer).
+    offered: u64,
 }
 
 const fn code(r: FrontendReq) -> u32 {
@@ -45,7 +47,10 @@ const RING_FD: [u32; 3] = [
     code(FrontendReq::SET_VRING_CALL),
     code(FrontendReq::SET_VRING_ERR),
 ];
-const DEVICE: [u32; 4] = [
+const DEVICE: [u32; 5] = [
+    // Asked again of a new worker: the vhost crate acknowledges messages only once it
+    // has offered its features (its answer is dropped).
+    code(FrontendReq::GET_FEATURES),
     code(FrontendReq::SET_OWNER),
     code(FrontendReq::SET_FEATURES),
     code(FrontendReq::SET_PROTOCOL_FEATURES),
@@ -161,20 +166,22 @@ impl Journal {
             .filter_map(|(_, m)| m.fds.first())
     }
 
-    /// Whether the backend acknowledges messages that ask for it (`REPLY_ACK`
-    /// negotiated, as the vhost crate decides).
+    /// Takes note of the features the backend offered.
+    pub fn offered(&mut self, features: u64) {
+        self.offered = features;
+    }
+
+    /// Whether the backend acknowledges messages that ask for it, as the vhost crate
+    /// decides: it offered `PROTOCOL_FEATURES` and the frontend acked `REPLY_ACK`.
     pub fn reply_ack(&self) -> bool {
-        let value = |req: FrontendReq| {
-            self.entries
-                .iter()
-                .find(|(k, _)| k.req == code(req))
-                .and_then(|(_, m)| m.u64_at(0))
-                .unwrap_or(0)
-        };
-        value(FrontendReq::SET_FEATURES) & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() != 0
-            && value(FrontendReq::SET_PROTOCOL_FEATURES)
-                & VhostUserProtocolFeatures::REPLY_ACK.bits()
-                != 0
+        let acked = self
+            .entries
+            .iter()
+            .find(|(k, _)| k.req == code(FrontendReq::SET_PROTOCOL_FEATURES))
+            .and_then(|(_, m)| m.u64_at(0))
+            .unwrap_or(0);
+        self.offered & VhostUserVirtioFeatures::PROTOCOL_FEATURES.bits() != 0
+            && acked & VhostUserProtocolFeatures::REPLY_ACK.bits() != 0
     }
 }
 
@@ -238,12 +245,15 @@ mod tests {
         j.record(&ring(FrontendReq::SET_VRING_NUM, 0, 256)).unwrap();
         j.record(&ring(FrontendReq::SET_VRING_BASE, 0, 0)).unwrap();
         j.record(&kick(0)).unwrap();
+        assert!(!j.reply_ack(), "the backend has not offered its features");
+        j.offered(1 << 30);
         assert!(j.reply_ack());
         // A new memory table replaces the old one where it was.
         j.record(&msg(FrontendReq::SET_MEM_TABLE, &[2; 40]))
             .unwrap();
-        // Not kept: questions, and rings beyond any device.
-        j.record(&msg(FrontendReq::GET_FEATURES, &[])).unwrap();
+        // Not kept: questions other than the features, and rings beyond any device.
+        j.record(&msg(FrontendReq::GET_QUEUE_NUM, &[])).unwrap();
+        j.record(&msg(FrontendReq::GET_CONFIG, &[0; 12])).unwrap();
         j.record(&ring(FrontendReq::SET_VRING_NUM, 1000, 8))
             .unwrap();
         let replay = j.replay(|r| (r == 0).then_some(77)).unwrap();

@@ -106,7 +106,7 @@ impl Relay {
                     journal.record(&msg).map_err(|e| e.to_string())?;
                     let answered = always_answered(msg.req)
                         || (msg.flags & NEED_REPLY != 0 && journal.reply_ack());
-                    if !self.pass(&msg, answered, frontend, &mut worker, &journal)? {
+                    if !self.pass(&msg, answered, frontend, &mut worker, &mut journal)? {
                         return Ok(());
                     }
                 }
@@ -122,9 +122,9 @@ impl Relay {
         answered: bool,
         frontend: &UnixStream,
         worker: &mut Option<UnixStream>,
-        journal: &Journal,
+        journal: &mut Journal,
     ) -> Result<bool, String> {
-        let kept = journal.holds(msg.req);
+        let kept = journal.holds(msg.req) && !always_answered(msg.req);
         let mut attempt = 0;
         loop {
             if worker.is_none() {
@@ -134,7 +134,7 @@ impl Relay {
                 }
                 // The replay applied a setting message already: acknowledge it.
                 if kept && attempt > 0 {
-                    if answered && !always_answered(msg.req) {
+                    if answered {
                         let ack = Msg {
                             req: msg.req,
                             flags: REPLY_FLAGS,
@@ -157,6 +157,9 @@ impl Relay {
                     return Ok(true);
                 }
                 if let Ok(mut reply) = wire::read(w) {
+                    if reply.req == FrontendReq::GET_FEATURES as u32 {
+                        journal.offered(reply.u64_at(0).unwrap_or(0));
+                    }
                     if reply.req == FrontendReq::GET_PROTOCOL_FEATURES as u32 {
                         if let Some(v) = reply.u64_at(0) {
                             let masked = v & relayable_protocol_features();
@@ -201,6 +204,10 @@ impl Relay {
         let msgs = journal.replay(|ring| crate::resume::next_avail(&self.state, ring as usize))?;
         for m in &msgs {
             wire::write(worker, m)?;
+            if always_answered(m.req) {
+                // Asked again for the worker's sake; the frontend has its answer.
+                wire::read(worker).map_err(|e| std::io::Error::other(e.to_string()))?;
+            }
         }
         for kick in journal.kicks() {
             // A spurious kick is harmless: the queue finds nothing new.
