@@ -51,7 +51,11 @@ while [ ! -e down ] && [ "$i" -lt 1200 ]; do
 	i=$((i + 1))
 done
 [ -e down ] || { echo 'supervised: the host never took the daemon down'; exit 1; }
-dev=$(ls /sys/bus/virtio/drivers/virtio_vfpga | grep "^virtio" | head -n 1)
+dev=
+for d in /sys/bus/virtio/drivers/virtio_vfpga/virtio*; do
+	dev=$(basename "$d")
+	break
+done
 echo "supervised: resetting $dev"
 echo "$dev" >/sys/bus/virtio/drivers/virtio_vfpga/unbind
 echo "$dev" >/sys/bus/virtio/drivers/virtio_vfpga/bind
