@@ -86,7 +86,26 @@ pub(crate) fn open(ep: &Endpoint, o: &Options) -> Result<Link, Error> {
                 path: path.clone(),
                 source,
             }),
-        _ => Ok(Link::stream(stream(ep, o)?, ep.clone(), o.clone())),
+        _ => {
+            // A connection cut before vfpgad answered it (a daemon restarting under
+            // a supervisor, whose listener takes connections meanwhile) is tried again
+            // within the reconnect window; nothing listening fails at once.
+            let deadline = std::time::Instant::now() + o.reconnect;
+            let mut pause = Duration::from_millis(20);
+            loop {
+                match stream(ep, o) {
+                    Ok(s) => return Ok(Link::stream(s, ep.clone(), o.clone())),
+                    Err(Error::Connect { source, .. })
+                        if crate::link::lost(&source)
+                            && std::time::Instant::now() + pause < deadline =>
+                    {
+                        std::thread::sleep(pause);
+                        pause = (pause * 2).min(Duration::from_millis(500));
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
     }
 }
 

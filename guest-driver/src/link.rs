@@ -33,8 +33,42 @@ pub(crate) struct RunOutcome {
 }
 
 /// A byte stream to vfpgad.
-pub(crate) trait Stream: Read + Write + Send {}
-impl<T: Read + Write + Send> Stream for T {}
+pub(crate) trait Stream: Read + Write + Send {
+    /// Bounds how long a read waits (`None`: for ever), where the transport can.
+    fn read_timeout(&self, t: Option<Duration>) -> io::Result<()>;
+}
+
+impl Stream for std::os::unix::net::UnixStream {
+    fn read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.set_read_timeout(t)
+    }
+}
+
+impl Stream for vfpga_transport::vsock::VsockStream {
+    fn read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        vfpga_proto::stream::TimeoutSocket::set_read_timeout(self, t)
+    }
+}
+
+impl Stream for rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
+    fn read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
+        self.sock.set_read_timeout(t)
+    }
+}
+
+impl Stream for vfpga_transport::vchan::Vchan {
+    /// A vchan is no socket; its ring ends when the other domain's end does.
+    fn read_timeout(&self, _t: Option<Duration>) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Longest wait for vfpgad's first answer on a new connection after a restart. A
+/// connection waits in a supervisor's listen queue until the new daemon takes it
+/// (milliseconds, seconds if the daemon keeps failing); one that gets no answer at
+/// all was lost on the way (a userspace vsock device has lost such a connection's
+/// events when the guest reconnected at once) and is made again.
+const RESUME_TIME: Duration = Duration::from_secs(10);
 
 /// The stream side: one connection, one request at a time. When the connection
 /// breaks (vfpgad restarted), the next request connects again, reopens the sessions
@@ -525,8 +559,17 @@ impl StreamLink {
                         return Ok(());
                     }
                     // A dying vfpgad's listener still takes connections until it is
-                    // closed; they are reset unanswered. That is "not back yet".
-                    Err(e) if lost(&e) => e.to_string(),
+                    // closed; they are reset unanswered. That is "not back yet", as is
+                    // a connection that never answers.
+                    Err(e)
+                        if lost(&e)
+                            || matches!(
+                                e.kind(),
+                                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                            ) =>
+                    {
+                        e.to_string()
+                    }
                     Err(source) => {
                         return Err(Error::Link {
                             op: op.to_owned(),
@@ -560,6 +603,7 @@ impl StreamLink {
     /// On a new connection: one round trip (is vfpgad really there?), then every
     /// session reopened; the connection is kept only if all of it went through.
     fn resume(&mut self, mut conn: Box<dyn Stream>) -> io::Result<()> {
+        conn.read_timeout(Some(RESUME_TIME))?;
         self.tag = self.tag.wrapping_add(1);
         let hdr = RequestHeader::new(Opcode::Nop, self.tag, 0, 0);
         exchange(conn.as_mut(), &hdr, &[], &[], &mut [])?;
@@ -572,6 +616,8 @@ impl StreamLink {
             // A kernel no longer offered (or no longer allowed): its runs say so.
             s.id = (r.status == Status::Ok.raw()).then_some(r.value);
         }
+        // A run takes as long as it takes.
+        conn.read_timeout(None)?;
         self.conn = Some(conn);
         Ok(())
     }
@@ -579,7 +625,7 @@ impl StreamLink {
 
 /// Whether a failure means the connection was lost (vfpgad went away), as opposed to
 /// vfpgad answering nonsense: only the former is worth a reconnection.
-fn lost(e: &io::Error) -> bool {
+pub(crate) fn lost(e: &io::Error) -> bool {
     matches!(
         e.kind(),
         io::ErrorKind::UnexpectedEof

@@ -58,6 +58,13 @@ pub struct VsockListener {
     fd: OwnedFd,
 }
 
+impl From<OwnedFd> for VsockListener {
+    /// A listening vsock socket made elsewhere (a supervisor's, inherited).
+    fn from(fd: OwnedFd) -> Self {
+        Self { fd }
+    }
+}
+
 impl VsockListener {
     /// Listens on `port` for any peer CID.
     pub fn bind(port: u32) -> io::Result<Self> {
@@ -98,6 +105,12 @@ impl VsockListener {
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+impl From<VsockListener> for OwnedFd {
+    fn from(l: VsockListener) -> Self {
+        l.fd
     }
 }
 

@@ -184,6 +184,16 @@ pub struct Cli {
     /// passes it.
     #[arg(long, value_name = "DIR", hide = true)]
     pub worker_of: Option<PathBuf>,
+
+    /// With --worker-of: a stream listener the supervisor holds, as KEY=FD (KEY as
+    /// `Listen::socket_key` names it); repeated.
+    #[arg(
+        long = "inherit",
+        value_name = "KEY=FD",
+        hide = true,
+        requires = "worker_of"
+    )]
+    pub inherit: Vec<String>,
 }
 
 impl Cli {
@@ -286,6 +296,14 @@ impl Cli {
             c.daemon.socket_mode = None;
             c.daemon.socket_group = None;
             c.daemon.state_dir = Some(dir.clone());
+            for i in &self.inherit {
+                let fd = i
+                    .rsplit_once('=')
+                    .and_then(|(k, fd)| Some((k.to_owned(), fd.parse::<i32>().ok()?)))
+                    .filter(|&(_, fd)| fd > 2)
+                    .ok_or_else(|| CliError::flag("--inherit", i, "expected KEY=FD"))?;
+                c.daemon.inherited.push(fd);
+            }
         }
         Ok(c)
     }

@@ -324,6 +324,7 @@ fn start_streams(
         tls,
         socket_mode,
         socket_gid,
+        inherited: config.daemon.inherited.clone(),
     };
     StreamServer::start(cfg, &guests, engine.clone())
         .map(Some)

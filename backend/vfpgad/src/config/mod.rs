@@ -261,6 +261,10 @@ pub struct DaemonConfig {
     /// Under a supervisor: its private folder, where each guest's state file is.
     #[serde(skip)]
     pub state_dir: Option<std::path::PathBuf>,
+    /// Under a supervisor: the stream listeners it holds, by socket key, as
+    /// descriptors this process inherited.
+    #[serde(skip)]
+    pub inherited: Vec<(String, i32)>,
 }
 
 /// `[daemon] engine`: the back end that runs the kernels.
@@ -325,6 +329,7 @@ impl Default for DaemonConfig {
             socket_mode: None,
             socket_group: None,
             state_dir: None,
+            inherited: Vec::new(),
         }
     }
 }

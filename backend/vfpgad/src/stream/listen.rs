@@ -10,6 +10,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 /// One listening entry of a guest.
@@ -31,6 +32,31 @@ pub enum Listen {
 }
 
 impl Listen {
+    /// The listening socket this entry needs, as a supervisor holding it for its
+    /// workers names it (vsock listeners are one per port, whatever the CID); `None`
+    /// for vchan, which is no socket.
+    pub fn socket_key(&self) -> Option<String> {
+        match self {
+            Listen::Unix(p) => Some(format!("unix:{}", p.display())),
+            Listen::Vsock { port, .. } => Some(format!("vsock-port:{port}")),
+            Listen::Tls(a) => Some(format!("tls:{a}")),
+            Listen::Vchan => None,
+        }
+    }
+
+    /// Binds the listening socket of [`Listen::socket_key`], for a supervisor to
+    /// hold; a unix socket gets `mode` and group `gid`.
+    pub fn bind(&self, mode: Option<u32>, gid: Option<u32>) -> std::io::Result<Option<OwnedFd>> {
+        Ok(match self {
+            Listen::Unix(p) => Some(crate::sockets::bind(p, mode, gid)?.into()),
+            Listen::Vsock { port, .. } => {
+                Some(vfpga_transport::vsock::VsockListener::bind(*port)?.into())
+            }
+            Listen::Tls(a) => Some(std::net::TcpListener::bind(a)?.into()),
+            Listen::Vchan => None,
+        })
+    }
+
     /// Parses an entry; the error says what is expected.
     pub fn parse(s: &str) -> Result<Self, String> {
         let bad = |why: &str| {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::PathBuf;
@@ -73,6 +73,22 @@ pub struct StreamConfig {
     pub socket_mode: Option<u32>,
     /// Group of `unix:` sockets.
     pub socket_gid: Option<u32>,
+    /// Listening sockets a supervisor holds and passed down, by
+    /// [`Listen::socket_key`]: used instead of binding (and left in place at the end).
+    pub inherited: Vec<(String, RawFd)>,
+}
+
+impl StreamConfig {
+    /// The inherited listening socket for `l`, if the supervisor passed one; taken
+    /// once.
+    fn take_inherited(&mut self, l: &Listen) -> Option<OwnedFd> {
+        let key = l.socket_key()?;
+        let i = self.inherited.iter().position(|(k, _)| *k == key)?;
+        let (_, fd) = self.inherited.swap_remove(i);
+        // SAFETY: the supervisor passed this descriptor, open and listening, for this
+        // socket only; it is removed from the list, so it is owned once.
+        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
 }
 
 /// Why the stream listeners could not start.
@@ -202,7 +218,7 @@ impl StreamServer {
     /// Binds every guest's stream listeners and starts accepting. `vchan` entries are
     /// not sockets: the Xen side serves them.
     pub fn start(
-        cfg: StreamConfig,
+        mut cfg: StreamConfig,
         guests: &[StreamGuest],
         engine: Arc<dyn Engine>,
     ) -> Result<Self, StreamError> {
@@ -230,11 +246,15 @@ impl StreamServer {
             }
         }
         for (port, cids) in vsock {
-            let l = VsockListener::bind(port).map_err(|source| StreamError::Listen {
-                guest: guests[*cids.values().next().unwrap_or(&0)].name.clone(),
-                listen: format!("vsock port {port}"),
-                source,
-            })?;
+            let held = cfg.take_inherited(&Listen::Vsock { cid: 3, port });
+            let l = match held {
+                Some(fd) => VsockListener::from(fd),
+                None => VsockListener::bind(port).map_err(|source| StreamError::Listen {
+                    guest: guests[*cids.values().next().unwrap_or(&0)].name.clone(),
+                    listen: format!("vsock port {port}"),
+                    source,
+                })?,
+            };
             bound.push(Bound::Vsock(l, cids));
         }
         if !tls.is_empty() && cfg.tls.is_none() {
@@ -243,15 +263,23 @@ impl StreamServer {
             ));
         }
         for (addr, gs) in tls {
-            let l = TcpListener::bind(addr).map_err(|source| StreamError::Listen {
-                guest: guests[gs[0]].name.clone(),
-                listen: format!("tls:{addr}"),
-                source,
-            })?;
+            let l = match cfg.take_inherited(&Listen::Tls(addr)) {
+                Some(fd) => TcpListener::from(fd),
+                None => TcpListener::bind(addr).map_err(|source| StreamError::Listen {
+                    guest: guests[gs[0]].name.clone(),
+                    listen: format!("tls:{addr}"),
+                    source,
+                })?,
+            };
             let local = l.local_addr()?;
             bound.push(Bound::Tls(l, local, gs));
         }
         for (path, g, listen) in unix {
+            if let Some(fd) = cfg.take_inherited(&Listen::Unix(path.clone())) {
+                // The supervisor's socket: it stays when this process ends.
+                bound.push(Bound::Unix(fd.into(), g));
+                continue;
+            }
             let u = bind(&path, cfg.socket_mode, cfg.socket_gid).map_err(|source| {
                 StreamError::Listen {
                     guest: guests[g].name.clone(),

@@ -1,6 +1,8 @@
 //! `vfpgad --supervise`: the part that must never restart. It binds the guests'
 //! vhost-user sockets, holds each frontend's connection (`relay.rs`, with what the
-//! frontend set up in `journal.rs`), and runs the daemon proper — this binary with
+//! frontend set up in `journal.rs`), binds their stream listeners too and passes
+//! them down (a guest library's connection made during a restart waits in the
+//! listen queue for the next worker), and runs the daemon proper — this binary with
 //! `--worker-of DIR` — as its child, started again at once when it dies and, on
 //! SIGHUP, stopped gracefully and started from the binary on disk. Everything a new
 //! worker needs besides the setup it is replayed is in the guests' state files
@@ -33,8 +35,9 @@ use crate::sockets::bind;
 
 /// How long a stopping worker gets before it is killed.
 const WORKER_GRACE: Duration = Duration::from_secs(35);
-/// A worker that lived less than this counts as failing to start: the next start waits.
-const QUICK_EXIT: Duration = Duration::from_secs(1);
+/// A worker that died sooner than this after its start failed to start: after two
+/// such deaths in a row the next start waits, longer each time.
+const QUICK_EXIT: Duration = Duration::from_millis(250);
 /// Longest wait between starts of a worker that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -164,6 +167,35 @@ fn supervise(
             stop: stop.clone(),
         });
     }
+    // The stream listeners, held here so connections wait across a restart.
+    let mut held: Vec<(String, std::os::fd::OwnedFd)> = Vec::new();
+    for g in &config.guests {
+        for l in g.listens() {
+            let Some(key) = l.socket_key() else { continue };
+            if held.iter().any(|(k, _)| *k == key) {
+                continue;
+            }
+            match l.bind(mode, gid) {
+                Ok(Some(fd)) => {
+                    if let crate::stream::Listen::Unix(p) = &l {
+                        sockets.push(p.clone());
+                    }
+                    held.push((key, fd));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    for p in &sockets {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    return Err(SuperviseError::Listen(
+                        g.name.clone(),
+                        l.to_string().into(),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
     let mut threads = Vec::new();
     for r in relays {
         info!(guest = %r.name, "holding the guest's socket");
@@ -172,20 +204,33 @@ fn supervise(
             move || r.run(),
         )?);
     }
-    let worker_args: Vec<OsString> = args
+    let mut worker_args: Vec<OsString> = args
         .into_iter()
         .filter(|a| a != "--supervise")
         .chain([OsString::from("--worker-of"), dir.as_os_str().to_owned()])
         .collect();
+    for (key, fd) in &held {
+        worker_args.push("--inherit".into());
+        worker_args.push(format!("{key}={}", fd.as_raw_fd()).into());
+    }
+    let inherit: Vec<i32> = held.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
     let start = |n: &mut u32| -> Option<(Child, Instant)> {
         let mut cmd = Command::new(exe);
         cmd.args(&worker_args).env_remove("NOTIFY_SOCKET");
-        // SAFETY: prctl is async-signal-safe; it only asks the kernel to send the
-        // child SIGTERM if the supervisor dies, so no worker outlives it.
+        let inherit = inherit.clone();
+        // SAFETY: prctl and fcntl are async-signal-safe and touch no memory of the
+        // parent's but the vector read here; prctl asks the kernel to send the child
+        // SIGTERM if the supervisor dies (no worker outlives it), fcntl lets the held
+        // listeners through exec.
         unsafe {
-            cmd.pre_exec(|| {
+            cmd.pre_exec(move || {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                for &fd in &inherit {
+                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 Ok(())
             });
@@ -205,6 +250,8 @@ fn supervise(
     let mut starts = 0u32;
     let mut worker = start(&mut starts);
     let mut backoff = Duration::ZERO;
+    let mut quick_deaths = 0u32;
+    let mut requested = false;
     if let Err(e) = notify("READY=1") {
         warn!("cannot tell systemd we are ready: {e}");
     }
@@ -236,6 +283,7 @@ fn supervise(
                     if let Some((c, _)) = &worker {
                         info!(pid = c.id(), "restarting the daemon from {}", exe.display());
                         terminate(c);
+                        requested = true;
                     }
                 }
                 _ => {}
@@ -247,12 +295,23 @@ fn supervise(
         if let Some((c, since)) = &mut worker {
             match c.try_wait() {
                 Ok(Some(status)) => {
-                    let lived = since.elapsed();
-                    warn!(pid = c.id(), %status, "the daemon exited; starting it again");
-                    backoff = if lived < QUICK_EXIT {
-                        (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF)
+                    if std::mem::take(&mut requested) {
+                        info!(pid = c.id(), %status, "the daemon stopped; starting it again");
+                        quick_deaths = 0;
                     } else {
-                        Duration::ZERO
+                        warn!(pid = c.id(), %status, "the daemon exited; starting it again");
+                        quick_deaths = if since.elapsed() < QUICK_EXIT {
+                            quick_deaths + 1
+                        } else {
+                            0
+                        };
+                    }
+                    // A crash is restarted at once; a daemon that cannot start is
+                    // retried ever more slowly.
+                    backoff = match quick_deaths {
+                        0 | 1 => Duration::ZERO,
+                        n => (Duration::from_millis(100) * 2u32.saturating_pow(n - 2))
+                            .min(MAX_BACKOFF),
                     };
                     worker = None;
                     if !backoff.is_zero() {

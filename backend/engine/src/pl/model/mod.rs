@@ -378,6 +378,16 @@ impl CoreCtx {
                     std::thread::sleep(Duration::from_millis(1));
                 }
             }
+            if self.shared.programmed.load(Ordering::Acquire) != fabric {
+                // Reprogrammed while held (a new daemon loading its bitstream after the
+                // old one died): the core was reset before it wrote anything, and writes
+                // nothing now into buffers the new daemon may be using.
+                self.shared.event(format!(
+                    "{}: the fabric was reprogrammed during a run: the run is lost",
+                    self.name
+                ));
+                continue;
+            }
             if self.shared.faults().hang {
                 self.shared.event(format!(
                     "{}: hang (fault injected): started, never done",
