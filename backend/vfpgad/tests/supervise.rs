@@ -157,3 +157,54 @@ fn a_planned_restart_finishes_the_run_in_flight() {
     fe.run_prepared(&p).unwrap();
     check(&fe, &p, &want);
 }
+
+/// Sends `bytes` as a frontend would and waits for the supervisor to close the
+/// connection; returns what it answered first.
+fn hostile(socket: &std::path::Path, bytes: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::os::unix::net::UnixStream::connect(socket).unwrap();
+    s.set_read_timeout(Some(TIMEOUT)).unwrap();
+    s.write_all(bytes).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut got = Vec::new();
+    // The supervisor ends the connection: read_to_end returns instead of timing out.
+    s.read_to_end(&mut got).expect("the connection was closed");
+    got
+}
+
+fn header(req: u32, flags: u32, size: u32) -> Vec<u8> {
+    [req, flags, size]
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect()
+}
+
+#[test]
+fn hostile_frontends_are_cut_off_and_the_next_one_is_served() {
+    let d = common::Daemon::start(1, &["--supervise"]);
+    let sock = &d.sockets[0];
+    // A payload size beyond any message.
+    assert!(hostile(sock, &header(1, 1, u32::MAX)).is_empty());
+    // A header cut short, a payload shorter than its size.
+    assert!(hostile(sock, &header(5, 1, 64)[..7]).is_empty());
+    let mut short = header(5, 1, 64);
+    short.extend_from_slice(&[0; 10]);
+    assert!(hostile(sock, &short).is_empty());
+    // A question answered, then nonsense: the answer came back, then the end.
+    let mut q = header(1, 1, 0); // GET_FEATURES
+    q.extend(header(0x7fff_ffff, 1, 0)); // no such request
+    let got = hostile(sock, &q);
+    assert_eq!(got.len(), 12 + 8, "the features' answer only: {got:?}");
+    // Ring messages for rings no device has, set-ups out of order: refused by the
+    // daemon, which drops the connection; the supervisor gives up after three tries.
+    let mut junk = Vec::new();
+    for i in 0..200u32 {
+        junk.extend(header(8, 1, 8)); // SET_VRING_NUM
+        junk.extend(i.wrapping_mul(7919).to_le_bytes());
+        junk.extend(256u32.to_le_bytes());
+    }
+    let _ = hostile(sock, &junk);
+    // A real frontend is served as if nothing happened.
+    let mut fe = d.connect(0);
+    common::still_serves(&mut fe);
+}

@@ -25,8 +25,11 @@ struct Key {
 }
 
 /// The setup of one connection.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Journal {
+    /// Rings the device has: messages about others are not kept (the daemon refuses
+    /// them, and a replay of them would have every new daemon refuse the set-up).
+    rings: u32,
     entries: Vec<(Key, Msg)>,
     /// The features the backend offered (`GET_FEATURES`' answer).
     offered: u64,
@@ -84,7 +87,22 @@ fn ring_of(msg: &Msg) -> Option<u32> {
     }
 }
 
+impl Default for Journal {
+    fn default() -> Self {
+        Self::for_rings(MAX_RINGS)
+    }
+}
+
 impl Journal {
+    /// A journal for a device of `rings` virtqueues.
+    pub fn for_rings(rings: u32) -> Self {
+        Self {
+            rings: rings.min(MAX_RINGS),
+            entries: Vec::new(),
+            offered: 0,
+        }
+    }
+
     /// Whether messages of request `req` are replayed (so a new worker has applied
     /// one the old worker may not have).
     pub fn holds(&self, req: u32) -> bool {
@@ -121,7 +139,7 @@ impl Journal {
             Key { req, index: 0 }
         } else if RING_U32.contains(&req) || RING_FD.contains(&req) {
             match ring_of(msg) {
-                Some(index) if index < MAX_RINGS => Key { req, index },
+                Some(index) if index < self.rings => Key { req, index },
                 _ => return Ok(()),
             }
         } else if req == code(FrontendReq::SET_CONFIG) {
@@ -299,5 +317,11 @@ mod tests {
         }
         // At most one entry per ring and one per config offset below the bound.
         assert!(j.entries.len() <= 64 + 256, "{}", j.entries.len());
+        // Only the device's rings.
+        let mut j = Journal::for_rings(3);
+        for i in 0..100u32 {
+            j.record(&ring(FrontendReq::SET_VRING_NUM, i, 8)).unwrap();
+        }
+        assert_eq!(j.entries.len(), 3);
     }
 }

@@ -93,19 +93,30 @@ pub enum SuperviseError {
 }
 
 /// The supervisor's private folder: under systemd's `RuntimeDirectory`, else beside
-/// the first guest's socket.
+/// the first guest's socket (vhost-user, then unix stream), else in
+/// `XDG_RUNTIME_DIR`, else in /run/vfpga.
 fn private_dir(config: &Config) -> PathBuf {
-    let base = std::env::var_os("RUNTIME_DIRECTORY")
-        .and_then(|v| {
+    let env_dir = |name: &str| {
+        std::env::var_os(name).and_then(|v| {
             v.to_str()
                 .and_then(|s| s.split(':').next().map(PathBuf::from))
         })
-        .or_else(|| {
-            config
-                .guests
-                .iter()
-                .find_map(|g| g.socket.as_ref()?.parent().map(Path::to_path_buf))
+    };
+    let beside = |p: &Path| p.parent().map(Path::to_path_buf);
+    let socket = config
+        .guests
+        .iter()
+        .find_map(|g| g.socket.as_deref().and_then(beside));
+    let stream = config.guests.iter().find_map(|g| {
+        g.listens().into_iter().find_map(|l| match l {
+            crate::stream::Listen::Unix(p) => beside(&p),
+            _ => None,
         })
+    });
+    let base = env_dir("RUNTIME_DIRECTORY")
+        .or(socket)
+        .or(stream)
+        .or_else(|| env_dir("XDG_RUNTIME_DIR"))
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("/run/vfpga"));
     base.join(format!(".vfpgad-supervisor-{}", std::process::id()))
@@ -164,6 +175,7 @@ fn supervise(
             listener,
             worker: dir.join(format!("{}.sock", g.name)),
             state: dir.join(format!("{}.state", g.name)),
+            rings: u32::from(g.limits(&config.device).request_queues) + 1,
             stop: stop.clone(),
         });
     }

@@ -11,7 +11,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 use vhost::vhost_user::message::FrontendReq;
@@ -20,6 +20,10 @@ use super::journal::{always_answered, relayable_protocol_features, Journal};
 use super::wire::{self, Msg, WireError, NEED_REPLY};
 use super::Stop;
 use crate::sockets::wait_readable;
+
+/// A daemon that drops the connection sooner than this after the replay is waited
+/// for before the next attach.
+const QUICK_DROP: Duration = Duration::from_millis(100);
 
 /// Header flags of a reply: version 1, `REPLY`.
 const REPLY_FLAGS: u32 = 0x1 | 0x4;
@@ -35,6 +39,8 @@ pub struct Relay {
     pub worker: PathBuf,
     /// The guest's state file.
     pub state: PathBuf,
+    /// Virtqueues of the guest's device.
+    pub rings: u32,
     /// Stop signal.
     pub stop: Arc<Stop>,
 }
@@ -80,14 +86,19 @@ impl Relay {
 
     /// Relays one frontend's messages until it goes or the supervisor stops.
     fn serve(&self, frontend: &UnixStream) -> Result<(), String> {
-        let mut journal = Journal::default();
+        let mut journal = Journal::for_rings(self.rings);
         let mut worker: Option<UnixStream> = None;
+        // A daemon that drops the connection as soon as it has it (a set-up it refuses,
+        // a frontend's nonsense) is attached again ever more slowly, not in a spin.
+        let mut attached = Instant::now();
+        let mut pause = Duration::ZERO;
         loop {
             let Some(w) = worker.as_ref() else {
                 match self.attach(&journal) {
                     Some(w) => worker = Some(w),
                     None => return Ok(()),
                 }
+                attached = Instant::now();
                 continue;
             };
             match self.wait(frontend, w) {
@@ -96,6 +107,12 @@ impl Relay {
                     // A worker says nothing unasked: it went.
                     info!(guest = %self.name, "the daemon went; holding the connection for the next");
                     worker = None;
+                    pause = if attached.elapsed() < QUICK_DROP {
+                        (pause * 2).clamp(QUICK_DROP / 2, Duration::from_secs(1))
+                    } else {
+                        Duration::ZERO
+                    };
+                    self.stop.sleep(pause);
                 }
                 Ready::Frontend => {
                     let msg = match wire::read(frontend) {
