@@ -552,4 +552,75 @@ mod tests {
             "the session outlives the bug"
         );
     }
+
+    /// The sim engine's catalogue, as if loaded from a library: counts the loads that
+    /// reach the "fabric".
+    #[derive(Debug)]
+    struct CountsLoads {
+        sim: SimEngine,
+        loads: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Engine for CountsLoads {
+        fn info(&self) -> EngineInfo {
+            EngineInfo {
+                can_load: true,
+                ..self.sim.info()
+            }
+        }
+        fn catalog(&self) -> Arc<Catalog> {
+            self.sim.catalog()
+        }
+        fn run(&self, k: &Kernel, c: &Call<'_>) -> Result<(), EngineError> {
+            self.sim.run(k, c)
+        }
+        fn cost(&self, k: &Kernel, c: &Call<'_>) -> u64 {
+            self.sim.cost(k, c)
+        }
+        fn load_bitstream(&self, _: &str) -> Result<Arc<Catalog>, EngineError> {
+            self.loads
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(self.sim.catalog())
+        }
+    }
+
+    #[test]
+    fn a_load_run_again_after_a_restart_does_not_reprogram_what_is_loaded() {
+        let engine = Arc::new(CountsLoads {
+            sim: SimEngine::new(None).expect("sim engine"),
+            loads: std::sync::atomic::AtomicUsize::new(0),
+        });
+        let dev = Device::new("vm0", DeviceLimits::default(), engine.clone());
+        let load = |name: &str, again: bool| {
+            let mut args = [ArgEntry::default(); MAX_ARGS];
+            args[0] = ArgEntry::input(ElemType::U8, name.len() as u64);
+            let req = Request {
+                head: 0,
+                hdr: RequestHeader::new(Opcode::LoadBitstream, 1, 0, 1),
+                op: Opcode::LoadBitstream,
+                args,
+                n_args: 1,
+                layout: ChainLayout::of(&args[..1]).expect("layout"),
+                resp_off: 0,
+                again,
+            };
+            let mut raw = name.as_bytes().to_vec();
+            let mut rd = SegStream::with_capacity(1);
+            assert!(rd.push(raw.as_mut_ptr(), raw.len()));
+            let wr = SegStream::with_capacity(1);
+            // SAFETY: the streams map `raw` (and nothing), alive for this call.
+            let bufs = unsafe { bind(&args[..1], 0, &rd, &wr) };
+            dev.answer(&req, &bufs)
+                .map(|r| r.status())
+                .map_err(|e| e.status)
+        };
+        let loaded = engine.catalog().name.clone();
+        let count = || engine.loads.load(std::sync::atomic::Ordering::Relaxed);
+        assert_eq!(load(&loaded, false), Ok(Some(Status::Ok)));
+        assert_eq!(count(), 1, "a guest's load programs the fabric");
+        assert_eq!(load(&loaded, true), Ok(Some(Status::Ok)));
+        assert_eq!(count(), 1, "run again, it finds its bitstream loaded");
+        assert_eq!(load("other", true), Ok(Some(Status::Ok)));
+        assert_eq!(count(), 2, "run again over another bitstream, it loads");
+    }
 }
