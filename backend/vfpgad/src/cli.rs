@@ -65,6 +65,9 @@ Examples:
   Run as the dom0 service of a Xen host (guest names are the domain names), with
   domu2 reaching dom0 over Xen vchan (in the guest: vfpga --device vchan:// list):
     vfpgad --socket domu1=/run/vfpga/domu1.sock --listen domu2=vchan --xen
+  Serve guests that must not notice a crash or an upgrade (SIGHUP restarts the daemon
+  from the binary on disk; requests in flight are run again):
+    vfpgad --supervise --config /etc/vfpga/vfpgad.toml
   Check a configuration file and print the QEMU options for its guests:
     vfpgad --config /etc/vfpga/vfpgad.toml --check --print-qemu-args
 
@@ -77,8 +80,9 @@ for a configuration:
   -chardev socket,id=vfpga0,path=/run/vfpga/vm0.sock
   -device vhost-user-test-device-pci,chardev=vfpga0,virtio-id=21,num_vqs=3,vq_size=1024,config_size=40
 
-docs/qemu.md explains each option, libvirt, and how to re-attach a guest after a
-daemon restart (QEMU 11.1 cannot reconnect this device type by itself).
+docs/qemu.md explains each option, libvirt, and restarts: QEMU 11.1 cannot reconnect
+this device type by itself, so run vfpgad under --supervise (as the systemd unit does)
+and a crash or an upgrade does not reach the guests.
 
 With --xen (or [xen] enable = true) vfpgad publishes itself and its guests in xenstore
 under --xen-path and closes a guest's sessions when its domain is destroyed; see
