@@ -28,7 +28,7 @@ while [ $# -gt 0 ]; do
 	*) targets+=("$1") && shift ;;
 	esac
 done
-[ ${#targets[@]} -gt 0 ] || targets=(chain stream manifest config xen_guest pxe)
+[ ${#targets[@]} -gt 0 ] || targets=(chain stream manifest config xen_guest pxe vhost_user)
 
 rustup toolchain list | grep -q '^nightly' || rustup toolchain install nightly --profile minimal
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz

@@ -28,7 +28,15 @@ use vfpgad::stream::serve::{serve, Conn, Rules};
 use vfpgad::tenant::{Policy, Tenant};
 
 /// The names of the targets, as `fuzz/fuzz_targets/<name>.rs` and `fuzz/corpus/<name>/`.
-pub const TARGETS: [&str; 6] = ["chain", "stream", "manifest", "config", "xen_guest", "pxe"];
+pub const TARGETS: [&str; 7] = [
+    "chain",
+    "stream",
+    "manifest",
+    "config",
+    "xen_guest",
+    "pxe",
+    "vhost_user",
+];
 
 /// Runs target `name` on `data`.
 pub fn run(name: &str, data: &[u8]) {
@@ -39,6 +47,7 @@ pub fn run(name: &str, data: &[u8]) {
         "config" => config(data),
         "xen_guest" => xen_guest(data),
         "pxe" => pxe(data),
+        "vhost_user" => vhost_user(data),
         _ => {}
     }
 }
@@ -254,4 +263,41 @@ pub fn pxe(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
         let _ = vfpga_pxe::description::Description::parse(text, Path::new("fuzz"), Path::new("/"));
     }
+}
+
+/// What a frontend sends `vfpgad --supervise`: vhost-user messages read one after
+/// another from a socket, each noted in a journal as the relay does, the journal then
+/// replayed. Whatever comes, reading ends with an error or the input's end, and the
+/// journal stays within one entry per kind of state and ring.
+pub fn vhost_user(data: &[u8]) {
+    use std::io::Write;
+    use vfpgad::supervise::{journal::Journal, wire};
+    let Ok((mut frontend, relay)) = std::os::unix::net::UnixStream::pair() else {
+        return;
+    };
+    // The whole input, then the end. A socket pair's buffer holds more than the inputs
+    // fuzzing makes; a larger one is cut.
+    if frontend
+        .write_all(&data[..data.len().min(64 * 1024)])
+        .is_err()
+    {
+        return;
+    }
+    drop(frontend);
+    let mut journal = Journal::for_rings(3);
+    while let Ok(msg) = wire::read(&relay) {
+        if msg.req == 1 {
+            journal.offered(msg.u64_at(0).unwrap_or(0));
+        }
+        if journal.record(&msg).is_err() {
+            return;
+        }
+        let _ = journal.reply_ack();
+    }
+    let Ok(replay) = journal.replay(|ring| (ring % 2 == 0).then_some(7)) else {
+        return;
+    };
+    // Device set-up (5 kinds), 7 kinds per ring for 3 rings, 256 config offsets.
+    assert!(replay.len() <= 5 + 7 * 3 + 256, "{} entries", replay.len());
+    assert!(journal.kicks().count() <= 3);
 }

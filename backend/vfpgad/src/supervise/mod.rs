@@ -10,9 +10,9 @@
 //!
 //! It runs no kernel and maps no guest memory.
 
-mod journal;
+pub mod journal;
 mod relay;
-mod wire;
+pub mod wire;
 
 use std::ffi::OsString;
 use std::os::fd::AsRawFd;
