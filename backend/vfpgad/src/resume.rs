@@ -104,7 +104,7 @@ impl StateFile {
     /// and whether it held state to resume from (an empty, foreign or differently
     /// shaped file is reset).
     pub fn open(path: &Path, geometry: Geometry) -> io::Result<(Arc<Self>, bool)> {
-        let file = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
@@ -121,7 +121,10 @@ impl StateFile {
             && word(&head, OFF_SESSIONS) as usize == geometry.sessions
             && file.metadata()?.len() == len as u64;
         if !resumable {
-            file.set_len(0)?;
+            // A new file, not this one emptied: a device still finishing its runs may
+            // have this one mapped, and a mapping past a file's end faults.
+            reset(path)?;
+            file = OpenOptions::new().read(true).write(true).open(path)?;
             file.set_len(len as u64)?;
             let mut h = [0u8; 24];
             h[..8].copy_from_slice(&MAGIC);
@@ -248,6 +251,23 @@ impl StateFile {
     }
 }
 
+/// Makes the state file at `path` a new, empty one (a new frontend is a new device,
+/// with nothing to resume). The old file is unlinked, not emptied: a daemon still
+/// finishing the old connection's runs keeps writing to its mapping harmlessly.
+pub fn reset(path: &Path) -> io::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map(drop)
+}
+
 /// Where virtqueue `q`'s driver has got to, as the worker serving `path` last recorded
 /// it: the next available position, if the queue was in use. Read by the supervisor to
 /// restart the ring there rather than where the frontend first set it.
@@ -357,7 +377,7 @@ impl QueueLog {
         let next = low16(next);
         if completing != 0 {
             // The used index moved past where the completion started: it got there.
-            let head = u16::try_from((completing >> 16) - 1).unwrap_or(u16::MAX);
+            let head = u16::try_from((completing >> 16).wrapping_sub(1)).unwrap_or(u16::MAX);
             if low16(completing) != used_idx {
                 if let Some(w) = self.head_word(head) {
                     w.store(0, Ordering::SeqCst);
@@ -477,6 +497,26 @@ mod tests {
     }
 
     #[test]
+    fn a_reset_leaves_a_mapping_in_use_writable() {
+        let p = tmp("reset");
+        let (f, _) = StateFile::open(&p, G).unwrap();
+        f.queue(0).unwrap().taken(1, 0);
+        reset(&p).unwrap();
+        // Emptying the file in place would make these writes fault (SIGBUS).
+        f.queue(0).unwrap().taken(2, 1);
+        f.queue(0).unwrap().completed(2);
+        assert_eq!(next_avail(&p, 0), None, "the new file holds nothing");
+        let (g, resumed) = StateFile::open(&p, G).unwrap();
+        assert!(!resumed);
+        // And a reset by the daemon itself (another geometry) spares the old mapping.
+        let (_, resumed) = StateFile::open(&p, Geometry { queues: 3, ..G }).unwrap();
+        assert!(!resumed);
+        g.queue(1).unwrap().taken(3, 0);
+        drop((f, g));
+        let _ = std::fs::remove_file(&p);
+    }
+
+    #[test]
     fn sessions_round_trip() {
         let p = tmp("sessions");
         let (f, _) = StateFile::open(&p, G).unwrap();
@@ -525,10 +565,14 @@ mod tests {
         let s0 = G.session_offset(0);
         f.at(s0).store(1, Ordering::Relaxed);
         f.at(s0 + 12).store(2, Ordering::Relaxed);
+        // A completion word naming no head (head + 1 = 0) for queue 1.
+        f.at(G.queue_offset(1) + 4).store(5, Ordering::Relaxed);
         drop(f);
         let (f, resumed) = StateFile::open(&p, G).unwrap();
         assert!(resumed);
         let r = f.queue(0).unwrap().recover(0);
+        assert!(r.heads.len() <= 8);
+        let r = f.queue(1).unwrap().recover(0);
         assert!(r.heads.len() <= 8);
         assert!(f.sessions().is_empty(), "no valid record among the garbage");
         assert!(f.queue(2).is_none());

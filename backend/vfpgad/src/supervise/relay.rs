@@ -73,7 +73,7 @@ impl Relay {
                 }
             };
             // A new frontend is a new device: nothing to resume.
-            if let Err(e) = File::create(&self.state) {
+            if let Err(e) = crate::resume::reset(&self.state) {
                 warn!(guest = %self.name, "{}: {e}", self.state.display());
             }
             info!(guest = %self.name, "frontend connected");
