@@ -23,7 +23,10 @@ thp=/sys/kernel/mm/transparent_hugepage/enabled
 for t in virtio:/dev/vfpga0 vsock:vsock://2:7000 "tls:tls://10.0.2.2:$port"; do
 	name=${t%%:*}
 	dev=${t#*:}
-	vfpga -d "$dev" info | head -n 1
+	# Whole, then its first line: a reader that stops early (`| head`) would end the
+	# CLI with a broken pipe, which pipefail turns into a failure when it wins the race.
+	vfpga -d "$dev" info >"/tmp/$name.info"
+	head -n 1 "/tmp/$name.info"
 	vfpga -d "$dev" bench --nops 2000 --size 16M --runs 5 2>&1 | sed "s/^/VFPGA-BENCH $name /"
 done
 vsock-echo 7001 2000 64 | sed "s/^/VFPGA-BENCH vsock-echo /"
