@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 scripts/setup.sh
+# For the tests only: Prometheus's promtool and server check the metrics endpoint.
+apt_install prometheus
 
 log "formatting"
 cargo fmt --all -- --check

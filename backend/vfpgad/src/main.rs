@@ -9,7 +9,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 use vfpga_proto::DEFAULT_VIRTIO_ID;
-use vfpgad::cli::Cli;
+use vfpgad::cli::{Cli, Command, StatusArgs};
 use vfpgad::notify::notify;
 use vfpgad::{build_engine, Config, Server};
 
@@ -41,9 +41,41 @@ fn print_qemu_args(out: &mut impl Write, c: &Config) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `vfpgad status`: the running daemon's counts, from its metrics endpoint.
+fn status(args: &StatusArgs) -> ExitCode {
+    let page = if args.openmetrics {
+        "/metrics"
+    } else {
+        "/status"
+    };
+    let text = args.addr().map_err(|e| e.to_string()).and_then(|addr| {
+        vfpgad::metrics::client::get(&addr, page, Duration::from_secs(args.timeout.max(1)))
+            .map_err(|e| e.to_string())
+    });
+    match text {
+        Ok(t) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(t.as_bytes()).and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("vfpgad: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            eprintln!("vfpgad status: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     vfpgad::logging::init();
     let cli = Cli::parse();
+    if let Some(Command::Status(args)) = &cli.command {
+        return status(args);
+    }
     let config = match cli.config() {
         Ok(c) => c,
         Err(e) => {

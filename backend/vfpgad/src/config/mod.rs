@@ -111,6 +111,30 @@ pub struct Config {
     /// Stream connections.
     #[serde(default)]
     pub stream: StreamSection,
+    /// The metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the endpoint Prometheus scrapes and `vfpgad status` reads.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `HOST:PORT` (e.g. "127.0.0.1:9464") or `unix:PATH`; none: no endpoint.
+    pub listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// The address, checked.
+    pub fn addr(&self) -> Result<Option<crate::metrics::addr::Addr>, ConfigError> {
+        self.listen
+            .as_deref()
+            .map(|l| {
+                l.parse()
+                    .map_err(|e| ConfigError::Invalid(format!("[metrics] listen = {e}")))
+            })
+            .transpose()
+    }
 }
 
 /// `[tls]`: vfpgad's side of mutual TLS with guests.

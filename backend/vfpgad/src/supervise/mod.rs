@@ -84,6 +84,9 @@ pub enum SuperviseError {
     /// A guest's socket.
     #[error("guest {0}: cannot listen on {1}: {2}")]
     Listen(String, PathBuf, #[source] std::io::Error),
+    /// The metrics endpoint's socket.
+    #[error("cannot serve metrics on {0}: {1}")]
+    Metrics(crate::metrics::addr::Addr, #[source] std::io::Error),
     /// Signals, events, threads.
     #[error("cannot start: {0}")]
     Start(#[from] std::io::Error),
@@ -205,6 +208,23 @@ fn supervise(
                         e,
                     ));
                 }
+            }
+        }
+    }
+    // The metrics socket too: scrapes during a restart wait instead of failing.
+    if let Some(addr) = config.metrics.addr()? {
+        match addr.bind(mode, gid) {
+            Ok(fd) => {
+                if let crate::metrics::addr::Addr::Unix(p) = &addr {
+                    sockets.push(p.clone());
+                }
+                held.push((crate::metrics::http::INHERIT_KEY.into(), fd));
+            }
+            Err(e) => {
+                for p in &sockets {
+                    let _ = std::fs::remove_file(p);
+                }
+                return Err(SuperviseError::Metrics(addr, e));
             }
         }
     }
