@@ -65,8 +65,9 @@ Examples:
   Run as the dom0 service of a Xen host (guest names are the domain names), with
   domu2 reaching dom0 over Xen vchan (in the guest: vfpga --device vchan:// list):
     vfpgad --socket domu1=/run/vfpga/domu1.sock --listen domu2=vchan --xen
-  Serve guests that must not notice a crash or an upgrade (SIGHUP restarts the daemon
-  from the binary on disk; requests in flight are run again):
+  Serve guests that must not notice a crash, an upgrade or a reload (SIGHUP reads the
+  configuration again and restarts the daemon from the binary on disk; requests in
+  flight are run again):
     vfpgad --supervise --config /etc/vfpga/vfpgad.toml
   Serve metrics to Prometheus on a localhost port, and read them as a person:
     vfpgad --config /etc/vfpga/vfpgad.toml --metrics 127.0.0.1:9464
@@ -192,8 +193,10 @@ pub struct Cli {
     /// Run as the supervisor of the daemon: hold every guest's vhost-user connection
     /// (socket, memory, event descriptors) and run the daemon itself as a child of
     /// this binary, restarted at once if it dies. Guests notice no restart: runs in
-    /// flight are run again, sessions stay open. SIGHUP restarts the daemon from the
-    /// binary on disk (an upgrade); SIGTERM stops both. See docs/qemu.md.
+    /// flight are run again, sessions stay open. SIGHUP reads the configuration again
+    /// (guests added and removed, policies changed; a file that is not valid is
+    /// refused, nothing changes) and restarts the daemon from the binary on disk (an
+    /// upgrade); SIGTERM stops both. See docs/qemu.md.
     #[arg(long, conflicts_with_all = ["check", "print_qemu_args", "worker_of"])]
     pub supervise: bool,
 

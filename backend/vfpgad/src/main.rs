@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 use vfpga_proto::DEFAULT_VIRTIO_ID;
@@ -117,7 +117,20 @@ fn main() -> ExitCode {
         };
     }
     if cli.supervise {
-        return match vfpgad::supervise::run(&config, std::env::args_os().skip(1).collect()) {
+        let reload = || -> Result<vfpgad::Config, String> {
+            let c = Cli::try_parse_from(std::env::args_os())
+                .map_err(|e| e.to_string())?
+                .config()
+                .map_err(|e| e.to_string())?;
+            let found = vfpgad::check::files(&c);
+            if found.errors.is_empty() {
+                Ok(c)
+            } else {
+                Err(found.errors.join("; "))
+            }
+        };
+        let args = std::env::args_os().skip(1).collect();
+        return match vfpgad::supervise::run(&config, args, &reload) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("vfpgad: {e}");
@@ -132,7 +145,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vfpgad: cannot install signal handlers: {e}");
@@ -166,8 +179,15 @@ fn main() -> ExitCode {
     if let Err(e) = notify("READY=1") {
         warn!("cannot tell systemd we are ready: {e}");
     }
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            // Reloading means new sockets and a new daemon under the same guests:
+            // the supervisor's job.
+            warn!("SIGHUP: vfpgad reads its configuration again only under --supervise (as the systemd units run it); nothing changed");
+            continue;
+        }
         info!(signal = sig, "stopping");
+        break;
     }
     let _ = notify("STOPPING=1");
     if let Some(x) = &xen {
