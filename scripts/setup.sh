@@ -13,6 +13,9 @@ apt_install build-essential pkg-config ca-certificates curl cpio xz-utils \
 	debootstrap shellcheck systemd iproute2
 # The network-boot tests' servers: NFS root from nfs-ganesha, dnsmasq --test.
 apt_install nfs-ganesha nfs-ganesha-vfs rpcbind dnsmasq-base
+# The vfpga CLI's tests (guest-driver/tests/cli.rs): .npy files written and read by
+# NumPy, an implementation independent of the CLI's own reader and writer.
+apt_install python3-numpy
 
 for c in rustfmt clippy; do
 	if ! cargo "${c/rustfmt/fmt}" --version >/dev/null 2>&1; then
