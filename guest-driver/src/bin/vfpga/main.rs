@@ -95,7 +95,7 @@ enum Command {
     Info,
     /// List the kernels and their argument signatures.
     Kernels,
-    /// Run a kernel on files.
+    /// Run a kernel on your data: files, .npy arrays or values typed in.
     Run {
         /// Kernel name (see `vfpga kernels`).
         kernel: String,
@@ -109,7 +109,8 @@ enum Command {
         #[arg(long = "in", value_name = "[NAME=]SOURCE")]
         ins: Vec<bind::Item>,
         /// Output buffer to a file, as NAME=@FILE or @FILE (raw little-endian, or .npy
-        /// by its name). Outputs without --out are printed (see --format).
+        /// by its name; a bare FILE works too). Outputs without --out are printed (see
+        /// --format).
         #[arg(long = "out", value_name = "[NAME=]@FILE")]
         outs: Vec<bind::Item>,
         /// How outputs without --out are printed.
