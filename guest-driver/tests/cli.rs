@@ -170,6 +170,9 @@ fn inline_values_in_typed_values_out() {
     // i16 samples, i32 taps and outputs: y = [2·1, 2·(-2) - 1·1, 2·3 - 1·(-2)].
     let r = d.vfpga(&["run", "fir", "--in", "x=[1, -2, 3]", "--in", "taps=2,-1"]);
     assert_eq!(r.ok(), "y = [2, -5, 8]\n");
+    // A list that starts with a minus sign is a value, not an option.
+    let r = d.vfpga(&["run", "fir", "--in", "-1,2", "--in", "-3"]);
+    assert_eq!(r.ok(), "y = [3, -6]\n");
     // f32: 0.5 + 0.25, and 1e30 + 1e30 rounds to binary32 2e30.
     let r = d.vfpga(&[
         "run",

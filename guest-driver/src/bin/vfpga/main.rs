@@ -101,12 +101,12 @@ enum Command {
         kernel: String,
         /// Scalar argument, as NAME=VALUE or VALUE (next scalar in signature order).
         /// Integers take 0x and K/M/G suffixes.
-        #[arg(long = "arg", value_name = "[NAME=]VALUE")]
+        #[arg(long = "arg", value_name = "[NAME=]VALUE", allow_hyphen_values = true)]
         args: Vec<bind::Item>,
         /// Input buffer, as NAME=SOURCE or SOURCE (next input in signature order).
         /// SOURCE: @FILE (raw little-endian, or .npy by its name), @- (standard
         /// input), or values by element type: 1,2,3 or [1, 2, 3] ([] for none).
-        #[arg(long = "in", value_name = "[NAME=]SOURCE")]
+        #[arg(long = "in", value_name = "[NAME=]SOURCE", allow_hyphen_values = true)]
         ins: Vec<bind::Item>,
         /// Output buffer to a file, as NAME=@FILE or @FILE (raw little-endian, or .npy
         /// by its name; a bare FILE works too). Outputs without --out are printed (see
