@@ -105,7 +105,8 @@ fn source(ty: ElemType, text: &str, exists: impl Fn(&str) -> bool) -> Result<Sou
     if values::is_list(ty, text) {
         if exists(text) {
             return Err(format!(
-                "`{text}` is both a file and a list of {} values: write @{text} for the file, [{text}] for the values",
+                "`{text}` is both a file and a list of {} values: \
+                 write @{text} for the file, [{text}] for the values",
                 ty.name()
             ));
         }
@@ -136,7 +137,9 @@ impl Sink {
         match p {
             "" => Err("--out needs a file name".into()),
             "-" => Err(
-                "--out cannot write to standard output: leave --out off and the output is printed (--format values, hex or raw)".into(),
+                "--out cannot write to standard output: leave --out off and \
+                 the output is printed (--format values, hex or raw)"
+                    .into(),
             ),
             p => Ok(Self {
                 path: PathBuf::from(p),

@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use vfpga::{Device, Error, Options, DEFAULT_DEVICE, DEVICE_ENV};
-use vfpga_proto::ArgKind;
+use vfpga_proto::{ArgKind, KernelSig};
 
 use output::{say, tell};
 use values::Format;
@@ -194,7 +194,7 @@ struct Show {
 }
 
 /// Prints the outputs that have no file, as `show` says.
-fn print_outputs(sig: &vfpga_proto::KernelSig, bound: &bind::Bound, o: &Show) -> Result<(), Fail> {
+fn print_outputs(sig: &KernelSig, bound: &bind::Bound, o: &Show) -> Result<(), Fail> {
     for (a, out) in sig.args.iter().zip(&bound.outputs) {
         let (ArgKind::Out, Some((buf, None))) = (a.kind, out) else {
             continue;
@@ -206,12 +206,11 @@ fn print_outputs(sig: &vfpga_proto::KernelSig, bound: &bind::Bound, o: &Show) ->
         let (line, cut) = values::line(&a.name, a.ty, buf.as_slice(), o.format, o.show);
         say!("{line}");
         if cut {
+            let (name, total) = (&a.name, buf.len() / a.ty.size());
             tell!(
-                "vfpga: {} has {} elements, {} shown (--show 0 prints all, --out {}=@FILE saves them)",
-                a.name,
-                buf.len() / a.ty.size(),
-                o.show,
-                a.name
+                "vfpga: {name} has {total} elements, {} shown \
+                 (--show 0 prints all, --out {name}=@FILE saves them)",
+                o.show
             );
         }
     }

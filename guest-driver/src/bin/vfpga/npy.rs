@@ -65,10 +65,19 @@ pub enum NpyError {
     )]
     Structured,
     /// Column-major data.
-    #[error("it is in Fortran (column-major) order; save a C-ordered copy: np.save(path, np.ascontiguousarray(a))")]
+    #[error(
+        "it is in Fortran (column-major) order; \
+         save a C-ordered copy: np.save(path, np.ascontiguousarray(a))"
+    )]
     Fortran,
     /// Not the element type the argument has.
-    #[error("it holds dtype '{descr}'{named} but the argument is {w}: save it as {w}, e.g. np.save(path, a.astype(np.{np}))", named = numpy_name(.descr).map(|n| format!(" ({n})")).unwrap_or_default(), w = .want.name(), np = numpy_type(*.want))]
+    #[error(
+        "it holds dtype '{descr}'{named} but the argument is {w}: \
+         save it as {w}, e.g. np.save(path, a.astype(np.{np}))",
+        named = numpy_name(.descr).map(|n| format!(" ({n})")).unwrap_or_default(),
+        w = .want.name(),
+        np = numpy_type(*.want)
+    )]
     Dtype {
         /// The file's dtype string.
         descr: String,
@@ -76,7 +85,11 @@ pub enum NpyError {
         want: ElemType,
     },
     /// The right type, but big-endian.
-    #[error("it holds big-endian '{descr}' but vfpga buffers are little-endian: save a.astype('<{}') instead", .descr.get(1..).unwrap_or_default())]
+    #[error(
+        "it holds big-endian '{descr}' but vfpga buffers are little-endian: \
+         save a.astype('<{}') instead",
+        .descr.get(1..).unwrap_or_default()
+    )]
     BigEndian {
         /// The file's dtype string.
         descr: String,
@@ -85,7 +98,10 @@ pub enum NpyError {
     #[error("its shape {0} has more elements than any buffer can hold")]
     ShapeTooLarge(String),
     /// Data shorter or longer than the shape says.
-    #[error("its shape {shape} means {need} bytes of data, but {have} bytes follow the header{}", if .have < .need { " (truncated)" } else { "" })]
+    #[error(
+        "its shape {shape} means {need} bytes of data, but {have} bytes follow the header{}",
+        if .have < .need { " (truncated)" } else { "" }
+    )]
     DataSize {
         /// The shape as written.
         shape: String,
