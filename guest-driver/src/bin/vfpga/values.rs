@@ -12,7 +12,8 @@ use crate::bind::parse_scalar;
 pub enum Format {
     /// `NAME = [v, v, ...]`: one line per output, values by element type.
     Values,
-    /// `NAME = 0a0b0c...`: one line per output, the little-endian bytes in hex.
+    /// `NAME = 0a0b0c...`: one line per output, the little-endian bytes in hex (as a
+    /// digest is shown; what vfpga printed before it knew element types).
     Hex,
     /// The bytes themselves on stdout, outputs one after another in signature order.
     Raw,
