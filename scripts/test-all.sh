@@ -7,8 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 scripts/setup.sh
-# For the tests only: Prometheus's promtool and server check the metrics endpoint.
-apt_install prometheus
+scripts/setup-tests.sh
 
 log "formatting"
 cargo fmt --all -- --check
@@ -36,7 +35,7 @@ esac
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
 log "VM tests: guests under QEMU against vfpgad (virtio and vsock), Xen dom0, IOMMU/SR-IOV, network boot"
-cargo build --release --locked -p vfpgad -p vfpga-agent -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
+cargo build --release --locked -p vfpgad -p vfpga -p vfpga-agent -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
 log "packaging: example config and systemd units"
 packaging/verify.sh target/release/vfpgad target/release/vfpga-agent
 log "docs: every example of README.md and docs/ runs as shown (or says why it cannot here)"

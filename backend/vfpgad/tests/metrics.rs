@@ -111,7 +111,7 @@ fn promtool(scrape: &str) -> Result<(), String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("promtool (Debian's prometheus package; scripts/test-all.sh installs it)");
+        .expect("promtool (Debian's prometheus package; scripts/setup-tests.sh installs it)");
     p.stdin
         .take()
         .unwrap()
@@ -641,7 +641,7 @@ fn prometheus_scrapes_the_endpoint_and_sees_the_runs() {
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("prometheus (Debian's prometheus package; scripts/test-all.sh installs it)"),
+            .expect("prometheus (Debian's prometheus package; scripts/setup-tests.sh installs it)"),
     );
     let query = |q: &str| -> Option<serde_json::Value> {
         let body = http_get(prom_port, &format!("/api/v1/query?query={q}"))?;

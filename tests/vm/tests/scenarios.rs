@@ -24,15 +24,32 @@ fn every_kernel_bit_exact_from_the_guest() {
     let d = Daemon::start(&["vm0"], &[]);
     let out = run(&GuestOpts::new("kernels", &d.sockets, share.path()));
     assert_ok("kernels", &out);
-    for (name, expected) in want {
+    for (name, expected) in &want {
         let got = get(share.path(), &format!("out/{name}.bin"));
         assert!(
-            got == expected,
+            &got == expected,
             "{name}: guest result differs from the reference ({} vs {} bytes)",
             got.len(),
             expected.len()
         );
     }
+    // vadd_f32 from an .npy input to an .npy output: NumPy's layout, the same sums.
+    let npy = get(share.path(), "out/vadd_f32.npy");
+    let f32s = &want[1].1;
+    assert_eq!(
+        npy[..128],
+        npy_f32_header(f32s.len() / 4),
+        "the .npy header"
+    );
+    assert!(
+        npy[128..] == f32s[..],
+        "vadd_f32 through .npy files differs"
+    );
+    // Typed values printed: fir by hand (y[i] = 2·x[i] − x[i−1]), the digest in hex.
+    let text = |f: &str| String::from_utf8_lossy(&get(share.path(), f)).into_owned();
+    assert_eq!(text("out/fir.txt"), "y = [2, -5, 8, -65539]\n");
+    let hex: String = want[4].1.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(text("out/sha256.txt"), format!("digest = {hex}\n"));
     for sig in [
         "vadd_u32(in a: u32[n], in b: u32[n], out c: u32[n], n: u32)",
         "engine:      sim",

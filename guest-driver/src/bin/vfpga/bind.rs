@@ -1,9 +1,9 @@
 //! Turning command-line values and files into a kernel's arguments, by its signature.
 
-use std::path::PathBuf;
-
 use vfpga::{AlignedBuf, Arg};
 use vfpga_proto::{ArgKind, ElemType, KernelSig};
+
+use crate::data::{self, Sink};
 
 /// A `[NAME=]VALUE` item from the command line.
 #[derive(Clone, Debug)]
@@ -16,7 +16,7 @@ impl std::str::FromStr for Item {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
         Ok(match s.split_once('=') {
-            Some((n, v)) if !n.is_empty() && !n.contains('/') => Item {
+            Some((n, v)) if !n.is_empty() && !n.contains('/') && !n.starts_with('@') => Item {
                 name: Some(n.to_owned()),
                 value: v.to_owned(),
             },
@@ -32,7 +32,7 @@ impl std::str::FromStr for Item {
 pub struct Bound {
     pub scalars: Vec<Option<u64>>,
     pub inputs: Vec<Option<AlignedBuf>>,
-    pub outputs: Vec<Option<(AlignedBuf, Option<PathBuf>)>>,
+    pub outputs: Vec<Option<(AlignedBuf, Option<Sink>)>>,
 }
 
 impl Bound {
@@ -163,8 +163,8 @@ fn kind_words(kind: ArgKind) -> &'static str {
     }
 }
 
-/// Binds command-line items to `sig`: reads input files, infers scalars a single input
-/// determines, checks every length, allocates outputs.
+/// Binds command-line items to `sig`: reads inputs (files, values), infers scalars a
+/// single input determines, checks every length, allocates outputs.
 pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Result<Bound, String> {
     let scalar_text = assign(sig, ArgKind::Scalar, args, "--arg")?;
     let in_files = assign(sig, ArgKind::In, ins, "--in")?;
@@ -177,6 +177,8 @@ pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Resu
         }
     }
     let mut inputs: Vec<Option<AlignedBuf>> = (0..sig.args.len()).map(|_| None).collect();
+    let mut from: Vec<Option<String>> = vec![None; sig.args.len()];
+    let mut stdin_taken = false;
     for (i, f) in in_files.iter().enumerate() {
         let a = &sig.args[i];
         if a.kind != ArgKind::In {
@@ -184,15 +186,17 @@ pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Resu
         }
         let Some(f) = f else {
             return Err(format!(
-                "missing input `{}` of {} (give --in {}=FILE)",
+                "missing input `{}` of {} (give --in {}=@FILE or --in {}=VALUES)",
                 a.name,
                 sig.render(),
+                a.name,
                 a.name
             ));
         };
-        let data =
-            std::fs::read(f).map_err(|e| format!("--in {}: cannot read {f}: {e}", a.name))?;
-        inputs[i] = Some(AlignedBuf::from_slice(&data));
+        let input = data::read_input(a.ty, f, &mut stdin_taken)
+            .map_err(|e| format!("--in {}: {e}", a.name))?;
+        inputs[i] = Some(input.buf);
+        from[i] = input.from;
     }
     infer(sig, &mut scalars, &inputs)?;
     for (i, a) in sig.args.iter().enumerate() {
@@ -218,8 +222,16 @@ pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Resu
         if a.kind == ArgKind::In {
             let have = inputs[i].as_ref().map_or(0, AlignedBuf::len);
             if have != want {
+                let what = match &from[i] {
+                    Some(f) => format!(
+                        "{} {} elements ({have} bytes, from {f})",
+                        have / a.ty.size(),
+                        a.ty.name()
+                    ),
+                    None => format!("{have} bytes"),
+                };
                 return Err(format!(
-                    "input `{}` has {have} bytes but {} needs {want} bytes for it ({})",
+                    "input `{}` has {what} but {} needs {want} bytes for it ({})",
                     a.name,
                     sig.name,
                     size_formula(sig, i, &known)
@@ -227,10 +239,11 @@ pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Resu
             }
             outputs.push(None);
         } else {
-            outputs.push(Some((
-                AlignedBuf::zeroed(want),
-                out_files[i].map(PathBuf::from),
-            )));
+            let sink = out_files[i]
+                .map(Sink::parse)
+                .transpose()
+                .map_err(|e| format!("--out {}: {e}", a.name))?;
+            outputs.push(Some((AlignedBuf::zeroed(want), sink)));
         }
     }
     Ok(Bound {
