@@ -19,8 +19,18 @@ fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
 }
 
+/// A QEMU killed when the test ends, whatever happened (`timeout` bounds it anyway).
+struct Qemu(Child);
+
+impl Drop for Qemu {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// QEMU paused, with a QMP socket and a chardev on a socket nobody listens on.
-fn qemu(dir: &Path) -> Child {
+fn qemu(dir: &Path) -> Qemu {
     let qmp = dir.join("qmp.sock");
     Command::new("timeout")
         .args(["-k", "5", "120"])
@@ -45,6 +55,7 @@ fn qemu(dir: &Path) -> Child {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .spawn()
+        .map(Qemu)
         .unwrap()
 }
 
@@ -115,5 +126,5 @@ fn vfpga_qmp_drives_a_real_qemu() {
 
     let o = vfpga_qmp(&["execute", "--qmp", qmp, "quit"]);
     assert!(o.status.success(), "{}", text(&o));
-    assert!(q.wait().unwrap().success(), "QEMU quit cleanly");
+    assert!(q.0.wait().unwrap().success(), "QEMU quit cleanly");
 }
