@@ -22,6 +22,8 @@ shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/ini
 	guest-driver/kmod/*.sh packaging/*.sh tests/xen/*.sh tests/xen/dom0/init tests/xen/dom0/vif tests/xen/domu/init tests/xen/domu/*.sh tests/xen/scenarios/*.sh \
 	tests/vm/guest/pci/*.sh tests/pxe/*.sh tests/pxe/guest-root/init tests/pxe/guest-root/scenarios/*.sh \
 	ipxe/assets/init ipxe/assets/udhcpc.script
+log "benchmark plots: redrawn from docs/bench/*.csv as checked in, one series per row group"
+python3 scripts/test-plots.py
 log "unit and protocol tests"
 cargo test --workspace --locked
 log "the board agent built for armv7 (PYNQ-Z1), under qemu-arm, behind vfpgad"

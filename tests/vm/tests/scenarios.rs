@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use serde_json::json;
 use vfpga_engine::pl::model::{Faults, ModelBoard};
 use vfpga_reference::{le, Rng};
 use vfpga_vm_tests::{get, put, run, vm_lock, Daemon, Guest, GuestOpts, Qmp};
@@ -239,20 +240,20 @@ fn the_guest_survives_a_daemon_restart() {
     d.kill();
     board.model.set_faults(Faults::default());
     let mut qmp = Qmp::connect(&qmp_path, Duration::from_secs(10)).unwrap();
-    qmp.execute(r#"{"execute":"device_del","arguments":{"id":"vfpgadev0"}}"#)
+    qmp.execute("device_del", Some(json!({"id": "vfpgadev0"})))
         .unwrap();
     qmp.wait_event("DEVICE_DELETED", Duration::from_secs(60))
         .unwrap();
     d.restart();
     // QEMU reuses a stale connection for the first attempt; the second attaches.
-    let add = r#"{"execute":"device_add","arguments":{"driver":"vhost-user-test-device-pci","id":"vfpgadev0","chardev":"vfpga0","virtio-id":21,"num_vqs":3,"vq_size":1024,"config_size":40}}"#;
-    let mut attached = qmp.execute(add);
+    let add = json!({"driver": "vhost-user-test-device-pci", "id": "vfpgadev0", "chardev": "vfpga0", "virtio-id": 21, "num_vqs": 3, "vq_size": 1024, "config_size": 40});
+    let mut attached = qmp.execute("device_add", Some(add.clone()));
     for _ in 0..10 {
         if attached.is_ok() {
             break;
         }
         std::thread::sleep(Duration::from_millis(1500));
-        attached = qmp.execute(add);
+        attached = qmp.execute("device_add", Some(add.clone()));
     }
     attached.unwrap();
     put(s, "go", b"");
