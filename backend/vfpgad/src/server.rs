@@ -196,8 +196,25 @@ impl Server {
             .iter()
             .map(|g| Tenant::new(&g.name, g.policy(&config.device)))
             .collect();
-        // Stream listeners first, vhost-user sockets last: whoever waits for a socket
-        // file to appear finds every listener bound.
+        // The metrics endpoint first, stream listeners next, vhost-user sockets last:
+        // whoever waits for a socket file to appear finds every listener bound.
+        let live = Arc::new(LiveDevices::default());
+        let metrics = match config.metrics.addr().map_err(ServerError::Config)? {
+            None => None,
+            Some(addr) => {
+                let pages = Arc::new(Exposition::new(
+                    tenants.clone(),
+                    live.clone(),
+                    engine.clone(),
+                ));
+                let mut inherited = config.daemon.inherited.clone();
+                let held = http::take_inherited(&mut inherited);
+                Some(
+                    Endpoint::start(&addr, held, mode, gid, pages)
+                        .map_err(|source| ServerError::Metrics { addr, source })?,
+                )
+            }
+        };
         let streams = start_streams(
             config,
             &tenants,
@@ -227,34 +244,9 @@ impl Server {
                 }
             }
         }
-        let live = Arc::new(LiveDevices::default());
         if let Some(s) = &streams {
             let _ = live.streams.set(s.guests());
         }
-        let metrics = match config.metrics.addr().map_err(ServerError::Config)? {
-            None => None,
-            Some(addr) => {
-                let pages = Arc::new(Exposition::new(
-                    tenants.clone(),
-                    live.clone(),
-                    engine.clone(),
-                ));
-                let mut inherited = config.daemon.inherited.clone();
-                let held = http::take_inherited(&mut inherited);
-                match Endpoint::start(&addr, held, mode, gid, pages) {
-                    Ok(e) => Some(e),
-                    Err(source) => {
-                        if let Some(s) = streams {
-                            s.shutdown(Duration::from_secs(5));
-                        }
-                        for (_, p, _) in &listeners {
-                            let _ = std::fs::remove_file(p);
-                        }
-                        return Err(ServerError::Metrics { addr, source });
-                    }
-                }
-            }
-        };
         let mut server = Self {
             stop,
             live,

@@ -117,10 +117,11 @@ pub struct Config {
 }
 
 /// `[metrics]`: the endpoint Prometheus scrapes and `vfpgad status` reads.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsSection {
     /// `HOST:PORT` (e.g. "127.0.0.1:9464") or `unix:PATH`; none: no endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<String>,
 }
 
