@@ -1,0 +1,382 @@
+"""Opening a stream to vfpgad or a board agent (unix, vsock, TLS), and exchanging
+requests on it (docs/protocol.md section 10):
+
+    request:  vfpga_req_hdr | vfpga_arg x n_args | input buffers
+    answer:   vfpga_resp | output buffers (resp.written bytes, only when status is OK)
+
+Every exchange ends by a deadline: a peer that stalls, trickles or lies about lengths
+raises :class:`LinkError` or :class:`ProtocolError`, never hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+from . import abi
+from .abi import ArgKind, ElemType, Opcode, Response
+from .endpoint import DeviceNode, Endpoint, Tls, Unix, Vchan, Vsock
+from .errors import ConnectError, LinkError, ProtocolError, UsageError, connect_hint, os_text
+
+#: Default bound on one request (plus one second per MiB it moves), in seconds.
+DEFAULT_TIMEOUT = 120.0
+#: How long a connect and TLS handshake may take, in seconds.
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """For ``tls://``: the CA that signed the server's certificate, and this client's
+    certificate and key (``vfpga-agent cert`` makes them)."""
+
+    ca: str
+    cert: str
+    key: str
+
+    @classmethod
+    def from_dir(cls, directory: str) -> "TlsFiles":
+        """``ca.pem``, ``client.pem`` and ``client.key`` in ``directory`` (``--tls-dir``)."""
+        return cls(
+            os.path.join(directory, "ca.pem"),
+            os.path.join(directory, "client.pem"),
+            os.path.join(directory, "client.key"),
+        )
+
+
+@dataclass(frozen=True)
+class Options:
+    """How to reach the server and how long to wait for it."""
+
+    #: Certificates for ``tls://`` endpoints.
+    tls: Optional[TlsFiles] = None
+    #: The name the server's certificate must carry (default: the host of the endpoint).
+    server_name: Optional[str] = None
+    #: Longest one request may take, in seconds, plus one second per MiB of inputs and
+    #: outputs; ``None`` waits for ever (a kernel on real hardware may run long).
+    timeout: Optional[float] = DEFAULT_TIMEOUT
+    #: Longest a connect and TLS handshake may take, in seconds.
+    connect_timeout: float = CONNECT_TIMEOUT
+
+    @classmethod
+    def from_env(cls) -> "Options":
+        """``VFPGA_TLS_DIR``, ``VFPGA_TLS_SERVER_NAME`` (as the Rust library and the CLI
+        read them) and ``VFPGA_TIMEOUT_SECS`` (0: no bound; unreadable: the default)."""
+        tls_dir = os.environ.get("VFPGA_TLS_DIR")
+        timeout: Optional[float] = DEFAULT_TIMEOUT
+        raw = os.environ.get("VFPGA_TIMEOUT_SECS")
+        if raw is not None:
+            try:
+                secs = float(raw.strip())
+                timeout = secs if secs > 0 else None
+            except ValueError:
+                pass
+        return cls(
+            tls=TlsFiles.from_dir(tls_dir) if tls_dir else None,
+            server_name=os.environ.get("VFPGA_TLS_SERVER_NAME"),
+            timeout=timeout,
+        )
+
+
+#: One entry of an argument table: kind, element type, value (scalar bits or length).
+ArgEntry = Tuple[ArgKind, ElemType, int]
+
+
+class _Eof(Exception):
+    def __init__(self, got: int, want: int) -> None:
+        super().__init__(got, want)
+        self.got = got
+        self.want = want
+
+
+class _Expired(Exception):
+    pass
+
+
+def _tls_why(e: BaseException, name: str) -> str:
+    """A TLS failure with what to do about it (as ``vfpga_transport::explain``)."""
+    if isinstance(e, ssl.SSLCertVerificationError):
+        code = getattr(e, "verify_code", 0)
+        msg = getattr(e, "verify_message", "") or str(e)
+        if code in (2, 18, 19, 20, 21):
+            why = (
+                "the peer's certificate is not signed by our CA (ca.pem): the two sides hold "
+                "certificates of different `vfpga-agent cert init` runs"
+            )
+        elif code == 62:
+            why = (
+                "the server's certificate does not carry the name {!r}: connect with a name it "
+                "carries (server_name, VFPGA_TLS_SERVER_NAME), or issue it one (`vfpga-agent cert "
+                "server --name`)".format(name)
+            )
+        elif code == 10:
+            why = "the peer's certificate has expired: issue a new one"
+        elif code == 26:
+            why = (
+                "the peer's certificate is of the wrong kind (a client certificate where a server "
+                "one belongs): use `cert server` for servers and `cert client` for clients"
+            )
+        else:
+            why = "the peer's certificate is refused"
+        return "{}: {}".format(msg, why)
+    if isinstance(e, ssl.SSLError):
+        reason = getattr(e, "reason", None) or str(e)
+        if any(k in str(reason).upper() for k in ("CERTIFICATE", "UNKNOWN_CA", "BAD_CERT")):
+            return (
+                "{}: the server refused our certificate: it must be a client certificate "
+                "(`vfpga-agent cert client`) signed by the server's CA; the server's log says "
+                "more".format(reason)
+            )
+        return str(reason)
+    if isinstance(e, (ConnectionResetError, BrokenPipeError, _Eof)):
+        return (
+            "the server closed the connection during the TLS handshake: it probably refused our "
+            "certificate (a server certificate used as a client one, or one of another CA); the "
+            "server's log says why"
+        )
+    if isinstance(e, OSError):
+        return os_text(e)
+    return str(e)
+
+
+def _tls_context(ep: Tls, files: TlsFiles) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_verify_locations(cafile=files.ca)
+        ctx.load_cert_chain(certfile=files.cert, keyfile=files.key)
+    except (OSError, ssl.SSLError) as e:
+        raise UsageError(
+            "{}: cannot use the certificates ({}, {}, {}): {}".format(
+                ep, files.ca, files.cert, files.key, os_text(e) if isinstance(e, OSError) else e
+            )
+        ) from e
+    return ctx
+
+
+def connect(ep: Endpoint, options: Options) -> "Connection":
+    """Connects to ``ep`` (no request yet)."""
+    shown = str(ep)
+    if isinstance(ep, DeviceNode):
+        raise UsageError(
+            "{}: a device node is driven through the virtio_vfpga module's ioctls, which this "
+            "client does not speak; reach vfpgad on a stream instead (unix:PATH, "
+            "vsock://CID:PORT or tls://HOST:PORT; docs/transports.md)".format(ep)
+        )
+    if isinstance(ep, Vchan):
+        raise UsageError(
+            "{}: Xen vchan is not spoken by this client; use tls://HOST:PORT on the domU's "
+            "network, or the Rust library (docs/transports.md)".format(ep)
+        )
+    if isinstance(ep, Tls):
+        if options.tls is None:
+            raise UsageError(
+                "{}: TLS needs this client's certificate: give Options(tls=TlsFiles.from_dir(DIR)) "
+                "or VFPGA_TLS_DIR (ca.pem, client.pem, client.key)".format(ep)
+            )
+        ctx = _tls_context(ep, options.tls)
+        name = options.server_name or ep.host
+        shown = "{} (certificate name {!r}; server_name sets another)".format(ep, name)
+        try:
+            raw = socket.create_connection((ep.host, ep.port), timeout=options.connect_timeout)
+        except OSError as e:
+            raise ConnectError(shown, connect_hint(str(ep), e), e) from e
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock: socket.socket = ctx.wrap_socket(raw, server_hostname=name)
+        except (OSError, ValueError) as e:
+            raw.close()
+            raise ConnectError(shown, _tls_why(e, name), e) from e
+        return Connection(sock, shown, options, tls_name=name)
+    if isinstance(ep, Unix):
+        family, address = socket.AF_UNIX, ep.path  # type: Tuple[int, object]
+    else:
+        assert isinstance(ep, Vsock)
+        vsock = getattr(socket, "AF_VSOCK", None)
+        if vsock is None:
+            raise ConnectError(
+                shown,
+                "no vsock transport in this guest (this Python has no AF_VSOCK: Linux only)",
+            )
+        family, address = vsock, (ep.cid, ep.port)
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError as e:
+        raise ConnectError(shown, connect_hint(shown, e), e) from e
+    try:
+        sock.settimeout(options.connect_timeout)
+        sock.connect(address)
+    except OSError as e:
+        sock.close()
+        raise ConnectError(shown, connect_hint(shown, e), e) from e
+    return Connection(sock, shown, options)
+
+
+class Connection:
+    """One stream, one request at a time (a lock serialises threads). Once an exchange
+    failed half-way the stream may be out of step and is never used again."""
+
+    def __init__(
+        self, sock: socket.socket, shown: str, options: Options, tls_name: Optional[str] = None
+    ) -> None:
+        self._sock: Optional[socket.socket] = sock
+        self.endpoint = shown
+        self._options = options
+        self._tls_name = tls_name
+        self._tag = 0
+        self._lock = threading.Lock()
+        self._broken: Optional[str] = None
+
+    def close(self) -> None:
+        """Closes the stream (vfpgad closes its sessions)."""
+        with self._lock:
+            if self._sock is not None:
+                try:
+                    self._sock.close()
+                finally:
+                    self._sock = None
+
+    @property
+    def closed(self) -> bool:
+        return self._sock is None
+
+    def _deadline(self, moved: int) -> Optional[float]:
+        t = self._options.timeout
+        if t is None:
+            return None
+        return time.monotonic() + t + moved / float(1 << 20)
+
+    def _wait(self, sock: socket.socket, deadline: Optional[float]) -> None:
+        if deadline is None:
+            sock.settimeout(None)
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise _Expired()
+        sock.settimeout(left)
+
+    def _send(self, sock: socket.socket, data: memoryview, deadline: Optional[float]) -> None:
+        while len(data):
+            self._wait(sock, deadline)
+            n = sock.send(data)
+            data = data[n:]
+
+    def _recv(self, sock: socket.socket, into: memoryview, deadline: Optional[float]) -> None:
+        done = 0
+        while done < len(into):
+            self._wait(sock, deadline)
+            n = sock.recv_into(into[done:], len(into) - done)
+            if n == 0:
+                raise _Eof(done, len(into))
+            done += n
+
+    def exchange(
+        self,
+        op: str,
+        opcode: Opcode,
+        session: int,
+        args: Sequence[ArgEntry],
+        inputs: Sequence[memoryview],
+        outputs: Sequence[memoryview],
+    ) -> Response:
+        """Sends one request with its inputs; reads the answer and, when it is OK, its
+        outputs straight into ``outputs`` (byte views, in argument order)."""
+        with self._lock:
+            sock = self._sock
+            if sock is None:
+                raise LinkError(op, "the device was closed")
+            if self._broken is not None:
+                raise LinkError(
+                    op,
+                    "an earlier request on this connection failed half-way ({}); open the device "
+                    "again".format(self._broken),
+                )
+            self._tag = (self._tag + 1) & 0xFFFFFFFFFFFFFFFF
+            tag = self._tag
+            head = bytearray(abi.request_header(opcode, tag, session, len(args)))
+            for kind, ty, value in args:
+                head += abi.arg_entry(kind, ty, value)
+            room = sum(len(o) for o in outputs)
+            deadline = self._deadline(sum(len(i) for i in inputs) + room)
+            try:
+                return self._exchange(sock, op, tag, head, inputs, outputs, room, deadline)
+            except ProtocolError as e:
+                self._broken = e.why
+                raise
+            except _Expired as e:
+                self._broken = "timed out"
+                raise LinkError(
+                    op,
+                    "no complete answer within {:g} s (VFPGA_TIMEOUT_SECS, Options.timeout)".format(
+                        self._options.timeout or 0
+                    ),
+                    e,
+                ) from None
+            except socket.timeout as e:
+                self._broken = "timed out"
+                raise LinkError(
+                    op,
+                    "no complete answer within {:g} s (VFPGA_TIMEOUT_SECS, Options.timeout)".format(
+                        self._options.timeout or 0
+                    ),
+                    e,
+                ) from None
+            except _Eof as e:
+                self._broken = "closed"
+                if e.got == 0 and e.want == abi.RESPONSE.size:
+                    why = "vfpgad closed the connection"
+                else:
+                    why = "vfpgad closed the connection in the middle of its answer ({} of {} bytes)".format(
+                        e.got, e.want
+                    )
+                raise LinkError(op, why, e) from None
+            except ssl.SSLError as e:
+                self._broken = "TLS failure"
+                raise LinkError(op, _tls_why(e, self._tls_name or ""), e) from None
+            except OSError as e:
+                self._broken = os_text(e)
+                raise LinkError(op, os_text(e), e) from None
+
+    def _exchange(
+        self,
+        sock: socket.socket,
+        op: str,
+        tag: int,
+        head: bytearray,
+        inputs: Sequence[memoryview],
+        outputs: Sequence[memoryview],
+        room: int,
+        deadline: Optional[float],
+    ) -> Response:
+        self._send(sock, memoryview(head), deadline)
+        for i in inputs:
+            self._send(sock, i, deadline)
+        raw = bytearray(abi.RESPONSE.size)
+        self._recv(sock, memoryview(raw), deadline)
+        resp = Response.decode(bytes(raw))
+        if resp.tag != tag:
+            raise ProtocolError(
+                op, "an answer for tag {} while waiting for {}".format(resp.tag, tag)
+            )
+        if resp.status != 0:
+            return resp
+        if resp.written > room:
+            raise ProtocolError(
+                op, "vfpgad announced {} output bytes for {}".format(resp.written, room)
+            )
+        left = resp.written
+        for o in outputs:
+            n = min(left, len(o))
+            if n == 0:
+                break
+            try:
+                self._recv(sock, o[:n], deadline)
+            except _Eof as e:
+                raise _Eof(resp.written - left + e.got, resp.written) from None
+            left -= n
+        return resp
+
