@@ -143,6 +143,13 @@ def _bytes_view(data: Any, ty: ElemType, what: str, writable: bool) -> memoryvie
                     what, ty.type_name, view.format, view.itemsize
                 )
             )
+    if view.nbytes % ty.size:
+        # A framing error on a stream (the connection would end): said here instead.
+        raise _usage(
+            "{} is {}: {} bytes are not a whole number of {}-byte elements".format(
+                what, ty.type_name, view.nbytes, ty.size
+            )
+        )
     return view.cast("B") if view.ndim != 1 or view.format != "B" else view
 
 
@@ -171,8 +178,10 @@ def scalar_bits(value: Any, ty: ElemType, what: str) -> int:
         if v < -(1 << (width - 1)):
             raise _usage("{} is {}: {} does not fit".format(what, ty.type_name, v))
         return v & ((1 << width) - 1)
-    if v >= 1 << 64:
-        raise _usage("{} is {}: {} does not fit in 64 bits".format(what, ty.type_name, v))
+    if v >= 1 << width:
+        # The device would refuse it too, but on a stream as a framing error that ends
+        # the connection: said here instead.
+        raise _usage("{} is {}: {} does not fit in {} bits".format(what, ty.type_name, v, width))
     return v
 
 

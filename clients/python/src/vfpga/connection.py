@@ -304,7 +304,7 @@ class Connection:
             deadline = self._deadline(sum(len(i) for i in inputs) + room)
             try:
                 return self._exchange(sock, op, tag, head, inputs, outputs, room, deadline)
-            except ProtocolError as e:
+            except LinkError as e:
                 self._broken = e.why
                 raise
             except _Expired as e:
@@ -341,6 +341,21 @@ class Connection:
                 self._broken = os_text(e)
                 raise LinkError(op, os_text(e), e) from None
 
+    def _refused(self, op: str, resp: Response) -> None:
+        """A tag-0 answer: the server could not trust the request's header or table,
+        answered it and closes the stream (docs/protocol.md section 10)."""
+        try:
+            meaning = abi.Status(resp.status).describe()
+        except ValueError:
+            meaning = "status {}".format(resp.status)
+        detail = " (argument {})".format(resp.detail) if resp.status in (1, 6) else ""
+        raise LinkError(
+            op,
+            "vfpgad refused the request as unreadable ({}{}) and closed the connection".format(
+                meaning, detail
+            ),
+        )
+
     def _exchange(
         self,
         sock: socket.socket,
@@ -352,12 +367,21 @@ class Connection:
         room: int,
         deadline: Optional[float],
     ) -> Response:
-        self._send(sock, memoryview(head), deadline)
-        for i in inputs:
-            self._send(sock, i, deadline)
+        try:
+            self._send(sock, memoryview(head), deadline)
+            for i in inputs:
+                self._send(sock, i, deadline)
+        except (BrokenPipeError, ConnectionResetError):
+            # The server may have refused the request and closed: its answer says why.
+            raw = bytearray(abi.RESPONSE.size)
+            self._recv(sock, memoryview(raw), deadline)
+            self._refused(op, Response.decode(bytes(raw)))
+            raise
         raw = bytearray(abi.RESPONSE.size)
         self._recv(sock, memoryview(raw), deadline)
         resp = Response.decode(bytes(raw))
+        if resp.tag == 0 and resp.status != 0:
+            self._refused(op, resp)
         if resp.tag != tag:
             raise ProtocolError(
                 op, "an answer for tag {} while waiting for {}".format(resp.tag, tag)

@@ -21,6 +21,8 @@ DEFAULT_DEVICE = "/dev/vfpga0"
 DEVICE_ENV = "VFPGA_DEVICE"
 #: A bound on the catalogue this client reads (a server announcing more lies).
 MAX_KERNELS = 1 << 16
+#: The largest request any vfpgad accepts (``max_request_bytes`` is at most 4 GiB).
+MAX_OUTPUT = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -351,6 +353,9 @@ class Session:
             raise UsageError(
                 "call `{}`: give {} ({})".format(sig.name, ", ".join("`{}`".format(m) for m in missing), sig.render())
             )
+        for i, a in enumerate(sig.args):
+            if a.kind == ArgKind.SCALAR:
+                buffers.scalar_bits(given[i], a.ty, self._what(i))  # a clear error before sizing
         args: List[Any] = []
         results: List[Any] = []
         for i, a in enumerate(sig.args):
@@ -360,6 +365,12 @@ class Session:
             n = sig.buffer_elems(i, scalars)
             if n is None:
                 raise UsageError("call `{}`: cannot size output `{}`".format(sig.name, a.name))
+            if n * a.ty.size > MAX_OUTPUT:
+                raise UsageError(
+                    "call `{}`: output `{}` would be {} bytes, more than any device accepts".format(
+                        sig.name, a.name, n * a.ty.size
+                    )
+                )
             out = buffers.new_output(a.ty, n)
             results.append(out)
             args.append(out)
