@@ -102,7 +102,7 @@ def _tls_why(e: BaseException, name: str) -> str:
     if isinstance(e, ssl.SSLCertVerificationError):
         code = getattr(e, "verify_code", 0)
         msg = getattr(e, "verify_message", "") or str(e)
-        if code in (2, 18, 19, 20, 21):
+        if code in (2, 7, 18, 19, 20, 21):
             why = (
                 "the peer's certificate is not signed by our CA (ca.pem): the two sides hold "
                 "certificates of different `vfpga-agent cert init` runs"

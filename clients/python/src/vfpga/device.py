@@ -83,7 +83,14 @@ class Device:
             raise ConnectError(conn.endpoint, "{} (is this vfpgad or a vfpga-agent?)".format(e.why), e) from None
         except LinkError as e:
             conn.close()
-            raise ConnectError(conn.endpoint, e.why, e.cause) from None
+            why = e.why
+            if isinstance(ep, endpoint.Tls) and why == "vfpgad closed the connection":
+                why += (
+                    " right after the TLS handshake: no guest served on that port carries this "
+                    "certificate's name (vfpgad's [[guest]] tls_name, default the guest's name), "
+                    "or it is revoked; the server's log says which"
+                )
+            raise ConnectError(conn.endpoint, why, e.cause) from None
         except BaseException:
             conn.close()
             raise
