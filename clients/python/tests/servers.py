@@ -13,7 +13,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import IO, List, Optional
+from typing import IO, Dict, List, Optional
 
 ROOT = Path(__file__).resolve().parents[3]
 RELEASE = ROOT / "target" / "release"
@@ -94,7 +94,7 @@ class LogTail:
 
 
 class Process:
-    def __init__(self, argv: List[str], env: Optional[dict] = None) -> None:
+    def __init__(self, argv: List[str], env: Optional[Dict[str, str]] = None) -> None:
         full = dict(os.environ, RUST_LOG="info", NO_COLOR="1")
         full.pop("NOTIFY_SOCKET", None)
         full.update(env or {})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -30,9 +31,9 @@ args = [
 
 
 @pytest.fixture
-def board(tmp_path: Path, pki: Path) -> Agent:
+def board(tmp_path: Path, pki: Path) -> Iterator[Agent]:
     a = Agent(pki, tmp_path, ["hashes"])
-    yield a  # type: ignore[misc]
+    yield a
     a.stop()
 
 

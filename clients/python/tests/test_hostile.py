@@ -9,7 +9,7 @@ import struct
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Iterator, List, Optional
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import pytest
 
@@ -17,9 +17,12 @@ import vfpga
 from conftest import tls_options
 from vfpga import abi
 
+#: An argument table entry: kind, type, flags, reserved, value.
+Entry = Tuple[int, int, int, int, int]
+
 #: A misbehaviour: gets the connection and the request's (opcode, tag, args), and
 #: answers (or not). Returns normally to serve the next request.
-Behaviour = Callable[[socket.socket, int, int, List[tuple]], None]
+Behaviour = Callable[[socket.socket, int, int, List[Entry]], None]
 
 TIMEOUT = 1.0
 
@@ -70,7 +73,9 @@ class FakeServer:
                         return
                     f = abi.REQUEST_HEADER.unpack(head)
                     opcode, n_args, tag = f[2], f[4], f[5]
-                    args = [abi.ARG_ENTRY.unpack(read_exact(conn, 16) or b"\0" * 16) for _ in range(n_args)]
+                    args: List[Entry] = [
+                        abi.ARG_ENTRY.unpack(read_exact(conn, 16) or b"\0" * 16) for _ in range(n_args)
+                    ]
                     inputs = sum(a[4] for a in args if a[0] == 2)
                     if inputs:
                         read_exact(conn, inputs)
@@ -116,13 +121,13 @@ def opened(server: FakeServer) -> vfpga.Device:
 def bounded(fn: Callable[[], object], exc: type, within: float = 10 * TIMEOUT) -> str:
     """Runs ``fn``; it must raise ``exc`` within ``within`` seconds. Returns the message."""
     t = time.monotonic()
-    with pytest.raises(exc) as e:  # type: ignore[var-annotated]
+    with pytest.raises(exc) as e:
         fn()
     assert time.monotonic() - t < within
     return str(e.value)
 
 
-def held(conn: socket.socket, opcode: int, tag: int, args: List[tuple]) -> None:
+def held(conn: socket.socket, opcode: int, tag: int, args: List[Entry]) -> None:
     """A stalled server: holds the connection until the test ends (FakeServer.close)."""
     conn.recv(1)
 
@@ -144,14 +149,14 @@ def test_garbage_at_open_is_a_connect_error(fake: Callable[..., FakeServer]) -> 
 
 
 def test_a_close_before_the_answer(fake: Callable[..., FakeServer]) -> None:
-    def close(c: socket.socket, op: int, tag: int, args: List[tuple]) -> None:
+    def close(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
         c.shutdown(socket.SHUT_RDWR)
     dev = opened(fake(close))
     assert bounded(dev.info, vfpga.LinkError) == "info: the connection to vfpgad failed: vfpgad closed the connection"
 
 
 def test_half_an_answer_then_close(fake: Callable[..., FakeServer]) -> None:
-    def half(c: socket.socket, op: int, tag: int, args: List[tuple]) -> None:
+    def half(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
         c.sendall(abi.RESPONSE.pack(0, 0, 0, tag, 0, 0, 0)[:17])
         c.shutdown(socket.SHUT_RDWR)
     dev = opened(fake(half))
@@ -167,7 +172,7 @@ def test_a_server_that_never_answers_is_cut_by_the_timeout(fake: Callable[..., F
 
 
 def test_a_trickling_server_is_cut_by_the_deadline_not_per_read(fake: Callable[..., FakeServer]) -> None:
-    def trickle(c: socket.socket, op: int, tag: int, args: List[tuple]) -> None:
+    def trickle(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
         # The 40-byte answer, then the 160 info bytes, a byte every 50 ms: 10 s in all,
         # each read well within any per-call timeout.
         for b in abi.RESPONSE.pack(0, 0, 0, tag, 0, 160, 0) + bytes(160):
@@ -180,7 +185,7 @@ def test_a_trickling_server_is_cut_by_the_deadline_not_per_read(fake: Callable[.
 
 
 def test_lying_about_the_output_length(fake: Callable[..., FakeServer]) -> None:
-    def liar(c: socket.socket, op: int, tag: int, args: List[tuple]) -> None:
+    def liar(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
         answer(c, tag, written=1 << 40)
     dev = opened(fake(liar))
     msg = bounded(dev.info, vfpga.ProtocolError)
@@ -191,14 +196,14 @@ def test_lying_about_the_output_length(fake: Callable[..., FakeServer]) -> None:
 
 
 def test_fewer_output_bytes_than_announced(fake: Callable[..., FakeServer]) -> None:
-    def short(c: socket.socket, op: int, tag: int, args: List[tuple]) -> None:
+    def short(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
         answer(c, tag, written=160)
         c.sendall(bytes(100))
         held(c, op, tag, args)
     dev = opened(fake(short))
     assert "no complete answer within 1 s" in bounded(dev.info, vfpga.LinkError)
 
-    def short_close(c: socket.socket, op: int, tag: int, args: List[tuple]) -> None:
+    def short_close(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
         answer(c, tag, written=160)
         c.sendall(bytes(100))
         c.shutdown(socket.SHUT_RDWR)
@@ -207,7 +212,7 @@ def test_fewer_output_bytes_than_announced(fake: Callable[..., FakeServer]) -> N
 
 
 def test_an_answer_shorter_than_its_structure(fake: Callable[..., FakeServer]) -> None:
-    def few(c: socket.socket, op: int, tag: int, args: List[tuple]) -> None:
+    def few(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
         answer(c, tag, written=12)
         c.sendall(bytes(12))
     dev = opened(fake(few))
@@ -237,7 +242,7 @@ def kernel_records(n: int, name: bytes = b"k", n_args: int = 0, arg: bytes = b""
 
 
 def catalogue(records: Callable[[int], bytes], total: int) -> Behaviour:
-    def serve(c: socket.socket, op: int, tag: int, args: List[tuple]) -> None:
+    def serve(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
         room = args[1][4] if len(args) > 1 else 0
         body = records(room)[:room]
         answer(c, tag, value=total, written=len(body))

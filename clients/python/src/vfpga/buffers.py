@@ -14,6 +14,7 @@ from typing import Any, Optional, Tuple
 from .abi import ArgKind, ElemType
 from .errors import UsageError
 
+_np: Any
 try:  # numpy is optional
     import numpy as _np
 except ImportError:  # pragma: no cover - exercised where numpy is absent

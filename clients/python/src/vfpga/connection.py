@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple, Union
 
 from . import abi
 from .abi import ArgKind, ElemType, Opcode, Response
@@ -193,7 +193,7 @@ def connect(ep: Endpoint, options: Options) -> "Connection":
             raise ConnectError(shown, _tls_why(e, name), e) from e
         return Connection(sock, shown, options, tls_name=name)
     if isinstance(ep, Unix):
-        family, address = socket.AF_UNIX, ep.path  # type: Tuple[int, object]
+        family, address = socket.AF_UNIX, ep.path  # type: Tuple[int, Union[str, Tuple[int, int]]]
     else:
         assert isinstance(ep, Vsock)
         vsock = getattr(socket, "AF_VSOCK", None)
