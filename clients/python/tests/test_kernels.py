@@ -4,12 +4,15 @@ agent (TLS), bit for bit against numpy and hashlib."""
 from __future__ import annotations
 
 import array
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
 import vfpga
 from reference import fir, mmult, sha256, sobel, vadd_f32, vadd_u32
+from servers import Vfpgad
 
 RNG = np.random.default_rng(20261205)
 
@@ -110,3 +113,27 @@ def test_sessions_are_counted(device: vfpga.Device) -> None:
     assert st.runs == 3
     assert st.bytes_in == 0 + 1 + 2
     assert st.bytes_out == 3 * 32
+
+
+def test_without_numpy(daemon: Vfpgad) -> None:
+    """On a Python without numpy, call() gives array.array outputs."""
+    script = """
+import sys
+sys.modules["numpy"] = None  # import numpy fails, as where it is not installed
+import array, hashlib, vfpga
+assert not vfpga.have_numpy()
+with vfpga.Device.open(sys.argv[1]) as dev:
+    with dev.session("vadd_u32") as s:
+        c = s.call(array.array("I", [1, 2, 0xFFFFFFFF]), [10, 20, 1])
+    assert isinstance(c, array.array) and c.typecode == "I", type(c)
+    assert list(c) == [11, 22, 0], c
+    with dev.session("sha256") as s:
+        d = s.call(b"no numpy here")
+    assert d.tobytes() == hashlib.sha256(b"no numpy here").digest()
+print("ok")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", script, daemon.unix()], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=60,
+        check=False,
+    )
+    assert out.stdout.decode().strip() == "ok", out.stdout.decode()

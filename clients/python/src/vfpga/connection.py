@@ -333,13 +333,14 @@ class Connection:
                     why = "vfpgad closed the connection in the middle of its answer ({} of {} bytes)".format(
                         e.got, e.want
                     )
-                raise LinkError(op, why, e) from None
+                raise LinkError(op, why, e, lost=True) from None
             except ssl.SSLError as e:
                 self._broken = "TLS failure"
-                raise LinkError(op, _tls_why(e, self._tls_name or ""), e) from None
+                lost = isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
+                raise LinkError(op, _tls_why(e, self._tls_name or ""), e, lost) from None
             except OSError as e:
                 self._broken = os_text(e)
-                raise LinkError(op, os_text(e), e) from None
+                raise LinkError(op, os_text(e), e, isinstance(e, ConnectionError)) from None
 
     def _refused(self, op: str, resp: Response) -> None:
         """A tag-0 answer: the server could not trust the request's header or table,

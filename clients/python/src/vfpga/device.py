@@ -84,11 +84,12 @@ class Device:
         except LinkError as e:
             conn.close()
             why = e.why
-            if isinstance(ep, endpoint.Tls) and why == "vfpgad closed the connection":
-                why += (
-                    " right after the TLS handshake: no guest served on that port carries this "
-                    "certificate's name (vfpgad's [[guest]] tls_name, default the guest's name), "
-                    "or it is revoked; the server's log says which"
+            if isinstance(ep, endpoint.Tls) and e.lost:
+                why = (
+                    "vfpgad closed the connection right after the TLS handshake: no guest served "
+                    "on that port carries this certificate's name (vfpgad's [[guest]] tls_name, "
+                    "default the guest's name), or it is revoked; the server's log says which "
+                    "({})".format(why)
                 )
             raise ConnectError(conn.endpoint, why, e.cause) from None
         except BaseException:

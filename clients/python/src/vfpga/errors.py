@@ -43,11 +43,16 @@ class LinkError(VfpgaError):
     failed: WHY``. The request's outcome is unknown and the connection is not used
     again: open the device anew."""
 
-    def __init__(self, op: str, why: str, cause: Optional[BaseException] = None) -> None:
+    def __init__(
+        self, op: str, why: str, cause: Optional[BaseException] = None, lost: bool = False
+    ) -> None:
         super().__init__("{}: the connection to vfpgad failed: {}".format(op, why))
         self.op = op
         self.why = why
         self.cause = cause
+        #: Whether the peer went away (closed or reset the connection), rather than
+        #: answering nonsense or too slowly.
+        self.lost = lost
 
 
 class ProtocolError(LinkError):
