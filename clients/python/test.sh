@@ -33,7 +33,9 @@ venv() {
 		"$dir/bin/python" -m pip install --quiet --disable-pip-version-check -r "$reqs"
 		printf '%s' "$stamp" >"$dir/.vfpga-stamp"
 	fi
-	# The package as a user installs it: built from pyproject.toml, not from the tree.
+	# The package as a user installs it: built from pyproject.toml, not from the tree
+	# (and not from what an earlier build left).
+	rm -rf "$here/build" "$here/src/vfpga.egg-info"
 	"$dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-build-isolation \
 		--no-deps --force-reinstall "$here" >/dev/null
 }
