@@ -293,3 +293,12 @@ def test_a_tls_endpoint_that_speaks_no_tls(pki: Path) -> None:
     listener.close()
     t.join(timeout=10)
     assert not t.is_alive()
+
+
+def test_leaving_a_session_block_keeps_the_error_that_ended_it(fake: Callable[..., FakeServer]) -> None:
+    sig = abi.KernelSig("k", "", ())
+    dev = opened(fake(held))
+    with pytest.raises(vfpga.LinkError) as e:
+        with vfpga.Session(dev, 5, sig):
+            dev.info()  # times out; leaving the block must not replace that error
+    assert "no complete answer within 1 s" in str(e.value)

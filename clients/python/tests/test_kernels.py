@@ -4,6 +4,7 @@ agent (TLS), bit for bit against numpy and hashlib."""
 from __future__ import annotations
 
 import array
+from typing import List
 import subprocess
 import sys
 
@@ -137,3 +138,29 @@ print("ok")
         check=False,
     )
     assert out.stdout.decode().strip() == "ok", out.stdout.decode()
+
+
+def test_threads_share_a_device_and_devices_run_side_by_side(daemon: Vfpgad) -> None:
+    import threading
+
+    errors: List[BaseException] = []
+
+    def work(dev: vfpga.Device, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        try:
+            with dev.session("vadd_u32") as s:
+                for _ in range(20):
+                    a = rng.integers(0, 2**32, 3000, dtype=np.uint32)
+                    b = rng.integers(0, 2**32, 3000, dtype=np.uint32)
+                    assert np.array_equal(s.call(a, b), vadd_u32(a, b))
+        except BaseException as e:  # reported by the main thread
+            errors.append(e)
+
+    with vfpga.Device.open(daemon.unix()) as shared, vfpga.Device.open(daemon.unix("g1")) as other:
+        threads = [threading.Thread(target=work, args=(d, i)) for i, d in enumerate([shared, shared, shared, other])]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert other.info().name == "g1" and shared.info().name == "g0"

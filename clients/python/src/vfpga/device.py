@@ -12,7 +12,15 @@ from . import abi, buffers, endpoint
 from .abi import ArgKind, DeviceInfo, ElemType, KernelSig, Limits, Opcode, Response, Stats, Status
 from .buffers import In, Out, Scalar
 from .connection import ArgEntry, Connection, Options, connect
-from .errors import ConnectError, DeviceError, LinkError, ProtocolError, UnknownKernelError, UsageError
+from .errors import (
+    ConnectError,
+    DeviceError,
+    LinkError,
+    ProtocolError,
+    UnknownKernelError,
+    UsageError,
+    VfpgaError,
+)
 
 #: The endpoint the Rust library opens when none is given (a device node: this client
 #: needs ``VFPGA_DEVICE`` to name a stream).
@@ -250,16 +258,23 @@ class Session:
     def __enter__(self) -> "Session":
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if not self._dev._conn.closed:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        # As the Rust library's drop: a session on a connection that is gone is gone
+        # with it, and an error on the way out must not hide the one that got us here.
+        try:
             self.close()
+        except LinkError:
+            pass
+        except VfpgaError:
+            if exc_type is None:
+                raise
 
     def __repr__(self) -> str:
         return "Session({})".format(self.signature.render())
 
     def close(self) -> None:
         """Closes the session now."""
-        if self.id == 0:
+        if self.id == 0 or self._dev._conn.closed:
             return
         sid, self.id = self.id, 0
         _check("close session", self._dev._call("close session", Opcode.CLOSE_SESSION, sid))
