@@ -131,11 +131,18 @@ class Vfpgad(Process):
                 max=max_request_bytes, pki=pki, d=directory, port=self.port
             )
         )
-        notify = directory / "notify"
+        self.config = config
+        self.start()
+
+    def start(self) -> None:
+        """Starts vfpgad and waits for its READY=1."""
+        notify = self.dir / "notify"
+        if notify.exists():
+            notify.unlink()
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as ready:
             ready.bind(str(notify))
-            super().__init__(
-                [binary("VFPGAD", "vfpgad"), "--config", str(config)], {"NOTIFY_SOCKET": str(notify)}
+            Process.__init__(
+                self, [binary("VFPGAD", "vfpgad"), "--config", str(self.config)], {"NOTIFY_SOCKET": str(notify)}
             )
             ready.settimeout(60)
             try:
@@ -144,6 +151,11 @@ class Vfpgad(Process):
             except socket.timeout:
                 self.stop()
                 raise RuntimeError("vfpgad did not report READY=1:\n" + self.log.text()) from None
+
+    def crash(self) -> None:
+        """SIGKILL, as a crash: no cleanup, connections reset."""
+        self.proc.kill()
+        self.proc.wait()
 
     def unix(self, guest: str = "g0") -> str:
         return "unix:{}/{}.sock".format(self.dir, guest)

@@ -80,12 +80,13 @@ def test_a_bad_argument_names_it_with_the_signature(daemon: Vfpgad) -> None:
 def test_closed_and_foreign_sessions_are_bad_sessions(daemon: Vfpgad) -> None:
     with vfpga.Device.open(daemon.unix()) as one, vfpga.Device.open(daemon.unix()) as two:
         s = one.session("sha256")
-        theirs = vfpga.Session(two, s.id, s.signature)  # another stream's id
+        sid = one._conn.server_id(s.id)  # vfpgad's id of the session on `one`
+        assert sid is not None
+        theirs = vfpga.Session(two, sid, s.signature)  # sent as is on another stream
         with pytest.raises(vfpga.DeviceError) as e:
             theirs.call(b"x")
         assert e.value.status == vfpga.Status.BAD_SESSION
         assert str(e.value) == "run `sha256`: unknown or closed session"
-        sid = s.id
         s.close()
         with pytest.raises(vfpga.DeviceError) as closed:
             vfpga.Session(one, sid, s.signature).call(b"x")

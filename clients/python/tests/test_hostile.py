@@ -115,7 +115,7 @@ def fake(tmp_path: Path) -> Iterator[Callable[..., FakeServer]]:
 
 
 def opened(server: FakeServer) -> vfpga.Device:
-    return vfpga.Device.open(server.uri(), vfpga.Options(timeout=TIMEOUT))
+    return vfpga.Device.open(server.uri(), vfpga.Options(timeout=TIMEOUT, reconnect=0))
 
 
 def bounded(fn: Callable[[], object], exc: type, within: float = 10 * TIMEOUT) -> str:
@@ -138,7 +138,7 @@ def test_garbage_is_a_protocol_error_and_the_connection_is_not_reused(fake: Call
     msg = bounded(dev.info, vfpga.ProtocolError)
     assert msg.startswith("info: the connection to vfpgad failed: vfpgad broke the protocol: an answer for tag ")
     again = bounded(dev.nop, vfpga.LinkError)
-    assert "an earlier request on this connection failed half-way" in again
+    assert again == "nop: the connection to vfpgad failed: an earlier request on this connection failed half-way (reconnecting is off)"
 
 
 def test_garbage_at_open_is_a_connect_error(fake: Callable[..., FakeServer]) -> None:

@@ -16,17 +16,27 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
 from . import abi
-from .abi import ArgKind, ElemType, Opcode, Response
+from .abi import ArgKind, ElemType, Opcode, Response, Status
 from .endpoint import DeviceNode, Endpoint, Tls, Unix, Vchan, Vsock
-from .errors import ConnectError, LinkError, ProtocolError, UsageError, connect_hint, os_text
+from .errors import (
+    ConnectError,
+    DeviceError,
+    LinkError,
+    ProtocolError,
+    UsageError,
+    connect_hint,
+    os_text,
+)
 
 #: Default bound on one request (plus one second per MiB it moves), in seconds.
 DEFAULT_TIMEOUT = 120.0
 #: How long a connect and TLS handshake may take, in seconds.
 CONNECT_TIMEOUT = 10.0
+#: How long a broken connection is tried again (vfpgad restarting), in seconds.
+DEFAULT_RECONNECT = 30.0
 
 
 @dataclass(frozen=True)
@@ -61,11 +71,17 @@ class Options:
     timeout: Optional[float] = DEFAULT_TIMEOUT
     #: Longest a connect and TLS handshake may take, in seconds.
     connect_timeout: float = CONNECT_TIMEOUT
+    #: When the connection breaks (vfpgad restarted or upgraded): how long to keep
+    #: trying to reach the server again, in seconds. The sessions are reopened and a
+    #: request the break interrupted is sent once more (a run's outputs depend only on
+    #: its inputs); 0 turns this off: a broken connection then fails every request.
+    reconnect: float = DEFAULT_RECONNECT
 
     @classmethod
     def from_env(cls) -> "Options":
-        """``VFPGA_TLS_DIR``, ``VFPGA_TLS_SERVER_NAME`` (as the Rust library and the CLI
-        read them) and ``VFPGA_TIMEOUT_SECS`` (0: no bound; unreadable: the default)."""
+        """``VFPGA_TLS_DIR``, ``VFPGA_TLS_SERVER_NAME``, ``VFPGA_RECONNECT_SECS`` (as the
+        Rust library and the CLI read them) and ``VFPGA_TIMEOUT_SECS`` (0: no bound);
+        an unreadable number keeps the default."""
         tls_dir = os.environ.get("VFPGA_TLS_DIR")
         timeout: Optional[float] = DEFAULT_TIMEOUT
         raw = os.environ.get("VFPGA_TIMEOUT_SECS")
@@ -75,10 +91,16 @@ class Options:
                 timeout = secs if secs > 0 else None
             except ValueError:
                 pass
+        reconnect = DEFAULT_RECONNECT
+        try:
+            reconnect = max(0.0, float(os.environ.get("VFPGA_RECONNECT_SECS", "").strip()))
+        except ValueError:
+            pass
         return cls(
             tls=TlsFiles.from_dir(tls_dir) if tls_dir else None,
             server_name=os.environ.get("VFPGA_TLS_SERVER_NAME"),
             timeout=timeout,
+            reconnect=reconnect,
         )
 
 
@@ -158,8 +180,8 @@ def _tls_context(ep: Tls, files: TlsFiles) -> ssl.SSLContext:
     return ctx
 
 
-def connect(ep: Endpoint, options: Options) -> "Connection":
-    """Connects to ``ep`` (no request yet)."""
+def _dial(ep: Endpoint, options: Options) -> Tuple[socket.socket, str, Optional[str]]:
+    """Connects to ``ep``: the socket, the endpoint as messages show it, the TLS name."""
     shown = str(ep)
     if isinstance(ep, DeviceNode):
         raise UsageError(
@@ -191,7 +213,7 @@ def connect(ep: Endpoint, options: Options) -> "Connection":
         except (OSError, ValueError) as e:
             raw.close()
             raise ConnectError(shown, _tls_why(e, name), e) from e
-        return Connection(sock, shown, options, tls_name=name)
+        return sock, shown, name
     if isinstance(ep, Unix):
         family, address = socket.AF_UNIX, ep.path  # type: Tuple[int, Union[str, Tuple[int, int]]]
     else:
@@ -213,39 +235,89 @@ def connect(ep: Endpoint, options: Options) -> "Connection":
     except OSError as e:
         sock.close()
         raise ConnectError(shown, connect_hint(shown, e), e) from e
-    return Connection(sock, shown, options)
+    return sock, shown, None
+
+
+#: How long a new connection after a restart may take to answer its first request: it
+#: waits in a supervisor's listen queue until the new daemon takes it.
+RESUME_TIME = 10.0
+
+
+def connect(ep: Endpoint, options: Options) -> "Connection":
+    """Connects to ``ep`` (no request yet). A connection cut before the server answered
+    it (a daemon restarting under a supervisor, whose listener takes connections
+    meanwhile) is tried again within the reconnect window; nothing listening fails at
+    once."""
+    deadline = time.monotonic() + options.reconnect
+    pause = 0.02
+    while True:
+        try:
+            sock, shown, name = _dial(ep, options)
+            return Connection(ep, options, sock, shown, name)
+        except ConnectError as e:
+            if not isinstance(e.cause, ConnectionError) or time.monotonic() + pause >= deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.5)
+
+
+class _Session:
+    """A session as the server knows it on the current connection."""
+
+    def __init__(self, kernel: bytes, sid: Optional[int]) -> None:
+        self.kernel = kernel
+        #: The server's id; ``None`` when a reconnection found the kernel gone.
+        self.sid = sid
 
 
 class Connection:
-    """One stream, one request at a time (a lock serialises threads). Once an exchange
-    failed half-way the stream may be out of step and is never used again."""
+    """A stream to the server, one request at a time (a lock serialises threads). When
+    the connection breaks (vfpgad restarted), the next request connects again within
+    :attr:`Options.reconnect`, reopens the sessions and is sent; a request interrupted
+    by the break is sent once more, never a third time. Sessions are known to callers
+    by handles that survive reconnections."""
 
     def __init__(
-        self, sock: socket.socket, shown: str, options: Options, tls_name: Optional[str] = None
+        self, ep: Endpoint, options: Options, sock: socket.socket, shown: str, tls_name: Optional[str]
     ) -> None:
+        self._ep = ep
         self._sock: Optional[socket.socket] = sock
         self.endpoint = shown
         self._options = options
         self._tls_name = tls_name
         self._tag = 0
-        self._lock = threading.Lock()
-        self._broken: Optional[str] = None
+        self._lock = threading.RLock()
+        self._closed = False
+        self._sessions: Dict[int, _Session] = {}
+        self._last_handle = 0
+        #: Times the connection was made again after it broke.
+        self.reconnects = 0
 
     def close(self) -> None:
         """Closes the stream (vfpgad closes its sessions)."""
         with self._lock:
-            if self._sock is not None:
-                try:
-                    self._sock.close()
-                finally:
-                    self._sock = None
+            self._closed = True
+            self._drop()
 
     @property
     def closed(self) -> bool:
-        return self._sock is None
+        return self._closed
 
-    def _deadline(self, moved: int) -> Optional[float]:
-        t = self._options.timeout
+    def _drop(self) -> None:
+        if self._sock is not None:
+            try:
+                self._sock.close()
+            finally:
+                self._sock = None
+
+    def server_id(self, handle: int) -> Optional[int]:
+        """The server's id of session ``handle`` on the current connection (a value no
+        handle names is passed through as it is)."""
+        s = self._sessions.get(handle)
+        return handle if s is None else s.sid
+
+    def _deadline(self, moved: int, timeout: Optional[float] = None) -> Optional[float]:
+        t = self._options.timeout if timeout is None else timeout
         if t is None:
             return None
         return time.monotonic() + t + moved / float(1 << 20)
@@ -283,64 +355,158 @@ class Connection:
         inputs: Sequence[memoryview],
         outputs: Sequence[memoryview],
     ) -> Response:
-        """Sends one request with its inputs; reads the answer and, when it is OK, its
-        outputs straight into ``outputs`` (byte views, in argument order)."""
+        """Sends one request with its inputs (``session``: a handle from
+        :meth:`open_session`, or 0); reads the answer and, when it is OK, its outputs
+        straight into ``outputs`` (byte views, in argument order)."""
         with self._lock:
-            sock = self._sock
-            if sock is None:
-                raise LinkError(op, "the device was closed")
-            if self._broken is not None:
-                raise LinkError(
-                    op,
-                    "an earlier request on this connection failed half-way ({}); open the device "
-                    "again".format(self._broken),
-                )
-            self._tag = (self._tag + 1) & 0xFFFFFFFFFFFFFFFF
-            tag = self._tag
-            head = bytearray(abi.request_header(opcode, tag, session, len(args)))
-            for kind, ty, value in args:
-                head += abi.arg_entry(kind, ty, value)
-            room = sum(len(o) for o in outputs)
-            deadline = self._deadline(sum(len(i) for i in inputs) + room)
-            try:
-                return self._exchange(sock, op, tag, head, inputs, outputs, room, deadline)
-            except LinkError as e:
-                self._broken = e.why
-                raise
-            except _Expired as e:
-                self._broken = "timed out"
-                raise LinkError(
-                    op,
-                    "no complete answer within {:g} s (VFPGA_TIMEOUT_SECS, Options.timeout)".format(
-                        self._options.timeout or 0
-                    ),
-                    e,
-                ) from None
-            except socket.timeout as e:
-                self._broken = "timed out"
-                raise LinkError(
-                    op,
-                    "no complete answer within {:g} s (VFPGA_TIMEOUT_SECS, Options.timeout)".format(
-                        self._options.timeout or 0
-                    ),
-                    e,
-                ) from None
-            except _Eof as e:
-                self._broken = "closed"
-                if e.got == 0 and e.want == abi.RESPONSE.size:
-                    why = "vfpgad closed the connection"
-                else:
-                    why = "vfpgad closed the connection in the middle of its answer ({} of {} bytes)".format(
-                        e.got, e.want
+            interrupted = False
+            while True:
+                if self._closed:
+                    raise LinkError(op, "the device was closed")
+                if self._sock is None:
+                    self._reconnect(op)
+                sid = self.server_id(session)
+                if sid is None:
+                    raise DeviceError(
+                        op, Status.UNKNOWN_KERNEL, "vfpgad restarted and no longer offers this session's kernel"
                     )
-                raise LinkError(op, why, e, lost=True) from None
-            except ssl.SSLError as e:
-                self._broken = "TLS failure"
-                lost = isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
-                raise LinkError(op, _tls_why(e, self._tls_name or ""), e, lost) from None
-            except OSError as e:
-                self._broken = os_text(e)
-                raise LinkError(op, os_text(e), e, isinstance(e, ConnectionError)) from None
+                assert self._sock is not None
+                try:
+                    return self._once(self._sock, op, opcode, sid, args, inputs, outputs, None)
+                except LinkError as e:
+                    # Whatever failed, the stream may be out of step: never reuse it.
+                    self._drop()
+                    if interrupted:
+                        raise LinkError(
+                            op, "{} (again after reconnecting; not tried a third time)".format(e.why), e.cause, e.lost
+                        ) from None
+                    if not e.lost or self._options.reconnect <= 0:
+                        raise
+                    interrupted = True
+
+    def hello(self) -> None:
+        """The first round trip on a new connection, never retried: a refused
+        certificate or something else listening there shows at once."""
+        with self._lock:
+            assert self._sock is not None
+            try:
+                self._once(self._sock, "nop", Opcode.NOP, 0, [], [], [], None)
+            except LinkError:
+                self.close()
+                raise
+
+    def open_session(self, op: str, kernel: bytes) -> Tuple[Response, int]:
+        """``OPEN_SESSION`` on ``kernel``: the answer, and the handle the caller keeps
+        across reconnections (0 when the answer is an error)."""
+        with self._lock:
+            resp = self.exchange(
+                op, Opcode.OPEN_SESSION, 0, [(ArgKind.IN, ElemType.U8, len(kernel))], [memoryview(kernel)], []
+            )
+            if resp.status != 0:
+                return resp, 0
+            self._last_handle += 1
+            self._sessions[self._last_handle] = _Session(kernel, resp.value)
+            return resp, self._last_handle
+
+    def close_session(self, handle: int) -> Optional[Response]:
+        """``CLOSE_SESSION``; never reconnects (a session dies with its connection).
+        ``None`` when there was nothing to close on the current connection."""
+        with self._lock:
+            s = self._sessions.pop(handle, None)
+            sid = handle if s is None else s.sid
+            if sid is None or self._sock is None or self._closed:
+                return None
+            try:
+                return self._once(self._sock, "close session", Opcode.CLOSE_SESSION, sid, [], [], [], None)
+            except LinkError:
+                self._drop()
+                return None
+
+    def _reconnect(self, op: str) -> None:
+        """Connects again, for up to :attr:`Options.reconnect`, and reopens the sessions."""
+        window = self._options.reconnect
+        if window <= 0:
+            raise LinkError(
+                op, "an earlier request on this connection failed half-way (reconnecting is off)"
+            )
+        deadline = time.monotonic() + window
+        pause = 0.02
+        while True:
+            try:
+                sock, _shown, _name = _dial(self._ep, self._options)
+            except UsageError:
+                raise
+            except ConnectError as e:
+                why = str(e)
+            else:
+                try:
+                    self._resume(sock)
+                    self.reconnects += 1
+                    return
+                except LinkError as e:
+                    sock.close()
+                    if not e.lost and "no complete answer" not in e.why:
+                        raise LinkError(op, "reopening the sessions after reconnecting: {}".format(e.why), e.cause) from None
+                    why = e.why
+            if time.monotonic() + pause >= deadline:
+                raise LinkError(op, "vfpgad did not come back within {:g} s: {}".format(window, why))
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+
+    def _resume(self, sock: socket.socket) -> None:
+        """On a new connection: one round trip (is the server really there?), then every
+        session reopened; the connection is kept only if all of it went through."""
+        self._once(sock, "nop", Opcode.NOP, 0, [], [], [], RESUME_TIME)
+        for s in self._sessions.values():
+            resp = self._once(
+                sock, "open session", Opcode.OPEN_SESSION, 0,
+                [(ArgKind.IN, ElemType.U8, len(s.kernel))], [memoryview(s.kernel)], [], RESUME_TIME,
+            )
+            # A kernel no longer offered (or allowed): its runs say so.
+            s.sid = resp.value if resp.status == 0 else None
+        self._sock = sock
+
+    def _once(
+        self,
+        sock: socket.socket,
+        op: str,
+        opcode: Opcode,
+        sid: int,
+        args: Sequence[ArgEntry],
+        inputs: Sequence[memoryview],
+        outputs: Sequence[memoryview],
+        timeout: Optional[float],
+    ) -> Response:
+        """One exchange on ``sock``; every failure a :class:`LinkError`."""
+        self._tag = (self._tag + 1) & 0xFFFFFFFFFFFFFFFF
+        tag = self._tag
+        head = bytearray(abi.request_header(opcode, tag, sid, len(args)))
+        for kind, ty, value in args:
+            head += abi.arg_entry(kind, ty, value)
+        room = sum(len(o) for o in outputs)
+        deadline = self._deadline(sum(len(i) for i in inputs) + room, timeout)
+        shown_timeout = timeout if timeout is not None else self._options.timeout
+        try:
+            return self._exchange(sock, op, tag, head, inputs, outputs, room, deadline)
+        except (_Expired, socket.timeout) as e:
+            raise LinkError(
+                op,
+                "no complete answer within {:g} s (VFPGA_TIMEOUT_SECS, Options.timeout)".format(shown_timeout or 0),
+                e,
+            ) from None
+        except _Eof as e:
+            if e.got == 0 and e.want == abi.RESPONSE.size:
+                why = "vfpgad closed the connection"
+            else:
+                why = "vfpgad closed the connection in the middle of its answer ({} of {} bytes)".format(
+                    e.got, e.want
+                )
+            raise LinkError(op, why, e, lost=True) from None
+        except ssl.SSLError as e:
+            lost = isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
+            raise LinkError(op, _tls_why(e, self._tls_name or ""), e, lost) from None
+        except OSError as e:
+            raise LinkError(op, os_text(e), e, isinstance(e, ConnectionError)) from None
 
     def _refused(self, op: str, resp: Response) -> None:
         """A tag-0 answer: the server could not trust the request's header or table,

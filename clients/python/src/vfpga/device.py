@@ -85,7 +85,7 @@ class Device:
         conn = connect(ep, opts)
         dev = cls(conn, ep)
         try:
-            dev.nop()
+            conn.hello()
         except ProtocolError as e:
             conn.close()
             raise ConnectError(conn.endpoint, "{} (is this vfpgad or a vfpga-agent?)".format(e.why), e) from None
@@ -122,6 +122,11 @@ class Device:
 
     def __repr__(self) -> str:
         return "Device({!r})".format(str(self.endpoint))
+
+    @property
+    def reconnects(self) -> int:
+        """How often the connection was made again after it broke (a vfpgad restart)."""
+        return self._conn.reconnects
 
     def _call(
         self,
@@ -193,11 +198,9 @@ class Device:
         raw = _name(name)
         sig = self.kernel(name)
         op = "open session on `{}`".format(name)
-        resp = self._call(
-            op, Opcode.OPEN_SESSION, 0, [(ArgKind.IN, ElemType.U8, len(raw))], [memoryview(raw)]
-        )
+        resp, handle = self._conn.open_session(op, raw)
         _check(op, resp)
-        return Session(self, resp.value, sig)
+        return Session(self, handle, sig)
 
     def load_bitstream(self, name: str) -> int:
         """Loads bitstream ``name`` from the server's library; returns its kernel count.
@@ -250,7 +253,10 @@ class Session:
     ``with`` block (and with the connection)."""
 
     def __init__(self, dev: Device, sid: int, sig: KernelSig) -> None:
+        # Made by Device.session; a value no handle names is sent as a raw session id.
         self._dev = dev
+        #: The session's handle on its device (the server's id may change when the
+        #: connection is made again).
         self.id = sid
         self.signature = sig
         self._op = "run `{}`".format(sig.name)
@@ -276,8 +282,10 @@ class Session:
         """Closes the session now."""
         if self.id == 0 or self._dev._conn.closed:
             return
-        sid, self.id = self.id, 0
-        _check("close session", self._dev._call("close session", Opcode.CLOSE_SESSION, sid))
+        handle, self.id = self.id, 0
+        resp = self._dev._conn.close_session(handle)
+        if resp is not None:
+            _check("close session", resp)
 
     def stats(self) -> Stats:
         """This session's statistics."""
