@@ -17,7 +17,7 @@ cargo doc --workspace --no-deps --locked --quiet
 log "licences, bans, sources"
 cargo deny --locked check licenses bans sources
 log "shell scripts"
-shellcheck -x scripts/*.sh clients/python/test.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
+shellcheck -x scripts/*.sh clients/python/test.sh clients/python/tests/guest/runtime.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
 	guest-driver/kmod/*.sh packaging/*.sh tests/xen/*.sh tests/xen/dom0/init tests/xen/dom0/vif tests/xen/domu/init tests/xen/domu/*.sh tests/xen/scenarios/*.sh \
 	tests/vm/guest/pci/*.sh tests/pxe/*.sh tests/pxe/guest-root/init tests/pxe/guest-root/scenarios/*.sh \
 	ipxe/assets/init ipxe/assets/udhcpc.script
