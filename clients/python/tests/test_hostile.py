@@ -302,3 +302,17 @@ def test_leaving_a_session_block_keeps_the_error_that_ended_it(fake: Callable[..
         with vfpga.Session(dev, 5, sig):
             dev.info()  # times out; leaving the block must not replace that error
     assert "no complete answer within 1 s" in str(e.value)
+
+
+def test_a_listener_that_takes_connections_but_never_answers_them(fake: Callable[..., FakeServer]) -> None:
+    # As a dying server's listen queue: the first connection breaks, the new ones are
+    # taken by the kernel and never answered. Reconnecting gives up after its window.
+    def close(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
+        c.shutdown(socket.SHUT_RDWR)
+
+    s = fake(close)
+    dev = vfpga.Device.open(s.uri(), vfpga.Options(timeout=TIMEOUT, reconnect=1.0))
+    msg = bounded(dev.info, vfpga.LinkError, within=5)
+    assert msg.startswith("info: the connection to vfpgad failed: vfpgad did not come back within 1 s: ")
+    assert "no complete answer" in msg
+    assert dev.reconnects == 0

@@ -378,7 +378,11 @@ class Connection:
                     self._drop()
                     if interrupted:
                         raise LinkError(
-                            op, "{} (again after reconnecting; not tried a third time)".format(e.why), e.cause, e.lost
+                            op,
+                            "{} (again after reconnecting; not tried a third time)".format(e.why),
+                            e.cause,
+                            e.lost,
+                            e.timed_out,
                         ) from None
                     if not e.lost or self._options.reconnect <= 0:
                         raise
@@ -440,12 +444,13 @@ class Connection:
                 why = str(e)
             else:
                 try:
-                    self._resume(sock)
+                    # Never waits past the window for an answer (nor longer than RESUME_TIME).
+                    self._resume(sock, max(0.1, min(RESUME_TIME, deadline - time.monotonic())))
                     self.reconnects += 1
                     return
                 except LinkError as e:
                     sock.close()
-                    if not e.lost and "no complete answer" not in e.why:
+                    if not e.lost and not e.timed_out:
                         raise LinkError(op, "reopening the sessions after reconnecting: {}".format(e.why), e.cause) from None
                     why = e.why
             if time.monotonic() + pause >= deadline:
@@ -453,10 +458,10 @@ class Connection:
             time.sleep(pause)
             pause = min(pause * 2, 0.5)
 
-    def _resume(self, sock: socket.socket) -> None:
+    def _resume(self, sock: socket.socket, wait: float) -> None:
         """On a new connection: one round trip (is the server really there?), then every
         session reopened; the connection is kept only if all of it went through."""
-        self._once(sock, "nop", Opcode.NOP, 0, [], [], [], RESUME_TIME)
+        self._once(sock, "nop", Opcode.NOP, 0, [], [], [], wait)
         for s in self._sessions.values():
             resp = self._once(
                 sock, "open session", Opcode.OPEN_SESSION, 0,
@@ -493,6 +498,7 @@ class Connection:
                 op,
                 "no complete answer within {:g} s (VFPGA_TIMEOUT_SECS, Options.timeout)".format(shown_timeout or 0),
                 e,
+                timed_out=True,
             ) from None
         except _Eof as e:
             if e.got == 0 and e.want == abi.RESPONSE.size:

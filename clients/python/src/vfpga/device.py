@@ -218,8 +218,15 @@ class Device:
         a board agent's library (``vfpga-agent serve --library``; an admin certificate).
         vfpgad answers ``UNSUPPORTED``. Returns the bytes stored."""
         raw = _name(name)
+        if not isinstance(manifest, str):
+            raise UsageError("upload bitstream `{}`: the manifest is TOML text (a str)".format(name))
         text = manifest.encode("utf-8")
-        body = memoryview(data).cast("B")
+        try:
+            body = memoryview(data).cast("B")
+        except TypeError:
+            raise UsageError(
+                "upload bitstream `{}`: the bitstream is bytes, not {}".format(name, type(data).__name__)
+            ) from None
         op = "upload bitstream `{}`".format(name)
         resp = self._call(
             op,

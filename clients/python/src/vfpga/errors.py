@@ -44,7 +44,12 @@ class LinkError(VfpgaError):
     again: open the device anew."""
 
     def __init__(
-        self, op: str, why: str, cause: Optional[BaseException] = None, lost: bool = False
+        self,
+        op: str,
+        why: str,
+        cause: Optional[BaseException] = None,
+        lost: bool = False,
+        timed_out: bool = False,
     ) -> None:
         super().__init__("{}: the connection to vfpgad failed: {}".format(op, why))
         self.op = op
@@ -53,6 +58,8 @@ class LinkError(VfpgaError):
         #: Whether the peer went away (closed or reset the connection), rather than
         #: answering nonsense or too slowly.
         self.lost = lost
+        #: Whether no complete answer came within the timeout.
+        self.timed_out = timed_out
 
 
 class ProtocolError(LinkError):
