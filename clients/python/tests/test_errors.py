@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 from typing import List
 
@@ -42,6 +43,17 @@ def test_nothing_listening_is_explained_as_the_rust_library_does(tmp_path: Path)
         vfpga.Device.open(where)
     assert str(e.value) == rust_cli_error("-d", where, "info")
     assert "nothing listens there" in str(e.value)
+
+
+def test_a_closed_tcp_port_fails_at_once(pki: Path) -> None:
+    from servers import free_port
+
+    where = "tls://127.0.0.1:{}".format(free_port())
+    t = time.monotonic()
+    with pytest.raises(vfpga.ConnectError) as e:
+        vfpga.Device.open(where, tls_options(pki))  # reconnect window: the default 30 s
+    assert time.monotonic() - t < 5, "refused connections are not retried"
+    assert "nothing listens there" in str(e.value) and "Connection refused" in str(e.value)
 
 
 def test_an_operation_the_device_lacks(daemon: Vfpgad) -> None:

@@ -238,6 +238,10 @@ def _dial(ep: Endpoint, options: Options) -> Tuple[socket.socket, str, Optional[
     return sock, shown, None
 
 
+#: Failures that mean the peer went away (worth a reconnection), as opposed to nothing
+#: listening there or nonsense answered.
+_LOST = (ConnectionResetError, ConnectionAbortedError, BrokenPipeError)
+
 #: How long a new connection after a restart may take to answer its first request: it
 #: waits in a supervisor's listen queue until the new daemon takes it.
 RESUME_TIME = 10.0
@@ -255,7 +259,7 @@ def connect(ep: Endpoint, options: Options) -> "Connection":
             sock, shown, name = _dial(ep, options)
             return Connection(ep, options, sock, shown, name)
         except ConnectError as e:
-            if not isinstance(e.cause, ConnectionError) or time.monotonic() + pause >= deadline:
+            if not isinstance(e.cause, _LOST) or time.monotonic() + pause >= deadline:
                 raise
         time.sleep(pause)
         pause = min(pause * 2, 0.5)
@@ -512,7 +516,7 @@ class Connection:
             lost = isinstance(e, (ssl.SSLEOFError, ssl.SSLZeroReturnError))
             raise LinkError(op, _tls_why(e, self._tls_name or ""), e, lost) from None
         except OSError as e:
-            raise LinkError(op, os_text(e), e, isinstance(e, ConnectionError)) from None
+            raise LinkError(op, os_text(e), e, isinstance(e, _LOST)) from None
 
     def _refused(self, op: str, resp: Response) -> None:
         """A tag-0 answer: the server could not trust the request's header or table,
