@@ -167,12 +167,12 @@ class Vfpgad(Process):
 class Agent(Process):
     """``vfpga-agent serve`` (sim engine) on a loopback port, with a bitstream library."""
 
-    def __init__(self, pki: Path, library: Path, allow: List[str]) -> None:
+    def __init__(self, pki: Path, library: Path, allow: List[str], extra: Optional[List[str]] = None) -> None:
         self.port = free_port()
         argv = [
             binary("VFPGA_AGENT", "vfpga-agent"), "serve", "--pki", str(pki),
             "--listen", "127.0.0.1:{}".format(self.port), "--library", str(library),
-        ]
+        ] + (extra or [])
         for a in allow:
             argv += ["--allow", a]
         super().__init__(argv)

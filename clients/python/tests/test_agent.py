@@ -13,7 +13,7 @@ import pytest
 
 import vfpga
 from conftest import tls_options
-from servers import Agent
+from servers import Agent, agent_cli
 
 #: A bitstream for the agent's sim engine: one kernel, `digest`, computed as sha256.
 HASHES = """[bitstream]
@@ -85,3 +85,17 @@ def test_a_certificate_of_another_ca_is_refused(board: Agent, stranger: Path) ->
     with pytest.raises(vfpga.ConnectError) as e:
         vfpga.Device.open(board.tls(), tls_options(stranger))
     assert "the peer's certificate is not signed by our CA (ca.pem)" in str(e.value)
+
+
+def test_a_revoked_certificate_is_refused_by_the_board(tmp_path: Path, pki: Path) -> None:
+    revoked = tmp_path / "revoked.txt"
+    agent_cli("cert", "revoke", "--cert", str(pki / "runner.pem"), "--list", str(revoked))
+    board = Agent(pki, tmp_path, [], ["--revoked", str(revoked)])
+    try:
+        with pytest.raises(vfpga.ConnectError) as e:
+            vfpga.Device.open(board.tls(), tls_options(pki, "runner"))
+        assert "right after the TLS handshake" in str(e.value) and "revoked" in str(e.value)
+        with vfpga.Device.open(board.tls(), tls_options(pki)) as admin:  # not revoked
+            assert admin.nop() >= 0
+    finally:
+        board.stop()

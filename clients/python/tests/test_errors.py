@@ -162,7 +162,7 @@ def test_tls_refusals_are_explained(daemon: Vfpgad, pki: Path, stranger: Path, t
     # A valid certificate naming no guest on that port: closed right after the handshake.
     with pytest.raises(vfpga.ConnectError) as nobody:
         vfpga.Device.open(daemon.tls(), tls_options(pki, "runner"))
-    assert "vfpgad closed the connection right after the TLS handshake: no guest served" in str(nobody.value)
+    assert "the server closed the connection right after the TLS handshake: vfpgad serves no guest" in str(nobody.value)
     # vfpgad's certificate does not carry the name asked for.
     with pytest.raises(vfpga.ConnectError) as name:
         vfpga.Device.open(daemon.tls(), tls_options(pki, server_name="elsewhere.example"))

@@ -94,10 +94,10 @@ class Device:
             why = e.why
             if isinstance(ep, endpoint.Tls) and e.lost:
                 why = (
-                    "vfpgad closed the connection right after the TLS handshake: no guest served "
-                    "on that port carries this certificate's name (vfpgad's [[guest]] tls_name, "
-                    "default the guest's name), or it is revoked; the server's log says which "
-                    "({})".format(why)
+                    "the server closed the connection right after the TLS handshake: vfpgad "
+                    "serves no guest on that port whose name this certificate carries ([[guest]] "
+                    "tls_name, default the guest's name), or the certificate is revoked "
+                    "(vfpga-agent serve --revoked); the server's log says which ({})".format(why)
                 )
             raise ConnectError(conn.endpoint, why, e.cause) from None
         except BaseException:
