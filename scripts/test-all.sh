@@ -18,7 +18,7 @@ cargo doc --workspace --no-deps --locked --quiet
 log "licences, bans, sources"
 cargo deny --locked check licenses bans sources
 log "shell scripts"
-shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
+shellcheck -x scripts/*.sh clients/python/test.sh clients/python/tests/guest/runtime.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
 	guest-driver/kmod/*.sh packaging/*.sh tests/xen/*.sh tests/xen/dom0/init tests/xen/dom0/vif tests/xen/domu/init tests/xen/domu/*.sh tests/xen/scenarios/*.sh \
 	tests/vm/guest/pci/*.sh tests/pxe/*.sh tests/pxe/guest-root/init tests/pxe/guest-root/scenarios/*.sh \
 	ipxe/assets/init ipxe/assets/udhcpc.script
@@ -34,6 +34,8 @@ case $rc in
 77) log "SKIPPED: the armv7 agent (no armv7 Rust standard library on this machine)" ;;
 *) die "the armv7 agent tests failed" ;;
 esac
+log "the Python client against the real vfpgad and vfpga-agent (and under Python 3.8 if present)"
+clients/python/test.sh
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
 log "VM tests: guests under QEMU against vfpgad (virtio and vsock), Xen dom0, IOMMU/SR-IOV, network boot"
