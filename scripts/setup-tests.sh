@@ -14,3 +14,6 @@ apt_install python3-numpy
 # The metrics endpoint's tests (backend/vfpgad/tests/metrics.rs): Prometheus's
 # promtool checks scrapes, its server scrapes the endpoint.
 apt_install prometheus
+# The benchmark plots' check (scripts/test-plots.py) and the Python client's tests
+# (clients/python/test.sh installs its own virtual environments from it).
+apt_install python3 python3-venv

@@ -10,7 +10,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain first"
 
 apt_install build-essential pkg-config ca-certificates curl cpio xz-utils \
-	debootstrap shellcheck systemd iproute2 python3
+	debootstrap shellcheck systemd iproute2
 # The network-boot tests' servers: NFS root from nfs-ganesha, dnsmasq --test.
 apt_install nfs-ganesha nfs-ganesha-vfs rpcbind dnsmasq-base
 
