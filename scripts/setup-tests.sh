@@ -17,3 +17,5 @@ apt_install prometheus
 # The benchmark plots' check (scripts/test-plots.py) and the Python client's tests
 # (clients/python/test.sh installs its own virtual environments from it).
 apt_install python3 python3-venv
+# The libvirt VM test (tests/vm/tests/libvirt.rs): Debian's libvirtd and virsh.
+"$here/../tests/vm/setup-libvirt.sh"
