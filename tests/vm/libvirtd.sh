@@ -12,14 +12,23 @@
 # The process is libvirtd itself once started (unshare and this script exec into it):
 # stop it with SIGTERM to the PID you started. Clients connect with
 #   virsh -c 'qemu:///system?socket=DIR/run/libvirt-sock' ...
-# (the socket appears once the daemon accepts). Its log: DIR/log/libvirtd.log.
+# (the socket appears once the daemon accepts). Its log: DIR/log/libvirtd.log; each
+# domain's QEMU log: DIR/log/qemu/NAME.log.
 #
-# The QEMU under it is the QEMU 11 root of tests/vm/build-qemu-root.sh, through
-# DIR/qemu-system-x86_64, a wrapper that names the root (libvirt clears the
-# environment) and runs QEMU under `timeout QEMU_TIMEOUT` (seconds, default 600): give
-# that path as the domain's <emulator>. QEMU runs as root, without
-# a security driver (no AppArmor on these machines) and without cgroups: the test
-# machines have no systemd; see docs/qemu.md for a system libvirtd.
+# QEMU runs as Debian's libvirt makes it run: as the user and group libvirt-qemu
+# (qemu.conf's defaults), so what it opens must be open to that user (a vfpgad socket:
+# --socket-group libvirt-qemu --socket-mode 0660, in a folder it may enter). Unlike a
+# system daemon: no security driver (these machines have no AppArmor), no cgroups (no
+# systemd), no chown of the domain's files (dynamic_ownership = 0: make them readable),
+# and no KVM: these machines' /dev/kvm is a nested software hypervisor, root's only, and
+# libvirt, which probes QEMU as root but checks KVM for libvirt-qemu, would find its
+# probe outdated at every lookup and probe again (some 30 s per `virsh define`); domains
+# are type 'qemu' (TCG).
+#
+# The QEMU is the QEMU 11 root of tests/vm/build-qemu-root.sh, bound read-only at
+# DIR/qemu-root (the cache under /root is closed to libvirt-qemu), through
+# DIR/qemu-system-x86_64, a wrapper that runs it under `timeout QEMU_TIMEOUT` (seconds,
+# default 600): give that path as the domain's <emulator>. DIR is made 0755.
 #
 # Needs root and libvirt-daemon-system (tests/vm/setup-libvirt.sh installs it).
 # Environment: VFPGA_CACHE, VFPGA_QEMU_ROOT (see tests/vm/qemu-system).
@@ -35,8 +44,11 @@ case ${1:-} in
 	exit 2
 	;;
 --inside)
-	dir=$2
+	dir=$2 root=$3
 	mount --make-rprivate /
+	mount --bind -o ro "$root" "$dir/qemu-root"
+	# No KVM (see above): an empty file closed to libvirt-qemu stands in for /dev/kvm.
+	[ ! -e /dev/kvm ] || mount --bind "$dir/no-kvm" /dev/kvm
 	for d in etc:/etc/libvirt run:/run/libvirt lib:/var/lib/libvirt cache:/var/cache/libvirt log:/var/log/libvirt; do
 		mkdir -p "${d#*:}"
 		mount --bind "$dir/${d%%:*}" "${d#*:}"
@@ -55,8 +67,10 @@ case $limit in '' | *[!0-9]* | 0) die "QEMU_TIMEOUT $limit: expected seconds, > 
 root=${VFPGA_QEMU_ROOT:-$VFPGA_CACHE/qemu-root}
 [ -f "$root/.ready" ] || die "no QEMU root at $root: run tests/vm/build-qemu-root.sh first"
 
-case $root$here$dir in *\'* | *'"'*) die "a quote in $root, $here or $dir cannot go into the generated files" ;; esac
-mkdir -p "$dir"/{etc/qemu,run,lib,cache,log}
+case $dir in *\'* | *'"'*) die "$dir: a quote cannot go into the generated files" ;; esac
+chmod 0755 "$dir"
+install -m 0600 /dev/null "$dir/no-kvm"
+mkdir -p "$dir"/{etc/qemu,run,lib,cache,log,qemu-root,bin/tests/vm,bin/scripts}
 cat >"$dir/etc/libvirtd.conf" <<EOF
 # A private libvirtd for the vfpga VM tests (tests/vm/libvirtd.sh).
 unix_sock_group = "root"
@@ -67,8 +81,7 @@ auth_unix_rw = "none"
 log_outputs = "3:file:$dir/log/libvirtd.log"
 EOF
 cat >"$dir/etc/qemu.conf" <<EOF
-user = "root"
-group = "root"
+# QEMU as user and group libvirt-qemu (the defaults), with what these machines lack off.
 dynamic_ownership = 0
 remember_owner = 0
 security_driver = "none"
@@ -77,11 +90,15 @@ namespaces = [ ]
 stdio_handler = "file"
 EOF
 : >"$dir/etc/libvirt.conf"
+# The QEMU wrapper and its helper, where libvirt-qemu may read them (a clone of the
+# repository may sit below /root).
+install -m 0755 "$here/qemu-system" "$dir/bin/tests/vm/qemu-system"
+install -m 0644 "$here/../../scripts/lib.sh" "$dir/bin/scripts/lib.sh"
 cat >"$dir/qemu-system-x86_64" <<EOF
 #!/bin/sh
 # QEMU 11 for the private libvirtd of tests/vm/libvirtd.sh, never for longer than
 # $limit s.
-VFPGA_QEMU_ROOT='$root' exec timeout -k 5 $limit '$here/qemu-system' "\$@"
+VFPGA_QEMU_ROOT='$dir/qemu-root' exec timeout -k 5 $limit '$dir/bin/tests/vm/qemu-system' "\$@"
 EOF
 chmod 0755 "$dir/qemu-system-x86_64"
-exec unshare --mount --net -- "$0" --inside "$dir"
+exec unshare --mount --net -- "$0" --inside "$dir" "$root"

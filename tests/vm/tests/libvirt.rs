@@ -5,13 +5,16 @@
 //!
 //! The libvirtd is a private one (`tests/vm/libvirtd.sh`: its own configuration,
 //! sockets and state, in mount and network namespaces of its own), started and stopped
-//! by PID here. `#[ignore]`d: `scripts/test-all.sh` installs libvirt
+//! by PID here. QEMU runs as Debian's libvirt runs it, as the user libvirt-qemu, and
+//! reaches vfpgad's socket as docs/qemu.md says: `--socket-group libvirt-qemu
+//! --socket-mode 0660`. `#[ignore]`d: `scripts/test-all.sh` installs libvirt
 //! (`scripts/setup-tests.sh` runs `tests/vm/setup-libvirt.sh`) and runs it with the
 //! other VM tests.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -27,6 +30,50 @@ const DOMAIN: &str = "vfpga-libvirt-test";
 const GUEST: &str = "libvirt0";
 /// Seconds QEMU may run at most (the emulator wrapper's `timeout`).
 const QEMU_LIMIT: u64 = 300;
+/// The user (and group) Debian's libvirt runs QEMU as.
+const QEMU_USER: &str = "libvirt-qemu";
+
+fn chmod(p: &Path, mode: u32) {
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+}
+
+/// `file` in `dir` as a hard link, or a copy on another file system: where QEMU (not
+/// root) may read it. Never written through: an earlier link is removed first (a copy
+/// onto a hard link of `file` would truncate `file` itself, the shared guest image).
+fn expose(file: &Path, dir: &Path) -> PathBuf {
+    let to = dir.join(file.file_name().unwrap());
+    match std::fs::remove_file(&to) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => panic!("remove {}: {e}", to.display()),
+    }
+    if std::fs::hard_link(file, &to).is_err() {
+        std::fs::copy(file, &to).unwrap_or_else(|e| panic!("copy {}: {e}", file.display()));
+    }
+    to
+}
+
+/// The uid of a user, from `id`.
+fn uid_of(user: &str) -> u32 {
+    let o = Command::new("id")
+        .arg("-u")
+        .arg(user)
+        .output()
+        .expect("run id");
+    assert!(
+        o.status.success(),
+        "no user {user} (tests/vm/setup-libvirt.sh installs libvirt)"
+    );
+    String::from_utf8_lossy(&o.stdout).trim().parse().unwrap()
+}
+
+/// The real uid of process `pid`, from /proc.
+fn uid_of_pid(pid: &str) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
 
 /// A private libvirtd, stopped (SIGTERM to its PID) on drop.
 struct Libvirtd {
@@ -182,8 +229,8 @@ impl Drop for Domain<'_> {
 }
 
 /// The domain XML: the fragment `vfpgad --print-libvirt-xml` printed, as it is, with
-/// this test's type, name, memory, kernel, console and share added.
-fn domain_xml(fragment: &str, emulator: &Path, console: &Path, share: &Path) -> String {
+/// this test's type, name, machine, memory, kernel, console and share added.
+fn domain_xml(fragment: &str, emulator: &Path, work: &Path, share: &Path, machine: &str) -> String {
     let open = fragment
         .lines()
         .find(|l| l.starts_with("<domain "))
@@ -194,12 +241,14 @@ fn domain_xml(fragment: &str, emulator: &Path, console: &Path, share: &Path) -> 
         .into_iter()
         .find(|k| k.is_file())
         .expect("the guest image has a kernel");
+    let kernel = expose(&kernel, work);
+    let initrd = expose(&e.guest.join("initrd.gz"), work);
     let ours = format!(
         "  <name>{DOMAIN}</name>
   <memory unit='MiB'>1024</memory>
   <vcpu>2</vcpu>
   <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
+    <type arch='x86_64' machine='{machine}'>hvm</type>
     <kernel>{}</kernel>
     <initrd>{}</initrd>
     <cmdline>console=ttyS0 panic=-1 quiet vfpga.scenario=kernels</cmdline>
@@ -215,7 +264,7 @@ fn domain_xml(fragment: &str, emulator: &Path, console: &Path, share: &Path) -> 
       <source path='{}'/>
       <target port='0'/>
     </serial>
-    <filesystem type='mount' accessmode='passthrough'>
+    <filesystem type='mount' accessmode='mapped'>
       <source dir='{}'/>
       <target dir='host'/>
     </filesystem>
@@ -223,9 +272,9 @@ fn domain_xml(fragment: &str, emulator: &Path, console: &Path, share: &Path) -> 
   </devices>
 ",
         kernel.display(),
-        e.guest.join("initrd.gz").display(),
+        initrd.display(),
         emulator.display(),
-        console.display(),
+        work.join("console.log").display(),
         share.display()
     );
     // TCG: no KVM on the test machines.
@@ -233,39 +282,33 @@ fn domain_xml(fragment: &str, emulator: &Path, console: &Path, share: &Path) -> 
     fragment.replacen(open, &format!("{typed}\n{ours}"), 1)
 }
 
-#[test]
-#[ignore = "boots a VM under libvirtd; run by scripts/test-all.sh"]
-fn libvirtd_starts_a_guest_that_runs_kernels_through_vfpgad() {
-    let _vm = vm_lock();
-    let share = tempfile::tempdir().unwrap();
-    let s = share.path();
-    let want = kernel_inputs(s, &mut Rng(1414));
-    let mut d = Daemon::start(&[GUEST], &[]);
-
-    // The fragment, as an operator gets it.
-    let out = Command::new(&env().vfpgad)
-        .arg("--socket")
-        .arg(format!("{GUEST}={}", d.sockets[0].display()))
-        .arg("--print-libvirt-xml")
-        .arg(GUEST)
-        .output()
-        .expect("run vfpgad --print-libvirt-xml");
-    assert!(
-        out.status.success(),
-        "vfpgad --print-libvirt-xml: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let fragment = String::from_utf8(out.stdout).unwrap();
-
-    let mut lv = Libvirtd::start();
-    let work = tempfile::tempdir().unwrap();
-    let console = work.path().join("console.log");
-    let xml = work.path().join("domain.xml");
-    std::fs::write(&xml, domain_xml(&fragment, &lv.emulator(), &console, s)).unwrap();
-    let dom = Domain(&lv);
+/// Defines the domain of `xml`, starts it, waits until the guest has powered off, checks
+/// its results against `want`, and undefines it.
+fn run_guest(
+    lv: &Libvirtd,
+    xml: &Path,
+    machine: &str,
+    console: &Path,
+    share: &Path,
+    want: &[(&str, Vec<u8>)],
+) {
+    // Outputs and console of this run only.
+    let _ = std::fs::remove_dir_all(share.join("out"));
+    let _ = std::fs::remove_file(console);
     lv.must(&["define", xml.to_str().unwrap()]);
     let started = lv.must(&["start", DOMAIN]);
-    eprintln!("virsh start {DOMAIN}: {}", started.trim());
+    eprintln!("[{machine}] virsh start {DOMAIN}: {}", started.trim());
+    // QEMU runs as libvirt-qemu (the pid libvirt keeps is the emulator wrapper's
+    // `timeout`, QEMU's parent, of the same user).
+    let pidfile = lv.dir.path().join(format!("run/qemu/{DOMAIN}.pid"));
+    let pid = std::fs::read_to_string(&pidfile).expect("libvirt's pid file of the domain");
+    assert_eq!(
+        uid_of_pid(pid.trim()),
+        Some(uid_of(QEMU_USER)),
+        "QEMU (pid {}) runs as {QEMU_USER}",
+        pid.trim()
+    );
+    eprintln!("[{machine}] QEMU pid {} runs as {QEMU_USER}", pid.trim());
 
     // The guest powers off after its DONE line; libvirt then destroys the domain.
     let deadline = Instant::now() + Duration::from_secs(QEMU_LIMIT);
@@ -282,12 +325,12 @@ fn libvirtd_starts_a_guest_that_runs_kernels_through_vfpgad() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let text = String::from_utf8_lossy(&std::fs::read(&console).unwrap_or_default()).into_owned();
+    let text = String::from_utf8_lossy(&std::fs::read(console).unwrap_or_default()).into_owned();
     for l in text
         .lines()
         .filter(|l| l.contains("device:") || l.contains("kernels: OK") || l.contains("VFPGA-DONE"))
     {
-        eprintln!("guest: {}", l.trim_end());
+        eprintln!("[{machine}] guest: {}", l.trim_end());
     }
     assert!(
         text.contains("VFPGA-DONE rc=0"),
@@ -299,25 +342,108 @@ fn libvirtd_starts_a_guest_that_runs_kernels_through_vfpgad() {
         "the device is vfpgad's guest {GUEST}:\n{text}"
     );
     for (name, expected) in want {
-        let got = get(s, &format!("out/{name}.bin"));
+        let got = get(share, &format!("out/{name}.bin"));
         assert!(
-            got == expected,
+            got == *expected,
             "{name}: guest result differs from the reference ({} vs {} bytes)",
             got.len(),
             expected.len()
         );
-        eprintln!("{name}: {} bytes, equal to the reference", got.len());
+        eprintln!(
+            "[{machine}] {name}: {} bytes, equal to the reference",
+            got.len()
+        );
     }
-    let reason = std::fs::read_to_string(lv.dir.path().join(format!("log/qemu/{DOMAIN}.log")))
+    // This run's part of the domain's log (libvirt appends).
+    let log = std::fs::read_to_string(lv.dir.path().join(format!("log/qemu/{DOMAIN}.log")))
         .unwrap_or_default();
-    for l in reason.lines().filter(|l| l.contains("qemu version:")) {
-        eprintln!("libvirt: {}", l.trim());
+    let reason = log
+        .rsplit("starting up libvirt version:")
+        .next()
+        .unwrap_or_default();
+    if let Some(l) = reason.lines().next() {
+        eprintln!("[{machine}] libvirt version:{l}");
     }
     assert!(
         reason.contains("shutting down, reason=shutdown"),
         "libvirt saw the guest power off:\n{}",
         lv.logs()
     );
+    lv.must(&["undefine", DOMAIN]);
+}
+
+/// What `vfpgad --socket GUEST=SOCKET --print-libvirt-xml GUEST` prints.
+fn fragment_for(guest: &str, socket: &Path) -> String {
+    let out = Command::new(&env().vfpgad)
+        .arg("--socket")
+        .arg(format!("{guest}={}", socket.display()))
+        .arg("--print-libvirt-xml")
+        .arg(guest)
+        .output()
+        .expect("run vfpgad --print-libvirt-xml");
+    assert!(
+        out.status.success(),
+        "vfpgad --print-libvirt-xml: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+#[ignore = "boots a VM under libvirtd; run by scripts/test-all.sh"]
+fn libvirtd_starts_a_guest_that_runs_kernels_through_vfpgad() {
+    let _vm = vm_lock();
+    let share = tempfile::tempdir().unwrap();
+    let s = share.path();
+    let want = kernel_inputs(s, &mut Rng(1414));
+    // QEMU, as libvirt-qemu, writes the guest's outputs (the share is mapped: ownership
+    // the guest sets lives in extended attributes).
+    chmod(s, 0o777);
+    let mut d = Daemon::start(
+        &[GUEST],
+        &["--socket-group", QEMU_USER, "--socket-mode", "0660"],
+    );
+    chmod(d.sockets[0].parent().unwrap(), 0o755);
+
+    let mut lv = Libvirtd::start();
+    let work = tempfile::tempdir().unwrap();
+    chmod(work.path(), 0o777);
+    let console = work.path().join("console.log");
+    let xml = work.path().join("domain.xml");
+    let dom = Domain(&lv);
+
+    // First a vfpgad without the group: QEMU (libvirt-qemu) may not connect, and
+    // `virsh start` says so.
+    let mut closed = Daemon::start(&["closed0"], &[]);
+    chmod(closed.sockets[0].parent().unwrap(), 0o755);
+    let fragment = fragment_for("closed0", &closed.sockets[0]);
+    std::fs::write(
+        &xml,
+        domain_xml(&fragment, &lv.emulator(), work.path(), s, "pc"),
+    )
+    .unwrap();
+    lv.must(&["define", xml.to_str().unwrap()]);
+    let refused = lv.virsh(&["start", DOMAIN]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("Permission denied"),
+        "virsh start with a socket closed to {QEMU_USER}: {}\n{err}",
+        refused.status
+    );
+    eprintln!(
+        "socket closed to {QEMU_USER}: {}",
+        err.trim().replace('\n', " | ")
+    );
+    lv.must(&["undefine", DOMAIN]);
+    assert!(closed.stop(), "vfpgad (closed0) stops cleanly");
+
+    // The fragment, as an operator gets it; the guest on both of QEMU's PC machines.
+    let fragment = fragment_for(GUEST, &d.sockets[0]);
+    for machine in ["pc", "q35"] {
+        let xml_text = domain_xml(&fragment, &lv.emulator(), work.path(), s, machine);
+        std::fs::write(&xml, xml_text).unwrap();
+        run_guest(&lv, &xml, machine, &console, s, &want);
+    }
     drop(dom);
     assert!(
         !lv.must(&["list", "--all", "--name"]).contains(DOMAIN),
