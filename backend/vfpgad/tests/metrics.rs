@@ -17,10 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{open, run, Daemon};
-use vfpga::{Arg as GArg, Device};
+use common::{open, run, vadd_ok, Daemon};
+use vfpga::Device;
 use vfpga_proto::{ElemType, Opcode, Status};
-use vfpga_reference::{self as reference, Rng};
 use vfpga_vhu_frontend::{Arg, Layout};
 
 /// vfpgad with `vm0` on a vhost-user socket, `vm1` on a unix stream listener and the
@@ -130,23 +129,6 @@ fn promtool(scrape: &str) -> Result<(), String> {
     }
 }
 
-fn vadd_stream(dev: &Device, n: usize, seed: u64) {
-    let mut rng = Rng(seed);
-    let a: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
-    let b: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
-    let mut c = vec![0u32; n];
-    dev.session("vadd_u32")
-        .unwrap()
-        .run(&mut [
-            GArg::input(&a),
-            GArg::input(&b),
-            GArg::output(&mut c),
-            GArg::scalar(ElemType::U32, n as u64),
-        ])
-        .unwrap();
-    assert_eq!(c, reference::vadd_u32(&a, &b));
-}
-
 const RUNS: usize = 200;
 const N: usize = 1024;
 
@@ -160,7 +142,7 @@ fn a_scrape_during_load_passes_promtool_and_counts_what_the_guests_did() {
     // The stream guest runs while vm0 runs and the test scrapes.
     let streamer = std::thread::spawn(move || {
         for i in 0..RUNS {
-            vadd_stream(&dev, N, i as u64);
+            vadd_ok(&dev, N, i as u64);
         }
         dev
     });
@@ -479,7 +461,7 @@ fn hostile_peers_get_a_refusal_and_cost_no_guest_or_later_scrape() {
         drop(slow);
         std::thread::sleep(Duration::from_millis(20));
     };
-    vadd_stream(&s.stream(), 4096, 1);
+    vadd_ok(&s.stream(), 4096, 1);
     let mut fe = s.d.connect(0);
     common::still_serves(&mut fe);
     drop(slow);
@@ -504,7 +486,7 @@ fn hostile_peers_get_a_refusal_and_cost_no_guest_or_later_scrape() {
         })
         .collect();
     drop(flood);
-    vadd_stream(&s.stream(), 4096, 2);
+    vadd_ok(&s.stream(), 4096, 2);
     common::still_serves(&mut fe);
     let deadline = Instant::now() + Duration::from_secs(60);
     let m = loop {
@@ -645,7 +627,7 @@ fn prometheus_scrapes_the_endpoint_and_sees_the_runs() {
 
     let dev = Device::open(format!("unix:{}", vm1.display())).unwrap();
     for i in 0..7 {
-        vadd_stream(&dev, 256, i);
+        vadd_ok(&dev, 256, i);
     }
     let conf = dir.path().join("prometheus.yml");
     std::fs::write(

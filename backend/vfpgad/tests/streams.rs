@@ -12,7 +12,7 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use common::Daemon;
+use common::{vadd_ok, Daemon};
 use vfpga::{Arg, Device, Options};
 use vfpga_proto::stream::{read_response, write_request};
 use vfpga_proto::*;
@@ -120,24 +120,6 @@ impl Streams {
         };
         Device::open_with(self.tls_uri(), &o)
     }
-}
-
-/// A well-behaved guest: a vadd through the guest library, checked against the
-/// reference.
-fn vadd_ok(dev: &Device, n: usize, seed: u64) {
-    let mut rng = Rng(seed);
-    let a: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
-    let b: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
-    let mut c = vec![0u32; n];
-    let s = dev.session("vadd_u32").unwrap();
-    s.run(&mut [
-        Arg::input(&a),
-        Arg::input(&b),
-        Arg::output(&mut c),
-        Arg::scalar(ElemType::U32, n as u64),
-    ])
-    .unwrap();
-    assert_eq!(c, reference::vadd_u32(&a, &b));
 }
 
 fn still_served(s: &Streams) {

@@ -332,26 +332,31 @@ impl Daemon {
 
     /// Stops the daemon with SIGTERM; returns whether it exited cleanly in time.
     pub fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        let Ok(pid) = i32::try_from(c.id()) else {
-            return false;
-        };
-        // SAFETY: kill(2) on our own, not yet reaped child.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.success();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        self.child
+            .take()
+            .is_some_and(|mut c| terminate(&mut c, Duration::from_secs(20)))
+    }
+}
+
+/// Stops a child of this process with SIGTERM, waiting at most `grace` (then kills
+/// it); whether it exited cleanly.
+pub fn terminate(c: &mut Child, grace: Duration) -> bool {
+    let Ok(pid) = i32::try_from(c.id()) else {
+        return false;
+    };
+    // SAFETY: kill(2) on our own child, not yet reaped (we hold it).
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    let deadline = Instant::now() + grace;
+    loop {
+        if let Ok(Some(st)) = c.try_wait() {
+            return st.success();
         }
+        if Instant::now() > deadline {
+            let _ = c.kill();
+            let _ = c.wait();
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use vfpga_reference::Rng;
-use vfpga_vm_tests::{env, get, vm_lock, Daemon};
+use vfpga_vm_tests::{env, get, terminate, vm_lock, Daemon};
 
 /// The domain's name.
 const DOMAIN: &str = "vfpga-libvirt-test";
@@ -184,24 +184,10 @@ impl Libvirtd {
 
     /// Stops the daemon; whether it exited cleanly within 30 s.
     fn stop(&mut self) -> bool {
-        let Some(mut c) = self.child.take() else {
-            return false;
-        };
-        // SAFETY: kill(2) on our own, not yet reaped child (libvirtd itself: the script
-        // and unshare exec into it).
-        unsafe { libc::kill(i32::try_from(c.id()).unwrap(), libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(Some(st)) = c.try_wait() {
-                return st.success();
-            }
-            if Instant::now() > deadline {
-                let _ = c.kill();
-                let _ = c.wait();
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        // libvirtd itself is the child: the script and unshare exec into it.
+        self.child
+            .take()
+            .is_some_and(|mut c| terminate(&mut c, Duration::from_secs(30)))
     }
 }
 

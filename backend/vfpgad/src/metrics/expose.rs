@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, MetricEncoder};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
@@ -252,72 +252,92 @@ impl Collector for Snapshot {
             }
         }
 
-        let mut m = enc.encode_descriptor(
-            "vfpgad_runs",
-            "Runs ended, by kernel and status",
-            None,
-            MetricType::Counter,
+        per_kernel(
+            &mut enc,
+            (
+                "vfpgad_runs",
+                "Runs ended, by kernel and status",
+                None,
+                MetricType::Counter,
+            ),
+            self,
+            |m, g, k| {
+                for (s, &n) in k.counts.runs.iter().enumerate() {
+                    // Every kernel shows its OK count, zero or not; other statuses once seen.
+                    if n > 0 || s == 0 {
+                        let l: Labels<'_> = vec![
+                            ("guest", &g.name),
+                            ("kernel", &k.name),
+                            ("status", status_label(s)),
+                        ];
+                        ConstCounter::new(n).encode(m.encode_family(&l)?)?;
+                    }
+                }
+                Ok(())
+            },
         )?;
-        for (g, k) in self.kernels() {
-            for (s, &n) in k.counts.runs.iter().enumerate() {
-                // Every kernel shows its OK count, zero or not; other statuses once seen.
-                if n > 0 || s == 0 {
-                    let l: Labels<'_> = vec![
-                        ("guest", &g.name),
-                        ("kernel", &k.name),
-                        ("status", status_label(s)),
-                    ];
+        per_kernel(
+            &mut enc,
+            (
+                "vfpgad_run",
+                "Bytes successful runs read (in) and wrote (out)",
+                Some(Unit::Bytes),
+                MetricType::Counter,
+            ),
+            self,
+            |m, g, k| {
+                for (dir, n) in [("in", k.counts.bytes_in), ("out", k.counts.bytes_out)] {
+                    let l: Labels<'_> =
+                        vec![("guest", &g.name), ("kernel", &k.name), ("direction", dir)];
                     ConstCounter::new(n).encode(m.encode_family(&l)?)?;
                 }
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "vfpgad_run",
-            "Bytes successful runs read (in) and wrote (out)",
-            Some(&Unit::Bytes),
-            MetricType::Counter,
+                Ok(())
+            },
         )?;
-        for (g, k) in self.kernels() {
-            for (dir, n) in [("in", k.counts.bytes_in), ("out", k.counts.bytes_out)] {
-                let l: Labels<'_> =
-                    vec![("guest", &g.name), ("kernel", &k.name), ("direction", dir)];
-                ConstCounter::new(n).encode(m.encode_family(&l)?)?;
-            }
-        }
-        let mut m = enc.encode_descriptor(
-            "vfpgad_engine_busy",
-            "Time the engine spent on the guest's successful runs",
-            Some(&Unit::Seconds),
-            MetricType::Counter,
+        let kernel = |g: &'_ GuestSnapshot, k: &'_ KernelSnapshot| -> Vec<(&'static str, String)> {
+            vec![("guest", g.name.clone()), ("kernel", k.name.clone())]
+        };
+        per_kernel(
+            &mut enc,
+            (
+                "vfpgad_engine_busy",
+                "Time the engine spent on the guest's successful runs",
+                Some(Unit::Seconds),
+                MetricType::Counter,
+            ),
+            self,
+            |m, g, k| {
+                ConstCounter::new(k.counts.engine_seconds).encode(m.encode_family(&kernel(g, k))?)
+            },
         )?;
-        for (g, k) in self.kernels() {
-            let l: Labels<'_> = vec![("guest", &g.name), ("kernel", &k.name)];
-            ConstCounter::new(k.counts.engine_seconds).encode(m.encode_family(&l)?)?;
-        }
-        let mut m = enc.encode_descriptor(
-            "vfpgad_run_duration",
-            "Engine time of successful runs",
-            Some(&Unit::Seconds),
-            MetricType::Histogram,
+        per_kernel(
+            &mut enc,
+            (
+                "vfpgad_run_duration",
+                "Engine time of successful runs",
+                Some(Unit::Seconds),
+                MetricType::Histogram,
+            ),
+            self,
+            |m, g, k| {
+                let (buckets, sum, n) = &k.durations;
+                m.encode_family(&kernel(g, k))?
+                    .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                        *sum, *n, buckets, None,
+                    )
+            },
         )?;
-        for (g, k) in self.kernels() {
-            let l: Labels<'_> = vec![("guest", &g.name), ("kernel", &k.name)];
-            let (buckets, sum, n) = &k.durations;
-            m.encode_family(&l)?
-                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
-                    *sum, *n, buckets, None,
-                )?;
-        }
-        let mut m = enc.encode_descriptor(
-            "vfpgad_sessions",
-            "Sessions open, by kernel",
-            None,
-            MetricType::Gauge,
+        per_kernel(
+            &mut enc,
+            (
+                "vfpgad_sessions",
+                "Sessions open, by kernel",
+                None,
+                MetricType::Gauge,
+            ),
+            self,
+            |m, g, k| ConstGauge::new(k.counts.sessions).encode(m.encode_family(&kernel(g, k))?),
         )?;
-        for (g, k) in self.kernels() {
-            let l: Labels<'_> = vec![("guest", &g.name), ("kernel", &k.name)];
-            ConstGauge::new(k.counts.sessions).encode(m.encode_family(&l)?)?;
-        }
         let mut m = enc.encode_descriptor(
             "vfpgad_board_up",
             "Whether the remote engine's board answers (1) or not (0)",
@@ -342,6 +362,23 @@ impl Snapshot {
 
 fn count(n: usize) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A family's name, help, unit and type.
+type Family = (&'static str, &'static str, Option<Unit>, MetricType);
+
+/// A family with samples per guest and kernel, which `each` encodes.
+fn per_kernel(
+    enc: &mut DescriptorEncoder<'_>,
+    (name, help, unit, kind): Family,
+    s: &Snapshot,
+    mut each: impl FnMut(&mut MetricEncoder<'_>, &GuestSnapshot, &KernelSnapshot) -> std::fmt::Result,
+) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, unit.as_ref(), kind)?;
+    for (g, k) in s.kernels() {
+        each(&mut m, g, k)?;
+    }
+    Ok(())
 }
 
 /// A gauge family with a `guest` label and the extra labels `each` gives per value.

@@ -218,6 +218,26 @@ pub fn still_serves(fe: &mut VhuFrontend) {
 #[allow(unused_imports)]
 pub use vfpga_reference::Rng;
 
+/// A well-behaved stream guest: a vadd of `n` elements through the guest library,
+/// checked against the reference.
+#[allow(clippy::cast_possible_truncation)] // the low bits of random words
+pub fn vadd_ok(dev: &vfpga::Device, n: usize, seed: u64) {
+    let mut rng = Rng(seed);
+    let a: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
+    let b: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
+    let mut c = vec![0u32; n];
+    dev.session("vadd_u32")
+        .unwrap()
+        .run(&mut [
+            vfpga::Arg::input(&a),
+            vfpga::Arg::input(&b),
+            vfpga::Arg::output(&mut c),
+            vfpga::Arg::scalar(ElemType::U32, n as u64),
+        ])
+        .unwrap();
+    assert_eq!(c, vfpga_reference::vadd_u32(&a, &b));
+}
+
 /// The pl engine on the register-level model: a board with cores for `kernels` and
 /// the daemon serving `guests` guests from it. Holding a core (the model's `hold`
 /// fault) keeps a run in flight for as long as a test wants.
