@@ -36,6 +36,7 @@
 //! request the restart interrupted is sent once more.
 
 mod buffer;
+pub mod cli;
 mod connect;
 mod error;
 pub mod ioctl;

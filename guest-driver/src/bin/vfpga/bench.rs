@@ -4,36 +4,9 @@
 
 use std::time::{Duration, Instant};
 
+use vfpga::cli::BenchOpts as Opts;
 use vfpga::{AlignedBuf, Arg, Device, Error};
 use vfpga_proto::ElemType;
-
-/// Options of `vfpga bench`.
-#[derive(Debug, clap::Args)]
-pub struct Opts {
-    /// Null-op round trips to time.
-    #[arg(long, default_value_t = 1000, value_name = "N")]
-    nops: u32,
-    /// Bytes per vadd_u32 vector (K/M/G suffixes).
-    #[arg(long, default_value = "16M", value_parser = parse_size, value_name = "BYTES")]
-    size: usize,
-    /// vadd_u32 runs to time per thread.
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    runs: u32,
-    /// Concurrent threads, each with its own session and buffers.
-    #[arg(long, default_value_t = 1, value_name = "N")]
-    threads: u32,
-}
-
-fn parse_size(s: &str) -> Result<usize, String> {
-    let v = crate::bind::parse_scalar(ElemType::U64, s)?;
-    let v = usize::try_from(v).map_err(|_| format!("{s} is too large"))?;
-    if v == 0 || v % 4 != 0 {
-        return Err(format!(
-            "{s}: vectors hold u32 elements, give a non-zero multiple of 4"
-        ));
-    }
-    Ok(v)
-}
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6

@@ -2,31 +2,9 @@
 
 use std::path::PathBuf;
 
+use vfpga::cli::{parse_scalar, Item};
 use vfpga::{AlignedBuf, Arg};
-use vfpga_proto::{ArgKind, ElemType, KernelSig};
-
-/// A `[NAME=]VALUE` item from the command line.
-#[derive(Clone, Debug)]
-pub struct Item {
-    pub name: Option<String>,
-    pub value: String,
-}
-
-impl std::str::FromStr for Item {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s.split_once('=') {
-            Some((n, v)) if !n.is_empty() && !n.contains('/') => Item {
-                name: Some(n.to_owned()),
-                value: v.to_owned(),
-            },
-            _ => Item {
-                name: None,
-                value: s.to_owned(),
-            },
-        })
-    }
-}
+use vfpga_proto::{ArgKind, KernelSig};
 
 /// Arguments ready to run: owned buffers and scalar bits, in signature order.
 pub struct Bound {
@@ -56,54 +34,6 @@ impl Bound {
             })
             .collect()
     }
-}
-
-/// Parses a scalar of type `ty`: integers in decimal or 0x-hex with an optional K/M/G
-/// (binary) suffix, floats in any Rust float syntax.
-#[allow(clippy::cast_possible_truncation)] // every integer is range-checked first
-pub fn parse_scalar(ty: ElemType, s: &str) -> Result<u64, String> {
-    let bad = || format!("`{s}` is not a valid {} value", ty.name());
-    let int = |s: &str| -> Result<i128, String> {
-        let (digits, mult) = match s.char_indices().last() {
-            Some((i, 'K' | 'k')) => (&s[..i], 1i128 << 10),
-            Some((i, 'M')) => (&s[..i], 1 << 20),
-            Some((i, 'G')) => (&s[..i], 1 << 30),
-            _ => (s, 1),
-        };
-        let (neg, digits) = digits
-            .strip_prefix('-')
-            .map_or((false, digits), |d| (true, d));
-        let v = match digits
-            .strip_prefix("0x")
-            .or_else(|| digits.strip_prefix("0X"))
-        {
-            Some(h) => i128::from_str_radix(h, 16),
-            None => digits.parse::<i128>(),
-        }
-        .map_err(|_| bad())?;
-        Ok(if neg { -v } else { v } * mult)
-    };
-    let ranged = |v: i128, lo: i128, hi: i128| {
-        if v < lo || v > hi {
-            Err(format!("`{s}` is out of range for {}", ty.name()))
-        } else {
-            Ok(v)
-        }
-    };
-    Ok(match ty {
-        ElemType::U8 => ranged(int(s)?, 0, 0xff)? as u64,
-        ElemType::U32 => ranged(int(s)?, 0, u32::MAX.into())? as u64,
-        ElemType::U64 => ranged(int(s)?, 0, u64::MAX.into())? as u64,
-        ElemType::I16 => {
-            u64::from(ranged(int(s)?, i16::MIN.into(), i16::MAX.into())? as i16 as u16)
-        }
-        ElemType::I32 => {
-            u64::from(ranged(int(s)?, i32::MIN.into(), i32::MAX.into())? as i32 as u32)
-        }
-        ElemType::I64 => ranged(int(s)?, i64::MIN.into(), i64::MAX.into())? as i64 as u64,
-        ElemType::F32 => u64::from(s.parse::<f32>().map_err(|_| bad())?.to_bits()),
-        ElemType::F64 => s.parse::<f64>().map_err(|_| bad())?.to_bits(),
-    })
 }
 
 /// Assigns each item to an argument of `kind`: by name, or else to the next free one
@@ -306,7 +236,7 @@ fn infer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vfpga_proto::{ArgSig, KernelSig};
+    use vfpga_proto::{ArgSig, ElemType, KernelSig};
 
     fn vadd() -> KernelSig {
         let buf = |name: &str, kind| ArgSig {
@@ -336,24 +266,6 @@ mod tests {
 
     fn item(s: &str) -> Item {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn scalars_parse_by_type() {
-        assert_eq!(parse_scalar(ElemType::U32, "0x10"), Ok(16));
-        assert_eq!(parse_scalar(ElemType::U32, "4K"), Ok(4096));
-        assert_eq!(parse_scalar(ElemType::I16, "-1"), Ok(0xffff));
-        assert_eq!(
-            parse_scalar(ElemType::F32, "1.5"),
-            Ok(u64::from(1.5f32.to_bits()))
-        );
-        assert!(parse_scalar(ElemType::U32, "4G")
-            .unwrap_err()
-            .contains("out of range"));
-        assert!(parse_scalar(ElemType::U32, "-1").is_err());
-        assert!(parse_scalar(ElemType::U8, "x")
-            .unwrap_err()
-            .contains("not a valid u8"));
     }
 
     #[test]

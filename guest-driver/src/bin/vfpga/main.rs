@@ -4,110 +4,13 @@ mod bench;
 mod bind;
 
 use std::io::Write as _;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use clap::{Parser, Subcommand};
-use vfpga::{Device, Error, Options, DEFAULT_DEVICE, DEVICE_ENV};
+use clap::Parser;
+use vfpga::cli::{Cli, Command, Item};
+use vfpga::{Device, Error, Options};
 use vfpga_proto::{ArgKind, ElemType};
-
-const AFTER_HELP: &str = "\
-Examples:
-  vfpga info
-  vfpga kernels
-  vfpga run vadd_u32 --in a.bin --in b.bin --out c.bin        (n inferred from a.bin)
-  vfpga run mmult --arg m=64 --arg k=32 --arg n=16 --in a=A.bin --in b=B.bin --out c=C.bin
-  vfpga run sha256 --in data.bin                             (digest printed in hex)
-  vfpga bench --size 16M
-
-Without the virtio_vfpga kernel module, reach vfpgad on a stream instead:
-  vfpga --device vsock://2:7000 kernels             (vsock to the host, CID 2)
-  vfpga --device unix:/run/vfpga/vm0.vsock_7000 info (on the host itself)
-  vfpga --device tls://10.0.0.1:7000 --tls-dir /etc/vfpga/guest info
-  VFPGA_DEVICE=vchan:// vfpga info                   (a Xen domU, to vfpgad in dom0)
-
-Buffers are raw little-endian element arrays, exactly as long as the kernel's
-signature says (`vfpga kernels` shows it). Exit status: 0 success, 1 the device or
-driver refused, 2 bad command line.";
-
-/// Run accelerator kernels on the vfpga virtio device or, without its kernel module,
-/// on vfpgad over vsock, a unix socket, TLS or Xen vchan.
-#[derive(Debug, Parser)]
-#[command(version, about = "Run accelerator kernels on the vfpga virtio device (or vfpgad over vsock, TLS or Xen vchan)", after_help = AFTER_HELP)]
-struct Cli {
-    /// Where vfpgad is: a device node (/dev/vfpgaN), vsock://CID:PORT, unix:PATH,
-    /// tls://HOST:PORT or vchan://[DOMID][/PATH].
-    #[arg(short, long, global = true, env = DEVICE_ENV, default_value = DEFAULT_DEVICE, value_name = "ENDPOINT")]
-    device: String,
-
-    /// For tls://: a folder with ca.pem (the CA of vfpgad's certificate) and this
-    /// guest's client.pem and client.key.
-    #[arg(long, global = true, env = "VFPGA_TLS_DIR", value_name = "DIR")]
-    tls_dir: Option<PathBuf>,
-
-    /// For tls://: the name in vfpgad's certificate [default: the host of the endpoint].
-    #[arg(
-        long,
-        global = true,
-        env = "VFPGA_TLS_SERVER_NAME",
-        value_name = "NAME"
-    )]
-    server_name: Option<String>,
-
-    /// On a stream endpoint: seconds to wait for vfpgad to come back when the
-    /// connection breaks (a restart); sessions are reopened and an interrupted request
-    /// is sent once more. 0: fail at once.
-    #[arg(
-        long,
-        global = true,
-        env = "VFPGA_RECONNECT_SECS",
-        default_value_t = vfpga::DEFAULT_RECONNECT.as_secs(),
-        value_name = "SECS"
-    )]
-    reconnect: u64,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Show the device: engine, bitstream, queues, limits.
-    Info,
-    /// List the kernels and their argument signatures.
-    Kernels,
-    /// Run a kernel on files.
-    Run {
-        /// Kernel name (see `vfpga kernels`).
-        kernel: String,
-        /// Scalar argument, as NAME=VALUE or VALUE (next scalar in signature order).
-        /// Integers take 0x and K/M/G suffixes.
-        #[arg(long = "arg", value_name = "[NAME=]VALUE")]
-        args: Vec<bind::Item>,
-        /// Input buffer from a file, as NAME=FILE or FILE (next input in order).
-        #[arg(long = "in", value_name = "[NAME=]FILE")]
-        ins: Vec<bind::Item>,
-        /// Output buffer to a file, as NAME=FILE or FILE. Outputs without a file are
-        /// printed (in hex, up to 64 bytes).
-        #[arg(long = "out", value_name = "[NAME=]FILE")]
-        outs: Vec<bind::Item>,
-        /// Run this many times (outputs from the last run).
-        #[arg(long, default_value_t = 1, value_name = "N")]
-        repeat: u32,
-    },
-    /// Measure null-op latency and kernel throughput.
-    Bench(bench::Opts),
-    /// Show device-wide statistics.
-    Stats,
-    /// Show what this guest may do and how much: the host's policy for it.
-    Limits,
-    /// Load a bitstream from the host's library (by name; the host decides which).
-    Load {
-        /// Bitstream name.
-        name: String,
-    },
-}
 
 /// A failure and its exit status.
 enum Fail {
@@ -174,9 +77,9 @@ fn print_output(name: &str, ty: ElemType, data: &[u8]) {
 fn run(
     dev: &Device,
     kernel: &str,
-    args: &[bind::Item],
-    ins: &[bind::Item],
-    outs: &[bind::Item],
+    args: &[Item],
+    ins: &[Item],
+    outs: &[Item],
     repeat: u32,
 ) -> Result<(), Fail> {
     let session = dev.session(kernel)?;
