@@ -1,11 +1,13 @@
 //! `vfpga-docgen OUT`: writes the man pages and shell completions of every vfpga
 //! command into OUT, from the clap definitions the commands themselves parse:
 //!
-//! - `OUT/man/COMMAND.1` and one page per subcommand (`COMMAND-SUB.1`, ...);
-//! - `OUT/completions/bash/COMMAND`, `OUT/completions/zsh/_COMMAND`,
-//!   `OUT/completions/fish/COMMAND.fish`.
+//! - `OUT/COMMAND/man/COMMAND.1` and one page per subcommand (`COMMAND-SUB.1`, ...);
+//! - `OUT/COMMAND/bash/COMMAND`, `OUT/COMMAND/zsh/_COMMAND`,
+//!   `OUT/COMMAND/fish/COMMAND.fish`.
 //!
-//! The packages (`cargo deb`, see packaging/deb.sh) install them from there.
+//! One folder per command, so that each package's assets (`[package.metadata.deb]`
+//! in the command's Cargo.toml; packaging/build-debs.sh runs this first) take its own
+//! files with a glob.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -91,9 +93,10 @@ fn pages(cmd: &Command, dir: &Path) -> Result<(), Failed> {
     std::fs::write(&path, page).map_err(failed)
 }
 
-/// Writes the pages and completions of `cmd` below `out`.
+/// Writes the pages and completions of `cmd` into `out/NAME`.
 fn write(cmd: Command, out: &Path) -> Result<(), Failed> {
     let name = cmd.get_name().to_owned();
+    let out = out.join(&name);
     // Built once from the top, as clap_mangen::generate_to does: subcommands then carry
     // their display names (vfpga-agent-cert-init) and the help subcommand is left out.
     let mut built = cmd.clone().disable_help_subcommand(true);
@@ -101,7 +104,7 @@ fn write(cmd: Command, out: &Path) -> Result<(), Failed> {
     pages(&built, &dir(out.join("man"))?)?;
     let mut cmd = cmd;
     for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let d = dir(out.join("completions").join(shell.to_string()))?;
+        let d = dir(out.join(shell.to_string()))?;
         clap_complete::generate_to(shell, &mut cmd, &name, &d).map_err(|error| Failed {
             what: d.join(&name),
             error,
@@ -109,7 +112,7 @@ fn write(cmd: Command, out: &Path) -> Result<(), Failed> {
     }
     // clap_complete names the bash file COMMAND.bash; bash-completion looks the command
     // up by its own name (/usr/share/bash-completion/completions/COMMAND).
-    let bash = out.join("completions").join("bash");
+    let bash = out.join("bash");
     std::fs::rename(bash.join(format!("{name}.bash")), bash.join(&name)).map_err(|error| Failed {
         what: bash.join(&name),
         error,
@@ -121,7 +124,7 @@ fn main() -> ExitCode {
     let [out] = args.as_slice() else {
         eprintln!(
             "usage: vfpga-docgen OUT\n\
-             Writes OUT/man/*.1 and OUT/completions/{{bash,zsh,fish}}/ for vfpgad, vfpga-agent,\n\
+             Writes OUT/COMMAND/man/*.1 and OUT/COMMAND/{{bash,zsh,fish}}/ for vfpgad, vfpga-agent,\n\
              vfpga, vfpga-xen and vfpga-pxe."
         );
         return ExitCode::from(2);
@@ -165,7 +168,7 @@ mod tests {
             .after_help("Examples:\n  demo --x \\\n      --y\n.not a request\n'not either");
         let dir = tempfile::tempdir().unwrap();
         write(cmd, dir.path()).unwrap();
-        let page = std::fs::read_to_string(dir.path().join("man/demo.1")).unwrap();
+        let page = std::fs::read_to_string(dir.path().join("demo/man/demo.1")).unwrap();
         let notes = &page[page.find(".SH EXAMPLES").unwrap()..];
         assert!(notes.starts_with(".SH EXAMPLES\n.nf\n"), "{notes}");
         // Each line stays a line; a backslash, and a line starting with . or ', are
@@ -177,9 +180,9 @@ mod tests {
         assert!(notes.contains("\n\\&.not a request\n"), "{notes}");
         assert!(notes.contains("\n\\*(Aqnot either\n.fi\n"), "{notes}");
         for f in [
-            "completions/bash/demo",
-            "completions/zsh/_demo",
-            "completions/fish/demo.fish",
+            "demo/bash/demo",
+            "demo/zsh/_demo",
+            "demo/fish/demo.fish",
         ] {
             assert!(dir.path().join(f).is_file(), "{f} missing");
         }
