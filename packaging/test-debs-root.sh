@@ -109,6 +109,8 @@ for p in "${packages[@]}"; do
 	s=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
 	[ -z "$s" ] || [ "$s" = "un " ] || fail "$p still known to dpkg: '$s'"
 done
+leftover=$(find /var/lib/dpkg/info -name 'vfpga*')
+[ -z "$leftover" ] || fail "dpkg records left: $leftover"
 [ -z "$(dkms status -m vfpga)" ] || fail "dkms still knows vfpga: $(dkms status -m vfpga)"
 [ "$(getent group | cut -d: -f1 | sort)" = "$groups_before" ] || fail "groups differ after purge"
 [ "$(getent passwd | cut -d: -f1 | sort)" = "$users_before" ] || fail "users differ after purge"

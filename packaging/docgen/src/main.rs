@@ -179,11 +179,7 @@ mod tests {
         );
         assert!(notes.contains("\n\\&.not a request\n"), "{notes}");
         assert!(notes.contains("\n\\*(Aqnot either\n.fi\n"), "{notes}");
-        for f in [
-            "demo/bash/demo",
-            "demo/zsh/_demo",
-            "demo/fish/demo.fish",
-        ] {
+        for f in ["demo/bash/demo", "demo/zsh/_demo", "demo/fish/demo.fish"] {
             assert!(dir.path().join(f).is_file(), "{f} missing");
         }
     }
