@@ -1,6 +1,9 @@
 //! `vfpga-pxe`'s command line: its flags and subcommands, and their help. The binary
 //! parses it; the packaging's generator (packaging/docgen) writes the man pages and
 //! shell completions from the same definition.
+// The comments on flags are their --help text, where brackets (`[NAME=]VALUE`,
+// `HOST[:PORT]`) are syntax, not intra-doc links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 
