@@ -103,6 +103,11 @@ alias=$(/sbin/modinfo -F alias "$ko")
 [ "$alias" = 'virtio:d00000015v*' ] || fail "$ko: alias '$alias'"
 [ "$(/sbin/modinfo -F vermagic "$ko" | cut -d' ' -f1)" = "$kver" ] || fail "$ko not built for $kver"
 
+# What the agent's unit makes when it runs (StateDirectory=vfpga: the bitstream library
+# hosts upload to), which its purge removes.
+mkdir -p /var/lib/vfpga/bitstreams
+echo 'name = "uploaded"' >/var/lib/vfpga/bitstreams/uploaded.toml
+
 say "dpkg --purge"
 run "dpkg --purge" dpkg --purge "${packages[@]}"
 for p in "${packages[@]}"; do
