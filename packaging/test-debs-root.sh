@@ -76,10 +76,16 @@ for p in "${programs[@]}"; do
 	# zsh: compinit finds _CMD in the vendor folder and binds it to the command.
 	z=$(zsh -fc 'autoload -Uz compinit && compinit -u -d "$HOME/.zcompdump" && print -r -- ${_comps[$1]}' _ "$p")
 	[ "$z" = "_$p" ] || fail "zsh binds $p to '$z', not _$p"
+	run "zsh -n _$p" zsh -n "/usr/share/zsh/vendor-completions/_$p"
 	# fish: vendor completions load by themselves.
+	run "fish --no-execute $p.fish" fish --no-execute "/usr/share/fish/vendor_completions.d/$p.fish"
 	f=$(fish -c "complete -C '$p --'" 2>&1)
 	grep -q -- '^--help' <<<"$f" || fail "fish completion of '$p --' lacks --help: $f"
 done
+# Options hidden from --help (the supervisor's, passed to its worker) are not offered.
+f=$(fish -c "complete -C 'vfpgad --'" 2>&1)
+grep -q -- '^--supervise' <<<"$f" || fail "fish does not offer vfpgad --supervise: $f"
+! grep -q -- '^--worker-of' <<<"$f" || fail "fish offers vfpgad's internal --worker-of"
 
 say "systemd units: systemd-analyze verify, not enabled by the installation"
 units=(vfpgad.service vfpgad-dom0.service vfpga-agent.service)

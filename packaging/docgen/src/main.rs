@@ -102,21 +102,88 @@ fn write(cmd: Command, out: &Path) -> Result<(), Failed> {
     let mut built = cmd.clone().disable_help_subcommand(true);
     built.build();
     pages(&built, &dir(out.join("man"))?)?;
+    let hidden = hidden_options(&built);
     let mut cmd = cmd;
-    for shell in [Shell::Bash, Shell::Zsh, Shell::Fish] {
-        let d = dir(out.join(shell.to_string()))?;
-        clap_complete::generate_to(shell, &mut cmd, &name, &d).map_err(|error| Failed {
-            what: d.join(&name),
-            error,
-        })?;
+    // bash-completion looks a command up by its own name; zsh by _NAME in its fpath;
+    // fish by NAME.fish.
+    for (shell, file) in [
+        (Shell::Bash, name.clone()),
+        (Shell::Zsh, format!("_{name}")),
+        (Shell::Fish, format!("{name}.fish")),
+    ] {
+        let path = dir(out.join(shell.to_string()))?.join(file);
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut cmd, &name, &mut script);
+        let script = without_hidden(shell, &String::from_utf8_lossy(&script), &hidden);
+        std::fs::write(&path, script).map_err(|error| Failed { what: path, error })?;
     }
-    // clap_complete names the bash file COMMAND.bash; bash-completion looks the command
-    // up by its own name (/usr/share/bash-completion/completions/COMMAND).
-    let bash = out.join("bash");
-    std::fs::rename(bash.join(format!("{name}.bash")), bash.join(&name)).map_err(|error| Failed {
-        what: bash.join(&name),
-        error,
-    })
+    Ok(())
+}
+
+/// The long names of the options hidden from `--help` (internal ones, such as those
+/// vfpgad's supervisor passes its worker) anywhere in `cmd`, unless some command shows
+/// an option of the same name.
+fn hidden_options(cmd: &Command) -> Vec<String> {
+    fn walk(cmd: &Command, hidden: &mut Vec<String>, shown: &mut Vec<String>) {
+        for a in cmd.get_arguments() {
+            if let Some(long) = a.get_long() {
+                let list = if a.is_hide_set() {
+                    &mut *hidden
+                } else {
+                    &mut *shown
+                };
+                list.push(long.to_owned());
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            walk(sub, hidden, shown);
+        }
+    }
+    let (mut hidden, mut shown) = (Vec::new(), Vec::new());
+    walk(cmd, &mut hidden, &mut shown);
+    hidden.retain(|h| !shown.contains(h));
+    hidden
+}
+
+/// The completion script without the options in `hidden`: clap_complete 4.6 leaves out
+/// hidden options from none of its scripts. Each shell's script has one line per option
+/// (zsh, fish) or one line listing them (bash's `opts=`).
+fn without_hidden(shell: Shell, script: &str, hidden: &[String]) -> String {
+    let mut out = String::with_capacity(script.len());
+    for line in script.lines() {
+        let spec = line.trim_start();
+        let drop = hidden.iter().any(|h| match shell {
+            Shell::Zsh => ["'--", "'*--"].iter().any(|p| {
+                spec.strip_prefix(p)
+                    .and_then(|rest| rest.strip_prefix(h.as_str()))
+                    .is_some_and(|rest| rest.starts_with(['=', '[', '\'']))
+            }),
+            Shell::Fish => line
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .windows(2)
+                .any(|w| w[0] == "-l" && w[1] == h),
+            _ => false,
+        });
+        if drop {
+            continue;
+        }
+        if shell == Shell::Bash && spec.starts_with("opts=\"") {
+            let kept: Vec<&str> = line
+                .split(' ')
+                .filter(|word| {
+                    !hidden
+                        .iter()
+                        .any(|h| word.strip_prefix("--") == Some(h.as_str()))
+                })
+                .collect();
+            out.push_str(&kept.join(" "));
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn main() -> ExitCode {
@@ -165,7 +232,9 @@ mod tests {
     fn examples_keep_their_lines_and_roff_characters_are_escaped() {
         let cmd = Command::new("demo")
             .version("1.0")
-            .after_help("Examples:\n  demo --x \\\n      --y\n.not a request\n'not either");
+            .after_help("Examples:\n  demo --x \\\n      --y\n.not a request\n'not either")
+            .arg(clap::Arg::new("shown").long("shown"))
+            .arg(clap::Arg::new("internal").long("internal").hide(true));
         let dir = tempfile::tempdir().unwrap();
         write(cmd, dir.path()).unwrap();
         let page = std::fs::read_to_string(dir.path().join("demo/man/demo.1")).unwrap();
