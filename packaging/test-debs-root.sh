@@ -114,8 +114,18 @@ alias=$(/sbin/modinfo -F alias "$ko")
 mkdir -p /var/lib/vfpga/bitstreams
 echo 'name = "uploaded"' >/var/lib/vfpga/bitstreams/uploaded.toml
 
+say "dpkg -r: the programs and the module go, the configuration stays"
+run "dpkg -r" dpkg -r "${packages[@]}"
+for p in "${programs[@]}"; do
+	[ ! -e "/usr/bin/$p" ] || fail "/usr/bin/$p left after dpkg -r"
+done
+[ -f /etc/vfpga/vfpgad.toml ] || fail "dpkg -r removed the conffile /etc/vfpga/vfpgad.toml"
+[ -z "$(dkms status -m vfpga)" ] || fail "dkms still has vfpga after dpkg -r: $(dkms status -m vfpga)"
+[ -z "$(find /lib/modules -name 'virtio_vfpga.ko*')" ] || fail "virtio_vfpga.ko left after dpkg -r"
+
 say "dpkg --purge"
 run "dpkg --purge" dpkg --purge "${packages[@]}"
+[ ! -e /etc/vfpga ] || fail "/etc/vfpga left after the purge"
 for p in "${packages[@]}"; do
 	s=$(dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null || true)
 	[ -z "$s" ] || [ "$s" = "un " ] || fail "$p still known to dpkg: '$s'"

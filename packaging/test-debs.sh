@@ -10,7 +10,7 @@
 #  3. there (packaging/test-debs-root.sh): files, man pages, bash/zsh/fish completions,
 #     systemd-analyze verify on the units, vfpgad --check on the installed
 #     /etc/vfpga/vfpgad.toml, DKMS's build of virtio_vfpga.ko for the root's kernel,
-#     then dpkg --purge;
+#     then dpkg -r (the conffile stays) and dpkg --purge;
 #  4. checks the purge left nothing: every file the run added or changed in the root
 #     (the overlay's upper layer) is either dpkg's own records or listed below.
 # Needs root. Output is bounded (failing steps show their last lines).
