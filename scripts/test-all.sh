@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 scripts/setup.sh
+scripts/setup-tests.sh
 
 log "formatting"
 cargo fmt --all -- --check
@@ -17,11 +18,13 @@ cargo doc --workspace --no-deps --locked --quiet
 log "licences, bans, sources"
 cargo deny --locked check licenses bans sources
 log "shell scripts"
-shellcheck -x scripts/*.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
+shellcheck -x scripts/*.sh clients/python/test.sh clients/python/tests/guest/runtime.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
 	guest-driver/kmod/*.sh packaging/*.sh packaging/dkms/*.sh packaging/dkms/postinst packaging/dkms/prerm \
 	packaging/dkms/postrm packaging/deb/*/postrm tests/xen/*.sh tests/xen/dom0/init tests/xen/dom0/vif tests/xen/domu/init tests/xen/domu/*.sh tests/xen/scenarios/*.sh \
 	tests/vm/guest/pci/*.sh tests/pxe/*.sh tests/pxe/guest-root/init tests/pxe/guest-root/scenarios/*.sh \
 	ipxe/assets/init ipxe/assets/udhcpc.script
+log "benchmark plots: redrawn from docs/bench/*.csv as checked in, one series per row group"
+python3 scripts/test-plots.py
 log "unit and protocol tests"
 cargo test --workspace --locked
 log "the board agent built for armv7 (PYNQ-Z1), under qemu-arm, behind vfpgad"
@@ -32,10 +35,12 @@ case $rc in
 77) log "SKIPPED: the armv7 agent (no armv7 Rust standard library on this machine)" ;;
 *) die "the armv7 agent tests failed" ;;
 esac
+log "the Python client against the real vfpgad and vfpga-agent (and under Python 3.8 if present)"
+clients/python/test.sh
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
 log "VM tests: guests under QEMU against vfpgad (virtio and vsock), Xen dom0, IOMMU/SR-IOV, network boot"
-cargo build --release --locked -p vfpgad -p vfpga-agent -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
+cargo build --release --locked -p vfpgad -p vfpga -p vfpga-agent -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
 log "packaging: example config and systemd units"
 packaging/verify.sh target/release/vfpgad target/release/vfpga-agent
 log "packages: .debs (cargo-deb, DKMS) installed, checked and purged in a throwaway Debian root"

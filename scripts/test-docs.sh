@@ -30,7 +30,7 @@ repo=$PWD
 
 if [ "${1:-}" != --inside ]; then
 	[ "$(id -u)" = 0 ] || die "run as root (the examples use /run, /etc and mount namespaces)"
-	for b in vfpgad vfpga-agent vfpga-xen vfpga-pxe vfpga-vhu-demo; do
+	for b in vfpgad vfpga vfpga-agent vfpga-xen vfpga-pxe vfpga-vhu-demo; do
 		[ -x "target/release/$b" ] || die "target/release/$b missing: cargo build --release first"
 	done
 	exec unshare --mount --propagation private --fork "$0" --inside "$@"

@@ -68,7 +68,8 @@
 # a QMP socket and the chardevs (reconnect-ms=1000), waits until each chardev has
 # connected to its socket (the guest does not start before every vfpgad listens; the
 # wait counts against --timeout), then adds the devices with QMP device_add and starts
-# the guest (cont).
+# the guest (cont), all with `vfpga-qmp attach` (tests/vm/src/bin/vfpga-qmp.rs: the QMP
+# client the VM tests use too).
 #
 # A vfpgad restart under a running guest (measured, QEMU 11.1.3): while vfpgad is gone,
 # requests in flight stay pending in the guest (killable) and QEMU retries the socket
@@ -81,7 +82,9 @@
 # with "vhost_init_features failed" because QEMU reuses the old connection and
 # vhost-user-backend refuses its second SET_OWNER; QEMU then reconnects and a second
 # device_add succeeds).
-# Environment: VFPGA_CACHE, VFPGA_QEMU_ROOT (see qemu-system).
+# Environment: VFPGA_CACHE, VFPGA_QEMU_ROOT (see qemu-system); VFPGA_QMP, the vfpga-qmp
+# binary (default: built with `cargo build --release -p vfpga-vm-tests --bin vfpga-qmp`
+# when a --vfpga device needs it).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 # shellcheck source=SCRIPTDIR/../../scripts/lib.sh
@@ -208,9 +211,20 @@ devs=()
 i=0
 for s in "${socks[@]}"; do
 	args+=(-chardev "socket,id=vfpga$i,path=$s,reconnect-ms=1000")
-	devs+=("vfpga$i" "{\"driver\":\"vhost-user-test-device-pci\",\"id\":\"vfpgadev$i\",\"chardev\":\"vfpga$i\",\"virtio-id\":21,\"num_vqs\":$queues,\"config_size\":40${vq_size:+,\"vq_size\":$vq_size}}")
+	devs+=("vfpga$i={\"driver\":\"vhost-user-test-device-pci\",\"id\":\"vfpgadev$i\",\"chardev\":\"vfpga$i\",\"virtio-id\":21,\"num_vqs\":$queues,\"config_size\":40${vq_size:+,\"vq_size\":$vq_size}}")
 	i=$((i + 1))
 done
+if [ ${#socks[@]} -gt 0 ]; then
+	# The QMP client that attaches them: this crate's vfpga-qmp (tests/vm/src/qmp.rs),
+	# the one the VM tests drive QEMU with; they pass it in VFPGA_QMP.
+	qmp_tool=${VFPGA_QMP:-}
+	if [ -z "$qmp_tool" ]; then
+		cargo build --release --locked --quiet --manifest-path "$here/Cargo.toml" --bin vfpga-qmp ||
+			die "cannot build vfpga-qmp (cargo build --release -p vfpga-vm-tests --bin vfpga-qmp)"
+		qmp_tool=${CARGO_TARGET_DIR:-$here/../../target}/release/vfpga-qmp
+	fi
+	[ -x "$qmp_tool" ] || die "no vfpga-qmp at $qmp_tool (VFPGA_QMP)"
+fi
 if [ ${#socks[@]} -gt 0 ] || [ "$qmp" != "$work/qmp.sock" ]; then
 	[ ! -S "$qmp" ] || rm -f "$qmp" # a stale socket of an earlier run
 	args+=(-qmp "unix:$qmp,server=on,wait=off")
@@ -244,55 +258,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# attach QMP-SOCKET [CHARDEV-ID DEVICE-JSON]...: waits for each chardev to be connected,
-# device_adds each device, then starts the guest. Perl (perl-base, always on Debian):
-# bash cannot talk to a unix socket.
-attach() {
-	# shellcheck disable=SC2016 # Perl code
-	perl -e '
-use strict; use warnings; use IO::Socket::UNIX;
-$| = 1;
-my $path = shift;
-my ($s, $t);
-for ($t = 0; $t < 300; $t++) {
-	$s = IO::Socket::UNIX->new(Type => SOCK_STREAM, Peer => $path) and last;
-	select(undef, undef, undef, 0.1);
-}
-die "cannot connect to QMP at $path\n" unless $s;
-# The greeting, or a reply; events ({"timestamp": ..., "event": ...}) are skipped.
-sub reply { while (defined(my $l = <$s>)) { return $l if $l =~ /^\{"(QMP|return|error)"/; } die "QEMU closed QMP\n"; }
-sub cmd {
-	print $s $_[0];
-	my $r = reply();
-	die "QMP $_[0] failed: $1\n" if $r =~ /"error".*"desc":\s*"([^"]*)"/;
-	return $r;
-}
-reply();
-cmd(q({"execute":"qmp_capabilities"}));
-my %dev = @ARGV;
-my ($waited, $said) = (0, 0);
-for (;;) {
-	my $r = cmd(q({"execute":"query-chardev"}));
-	my @down;
-	for my $obj ($r =~ /\{[^{}]*\}/g) {
-		my ($label) = $obj =~ /"label":\s*"([^"]*)"/;
-		push @down, $label if defined $label && exists $dev{$label} && $obj =~ /"filename":\s*"disconnected:/;
-	}
-	last unless @down;
-	if (!$said && $waited >= 2) {
-		print STDERR "[vfpga] waiting for vfpgad to listen (chardevs @down)\n";
-		$said = 1;
-	}
-	select(undef, undef, undef, 0.1);
-	$waited += 0.1;
-}
-for my $id (sort { substr($a, 5) <=> substr($b, 5) } keys %dev) {
-	cmd(qq({"execute":"device_add","arguments":$dev{$id}}));
-}
-cmd(q({"execute":"cont"}));
-' "$@"
-}
-
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
 : >"$logf" # before QEMU starts: the poll below must not see an old run's lines
 log "scenario $scenario: booting $(basename "$kernel") (${#socks[@]} vfpga,$([ "$iommu" = 0 ] || echo ' IOMMU + igb,') ${mem} MB, $smp CPUs, timeout $limit s, log $logf)"
@@ -301,7 +266,7 @@ timeout -k 5 "$limit" "${pre[@]}" "$here/qemu-system" "${args[@]}" </dev/null >>
 qpid=$!
 tail -n +1 -s 0.1 -f --pid="$qpid" "$logf" &
 tpid=$!
-if [ ${#socks[@]} -gt 0 ] && ! attach "$qmp" "${devs[@]}"; then
+if [ ${#socks[@]} -gt 0 ] && ! "$qmp_tool" attach --qmp "$qmp" --timeout "$limit" "${devs[@]}"; then
 	qrc=0
 	# QEMU may be on its way out (stopped by the timeout): let timeout report it.
 	for _ in $(seq 30); do

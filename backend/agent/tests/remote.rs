@@ -172,6 +172,10 @@ impl Host {
             ..Config::default()
         };
         config.daemon.engine = vfpgad::config::EngineKind::Remote;
+        config.metrics.listen = Some(format!(
+            "unix:{}",
+            dir.path().join("metrics.sock").display()
+        ));
         // Every guest may load what the library allows.
         config.device.bitstreams = vec!["*".into()];
         config.validate().unwrap();
@@ -182,6 +186,12 @@ impl Host {
             server: Some(server),
             _dir: dir,
         }
+    }
+
+    /// A page of the metrics endpoint.
+    fn page(&self, path: &str) -> String {
+        let addr = self.server.as_ref().unwrap().metrics_addr().unwrap();
+        vfpgad::metrics::client::get(addr, path, Duration::from_secs(30)).unwrap()
     }
 
     fn open(&mut self, kernel: &str) -> u64 {
@@ -658,8 +668,18 @@ fn with_one_of_two_agents_down_requests_go_to_the_other() {
     let up = AgentProc::start(pki.path(), free_port(), &[]);
     let mut host = Host::start(pki.path(), &[down.address(), up.address()], 10_000);
     host.wait_ready();
+    assert!(host
+        .page("/metrics")
+        .contains("vfpgad_board_up{board=\"board0\"} 1"));
     down.kill();
     let s = host.open("vadd_u32");
+    let ok_runs = |m: &str| -> u64 {
+        let series = "vfpgad_runs_total{guest=\"vm0\",kernel=\"vadd_u32\",status=\"OK\"} ";
+        m.lines()
+            .find_map(|l| l.strip_prefix(series))
+            .map_or(0, |v| v.parse().unwrap())
+    };
+    let before = ok_runs(&host.page("/metrics"));
     let mut rng = Rng(45);
     for i in 0..12 {
         assert_eq!(
@@ -668,6 +688,22 @@ fn with_one_of_two_agents_down_requests_go_to_the_other() {
             "request {i}"
         );
     }
+    // The operator sees which board is down, and why.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let m = loop {
+        let m = host.page("/metrics");
+        if m.contains("vfpgad_board_up{board=\"board0\"} 0") {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "board0 never shown down:\n{m}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(m.contains("vfpgad_board_up{board=\"board1\"} 1"), "{m}");
+    assert_eq!(ok_runs(&m), before + 12, "{m}");
+    let status = host.page("/status");
+    assert!(status.contains("engine remote"), "{status}");
+    assert!(status.contains("board board0: down: "), "{status}");
+    assert!(status.contains("board board1: up"), "{status}");
 }
 
 #[test]

@@ -170,10 +170,27 @@ pub struct EngineInfo {
     pub can_load: bool,
 }
 
+/// One board behind an engine that forwards to boards (the remote engine).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BoardHealth {
+    /// The board's configured name.
+    pub name: String,
+    /// Whether its last check or request went through.
+    pub up: bool,
+    /// Why it is down (empty when it is up or never failed).
+    pub last_error: String,
+}
+
 /// An accelerator back end.
 pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Name and capabilities.
     fn info(&self) -> EngineInfo;
+
+    /// The boards the engine forwards to and their health; none for an engine that
+    /// runs here.
+    fn boards(&self) -> Vec<BoardHealth> {
+        Vec::new()
+    }
 
     /// The kernels available now.
     fn catalog(&self) -> Arc<Catalog>;

@@ -431,6 +431,17 @@ impl Engine for RemoteEngine {
         }
     }
 
+    fn boards(&self) -> Vec<vfpga_engine::BoardHealth> {
+        self.status()
+            .into_iter()
+            .map(|(name, up, last_error)| vfpga_engine::BoardHealth {
+                name,
+                up,
+                last_error,
+            })
+            .collect()
+    }
+
     fn catalog(&self) -> Arc<Catalog> {
         match self.catalog.read() {
             Ok(c) => c.clone(),

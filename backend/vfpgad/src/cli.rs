@@ -65,9 +65,13 @@ Examples:
   Run as the dom0 service of a Xen host (guest names are the domain names), with
   domu2 reaching dom0 over Xen vchan (in the guest: vfpga --device vchan:// list):
     vfpgad --socket domu1=/run/vfpga/domu1.sock --listen domu2=vchan --xen
-  Serve guests that must not notice a crash or an upgrade (SIGHUP restarts the daemon
-  from the binary on disk; requests in flight are run again):
+  Serve guests that must not notice a crash, an upgrade or a reload (SIGHUP reads the
+  configuration again and restarts the daemon from the binary on disk; requests in
+  flight are run again):
     vfpgad --supervise --config /etc/vfpga/vfpgad.toml
+  Serve metrics to Prometheus on a localhost port, and read them as a person:
+    vfpgad --config /etc/vfpga/vfpgad.toml --metrics 127.0.0.1:9464
+    vfpgad status --metrics 127.0.0.1:9464
   Check a configuration file and print the QEMU options for its guests:
     vfpgad --config /etc/vfpga/vfpgad.toml --check --print-qemu-args
 
@@ -175,11 +179,24 @@ pub struct Cli {
     #[arg(long)]
     pub print_qemu_args: bool,
 
+    /// Serve metrics over HTTP at ADDR: HOST:PORT (e.g. 127.0.0.1:9464) or unix:PATH.
+    /// Prometheus scrapes GET /metrics (OpenMetrics: requests, runs, bytes, engine
+    /// time and run durations per guest and kernel, sessions, queue depth, board
+    /// health); `vfpgad status` prints the same for a person. Replaces [metrics] listen.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+
+    /// What to do instead of serving guests.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Run as the supervisor of the daemon: hold every guest's vhost-user connection
     /// (socket, memory, event descriptors) and run the daemon itself as a child of
     /// this binary, restarted at once if it dies. Guests notice no restart: runs in
-    /// flight are run again, sessions stay open. SIGHUP restarts the daemon from the
-    /// binary on disk (an upgrade); SIGTERM stops both. See docs/qemu.md.
+    /// flight are run again, sessions stay open. SIGHUP reads the configuration again
+    /// (guests added and removed, policies changed; a file that is not valid is
+    /// refused, nothing changes) and restarts the daemon from the binary on disk (an
+    /// upgrade); SIGTERM stops both. See docs/qemu.md.
     #[arg(long, conflicts_with_all = ["check", "print_qemu_args", "worker_of"])]
     pub supervise: bool,
 
@@ -198,6 +215,58 @@ pub struct Cli {
         requires = "worker_of"
     )]
     pub inherit: Vec<String>,
+}
+
+/// Commands besides serving.
+// As for `Cli`: `[metrics]` in the help text names the file's table.
+#[allow(rustdoc::broken_intra_doc_links)]
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Print what a running vfpgad counts, for a person: per guest its requests and
+    /// failures, its kernels' runs, bytes, engine time and sessions; the boards'
+    /// health. Read from the daemon's metrics endpoint (--metrics / [metrics] listen).
+    #[command(
+        after_help = "Examples:\n  vfpgad status                                 # the endpoint of /etc/vfpga/vfpgad.toml\n  vfpgad status --metrics 127.0.0.1:9464\n  vfpgad status --config /etc/vfpga/vfpgad.toml --openmetrics"
+    )]
+    Status(StatusArgs),
+}
+
+/// `vfpgad status`'s flags.
+#[allow(rustdoc::broken_intra_doc_links)]
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    /// The daemon's metrics address (HOST:PORT or unix:PATH) [default: the config
+    /// file's [metrics] listen].
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<String>,
+    /// The daemon's configuration file, to find its [metrics] listen.
+    #[arg(short, long, value_name = "FILE", default_value = DEFAULT_CONFIG)]
+    pub config: PathBuf,
+    /// Print the OpenMetrics text Prometheus gets instead of the table.
+    #[arg(long)]
+    pub openmetrics: bool,
+    /// Seconds to wait for the answer.
+    #[arg(long, value_name = "S", default_value_t = 10)]
+    pub timeout: u64,
+}
+
+/// Where the packaged configuration is.
+pub const DEFAULT_CONFIG: &str = "/etc/vfpga/vfpgad.toml";
+
+impl StatusArgs {
+    /// The endpoint to ask.
+    pub fn addr(&self) -> Result<crate::metrics::addr::Addr, CliError> {
+        if let Some(m) = &self.metrics {
+            return m.parse().map_err(|e| CliError::flag("--metrics", m, e));
+        }
+        Config::load(&self.config)?.metrics.addr()?.ok_or_else(|| {
+            CliError::flag(
+                "--config",
+                &self.config.display().to_string(),
+                "has no [metrics] listen: give --metrics ADDR, or add [metrics] listen = \"127.0.0.1:9464\" and restart vfpgad",
+            )
+        })
+    }
 }
 
 impl Cli {
@@ -268,6 +337,11 @@ impl Cli {
         if let Some(g) = &self.socket_group {
             crate::config::group_id(g).map_err(|e| CliError::flag("--socket-group", g, e))?;
             c.daemon.socket_group = Some(g.clone());
+        }
+        if let Some(m) = &self.metrics {
+            m.parse::<crate::metrics::addr::Addr>()
+                .map_err(|e| CliError::flag("--metrics", m, e))?;
+            c.metrics.listen = Some(m.clone());
         }
         c.xen.enable |= self.xen;
         if let Some(p) = &self.xen_path {

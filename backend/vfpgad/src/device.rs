@@ -12,6 +12,7 @@ use vfpga_proto::{
     wire::name_field, DeviceConfig, DeviceInfo, ABI_VERSION, CAP_LIMITS, CAP_OUT_OF_ORDER,
     CONFIG_MAGIC, MAX_ARGS, VIRTIO_VFPGA_F_LOAD_BITSTREAM,
 };
+use vfpga_proto::{Opcode, Status};
 #[cfg(feature = "vhost")]
 use vm_memory::GuestMemoryAtomic;
 
@@ -124,6 +125,11 @@ impl QueueCtx {
         idle
     }
 
+    /// Chains taken and not yet answered.
+    pub fn inflight(&self) -> usize {
+        self.inflight.load(Ordering::Acquire)
+    }
+
     /// Waits until no chain of this queue is in flight; `false` on timeout.
     pub fn wait_idle(&self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
@@ -209,8 +215,16 @@ impl Device {
     /// The same device, its guest under `tenant`'s policy and quotas.
     pub fn with_tenant(mut self, tenant: Arc<Tenant>) -> Self {
         self.name.clone_from(&tenant.name);
+        self.sessions = Sessions::new(self.limits.max_sessions as usize, tenant.metrics.clone());
         self.tenant = tenant;
         self
+    }
+
+    /// Counts a request answered with `status`, on the device (`GET_STATS`) and for
+    /// the operator; `op` is `None` for a request refused before it was decoded.
+    pub fn count(&self, op: Option<Opcode>, status: Status) {
+        self.counters.request(status);
+        self.tenant.metrics.request(op, status);
     }
 
     fn with_queues(
@@ -223,6 +237,7 @@ impl Device {
         let queues = (0..n).map(|_| QueueCtx::new(&limits)).collect();
         Self {
             name: tenant.name.clone(),
+            sessions: Sessions::new(max_sessions, tenant.metrics.clone()),
             tenant,
             shelf: Arc::default(),
             limits,
@@ -230,7 +245,6 @@ impl Device {
             #[cfg(feature = "vhost")]
             jobs_tx: None,
             inline_cost: u64::MAX,
-            sessions: Sessions::new(max_sessions),
             counters: Arc::default(),
             queues,
             event_idx: AtomicBool::new(false),
@@ -247,7 +261,10 @@ impl Device {
             ctx.resume = AtomicBool::new(resumed);
         }
         let max = self.limits.max_sessions as usize;
-        self.sessions = Sessions::persisted(max, file.clone(), |name| self.resolve(name).ok());
+        self.sessions =
+            Sessions::persisted(max, self.tenant.metrics.clone(), file.clone(), |name| {
+                self.resolve(name).ok()
+            });
         self
     }
 

@@ -303,7 +303,7 @@ impl Device {
             .get(req.hdr.session)
             .ok_or(AbiError::new(Status::BadSession, "no such session"))?;
         if let Err(e) = session.kernel.sig.check_call(req.args()) {
-            session.counters.request(e.status);
+            session.ended(e.status);
             return Err(e);
         }
         Ok(session)
@@ -384,7 +384,7 @@ impl Device {
         let resp = match result {
             Ok(()) => {
                 let (bytes_in, bytes_out) = call.io_bytes();
-                session.counters.run(bytes_in, bytes_out, ns);
+                session.ran(bytes_in, bytes_out, ns);
                 self.counters.run(bytes_in, bytes_out, ns);
                 Response {
                     written: bytes_out,
@@ -412,9 +412,7 @@ impl Device {
                 }
             }
         };
-        session
-            .counters
-            .request(resp.status().unwrap_or(Status::EngineError));
+        session.ended(resp.status().unwrap_or(Status::EngineError));
         Response {
             duration_ns: ns,
             ..resp

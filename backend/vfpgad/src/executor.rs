@@ -132,8 +132,10 @@ impl Job {
         let current = queue.epoch() == self.epoch;
         let used = if current {
             let used = write_response(&self.wr, req.resp_off, &resp).unwrap_or(0);
-            dev.counters
-                .request(resp.status().unwrap_or(vfpga_proto::Status::EngineError));
+            dev.count(
+                Some(req.op),
+                resp.status().unwrap_or(vfpga_proto::Status::EngineError),
+            );
             Some(used)
         } else {
             dev.tenant.report(format_args!(

@@ -24,6 +24,7 @@ pub mod executor;
 pub mod limited;
 pub mod lock;
 pub mod logging;
+pub mod metrics;
 pub mod notify;
 pub mod resume;
 pub mod sched;

@@ -5,11 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 use tracing::{info, warn};
 use vfpga_proto::DEFAULT_VIRTIO_ID;
-use vfpgad::cli::Cli;
+use vfpgad::cli::{Cli, Command, StatusArgs};
 use vfpgad::notify::notify;
 use vfpgad::{build_engine, Config, Server};
 
@@ -41,9 +41,41 @@ fn print_qemu_args(out: &mut impl Write, c: &Config) -> std::io::Result<()> {
     Ok(())
 }
 
+/// `vfpgad status`: the running daemon's counts, from its metrics endpoint.
+fn status(args: &StatusArgs) -> ExitCode {
+    let page = if args.openmetrics {
+        "/metrics"
+    } else {
+        "/status"
+    };
+    let text = args.addr().map_err(|e| e.to_string()).and_then(|addr| {
+        vfpgad::metrics::client::get(&addr, page, Duration::from_secs(args.timeout.max(1)))
+            .map_err(|e| e.to_string())
+    });
+    match text {
+        Ok(t) => {
+            let mut out = std::io::stdout().lock();
+            match out.write_all(t.as_bytes()).and_then(|()| out.flush()) {
+                Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                    eprintln!("vfpgad: {e}");
+                    ExitCode::FAILURE
+                }
+                _ => ExitCode::SUCCESS,
+            }
+        }
+        Err(e) => {
+            eprintln!("vfpgad status: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 fn main() -> ExitCode {
     vfpgad::logging::init();
     let cli = Cli::parse();
+    if let Some(Command::Status(args)) = &cli.command {
+        return status(args);
+    }
     let config = match cli.config() {
         Ok(c) => c,
         Err(e) => {
@@ -85,7 +117,20 @@ fn main() -> ExitCode {
         };
     }
     if cli.supervise {
-        return match vfpgad::supervise::run(&config, std::env::args_os().skip(1).collect()) {
+        let reload = || -> Result<vfpgad::Config, String> {
+            let c = Cli::try_parse_from(std::env::args_os())
+                .map_err(|e| e.to_string())?
+                .config()
+                .map_err(|e| e.to_string())?;
+            let found = vfpgad::check::files(&c);
+            if found.errors.is_empty() {
+                Ok(c)
+            } else {
+                Err(found.errors.join("; "))
+            }
+        };
+        let args = std::env::args_os().skip(1).collect();
+        return match vfpgad::supervise::run(&config, args, &reload) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("vfpgad: {e}");
@@ -100,7 +145,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut signals = match Signals::new([SIGTERM, SIGINT]) {
+    let mut signals = match Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("vfpgad: cannot install signal handlers: {e}");
@@ -134,8 +179,15 @@ fn main() -> ExitCode {
     if let Err(e) = notify("READY=1") {
         warn!("cannot tell systemd we are ready: {e}");
     }
-    if let Some(sig) = signals.forever().next() {
+    for sig in signals.forever() {
+        if sig == SIGHUP {
+            // Reloading means new sockets and a new daemon under the same guests:
+            // the supervisor's job.
+            warn!("SIGHUP: vfpgad reads its configuration again only under --supervise (as the systemd units run it); nothing changed");
+            continue;
+        }
         info!(signal = sig, "stopping");
+        break;
     }
     let _ = notify("STOPPING=1");
     if let Some(x) = &xen {

@@ -22,6 +22,8 @@ use crate::config::{Config, DeviceLimits, GuestConfig};
 use crate::device::Device;
 use crate::executor::Executor;
 use crate::lock::lock;
+use crate::metrics::expose::Exposition;
+use crate::metrics::http::{self, Endpoint};
 use crate::resume::StateFile;
 use crate::sched::Turns;
 use crate::shelf::Shelf;
@@ -53,6 +55,15 @@ pub enum ServerError {
     /// The stream listeners could not start.
     #[error(transparent)]
     Streams(StreamError),
+    /// The metrics endpoint could not start.
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics {
+        /// Where.
+        addr: crate::metrics::addr::Addr,
+        /// Why.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Shared stop signal: a flag, an eventfd to wake threads waiting for connections, and
@@ -120,6 +131,20 @@ impl LiveDevices {
         dev.map_or(0, |d| d.sessions.clear()) + streams
     }
 
+    /// Chains each virtqueue of `guest`'s device has taken and not yet answered;
+    /// `None` when no VMM is attached.
+    pub fn queues_inflight(&self, guest: &str) -> Option<Vec<usize>> {
+        lock(&self.vhost)
+            .iter()
+            .find(|(n, ..)| n == guest)
+            .map(|(_, d, _)| d.queues.iter().map(|q| q.inflight()).collect())
+    }
+
+    /// `guest`'s open stream connections.
+    pub fn stream_connections(&self, guest: &str) -> usize {
+        self.streams.get().map_or(0, |s| s.connections(guest))
+    }
+
     /// The Xen domain of `guest` runs as `domid` (its vchan channels are offered).
     pub fn domain_up(&self, guest: &str, domid: u32) {
         if let Some(s) = self.streams.get() {
@@ -137,6 +162,7 @@ pub struct Server {
     exec: Arc<Executor>,
     sockets: Vec<PathBuf>,
     streams: Option<StreamServer>,
+    metrics: Option<Endpoint>,
 }
 
 impl Server {
@@ -170,8 +196,25 @@ impl Server {
             .iter()
             .map(|g| Tenant::new(&g.name, g.policy(&config.device)))
             .collect();
-        // Stream listeners first, vhost-user sockets last: whoever waits for a socket
-        // file to appear finds every listener bound.
+        // The metrics endpoint first, stream listeners next, vhost-user sockets last:
+        // whoever waits for a socket file to appear finds every listener bound.
+        let live = Arc::new(LiveDevices::default());
+        let metrics = match config.metrics.addr().map_err(ServerError::Config)? {
+            None => None,
+            Some(addr) => {
+                let pages = Arc::new(Exposition::new(
+                    tenants.clone(),
+                    live.clone(),
+                    engine.clone(),
+                ));
+                let mut inherited = config.daemon.inherited.clone();
+                let held = http::take_inherited(&mut inherited);
+                Some(
+                    Endpoint::start(&addr, held, mode, gid, pages)
+                        .map_err(|source| ServerError::Metrics { addr, source })?,
+                )
+            }
+        };
         let streams = start_streams(
             config,
             &tenants,
@@ -201,7 +244,6 @@ impl Server {
                 }
             }
         }
-        let live = Arc::new(LiveDevices::default());
         if let Some(s) = &streams {
             let _ = live.streams.set(s.guests());
         }
@@ -212,6 +254,7 @@ impl Server {
             exec,
             sockets: listeners.iter().map(|(_, p, _)| p.clone()).collect(),
             streams,
+            metrics,
         };
         for (g, path, listener) in listeners {
             let tenant = config
@@ -251,9 +294,17 @@ impl Server {
         self.streams.as_ref()
     }
 
+    /// The metrics endpoint's address, if it serves one.
+    pub fn metrics_addr(&self) -> Option<&crate::metrics::addr::Addr> {
+        self.metrics.as_ref().map(Endpoint::addr)
+    }
+
     /// Cuts every connection, lets runs on the engine threads finish, removes the
     /// sockets. Returns once everything has stopped (or after `grace`).
     pub fn shutdown(self, grace: Duration) {
+        if let Some(m) = self.metrics {
+            m.stop();
+        }
         self.stop.trigger();
         let deadline = Instant::now() + grace;
         if let Some(s) = self.streams {

@@ -13,8 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use vfpga_engine::Kernel;
 
+use crate::metrics::{GuestMetrics, KernelMetrics};
 use crate::resume::StateFile;
 use crate::stats::Counters;
+use vfpga_proto::Status;
 
 /// An open session.
 #[derive(Debug)]
@@ -29,6 +31,44 @@ pub struct Session {
     pub bitstream: Option<u16>,
     /// Its counters.
     pub counters: Counters,
+    /// Its kernel's counters for the operator (shared by the guest's sessions on it).
+    pub metrics: Arc<KernelMetrics>,
+}
+
+impl Session {
+    fn new(
+        id: u64,
+        kernel: Arc<Kernel>,
+        bitstream: Option<u16>,
+        metrics: Arc<KernelMetrics>,
+    ) -> Self {
+        metrics.session(1);
+        Self {
+            id,
+            kernel,
+            bitstream,
+            counters: Counters::default(),
+            metrics,
+        }
+    }
+
+    /// Counts a run request of this session answered with `status`.
+    pub fn ended(&self, status: Status) {
+        self.counters.request(status);
+        self.metrics.ended(status);
+    }
+
+    /// Counts a successful run's bytes and engine time.
+    pub fn ran(&self, bytes_in: u64, bytes_out: u64, ns: u64) {
+        self.counters.run(bytes_in, bytes_out, ns);
+        self.metrics.ran(bytes_in, bytes_out, ns);
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.metrics.session(-1);
+    }
 }
 
 #[derive(Debug, Default)]
@@ -43,6 +83,7 @@ pub struct Sessions {
     salt: u32,
     slots: Mutex<Vec<Slot>>,
     log: Option<Arc<StateFile>>,
+    metrics: Arc<GuestMetrics>,
 }
 
 /// A random 32-bit value from the standard library's per-process hash keys.
@@ -59,14 +100,16 @@ fn low32(v: u64) -> u32 {
 }
 
 impl Sessions {
-    /// A table for at most `max` sessions (at most 65536).
-    pub fn new(max: usize) -> Self {
+    /// A table for at most `max` sessions (at most 65536) of a guest counted in
+    /// `metrics`.
+    pub fn new(max: usize, metrics: Arc<GuestMetrics>) -> Self {
         let mut slots = Vec::with_capacity(max.min(1 << 16));
         slots.resize_with(max.min(1 << 16), Slot::default);
         Self {
             salt: random_salt(),
             slots: Mutex::new(slots),
             log: None,
+            metrics,
         }
     }
 
@@ -75,10 +118,11 @@ impl Sessions {
     /// longer offered, or no longer allowed, closes its session).
     pub fn persisted(
         max: usize,
+        metrics: Arc<GuestMetrics>,
         file: Arc<StateFile>,
         resolve: impl Fn(&str) -> Option<(Arc<Kernel>, Option<u16>)>,
     ) -> Self {
-        let mut table = Self::new(max);
+        let mut table = Self::new(max, metrics);
         match file.salt() {
             Some(salt) => table.salt = salt,
             None => file.set_salt(table.salt),
@@ -91,12 +135,8 @@ impl Sessions {
                     (Some(slot), Some((kernel, bitstream))) => {
                         slot.generation = generation;
                         let id = table.id(index, generation);
-                        slot.session = Some(Arc::new(Session {
-                            id,
-                            kernel,
-                            bitstream,
-                            counters: Counters::default(),
-                        }));
+                        let metrics = table.metrics.kernel(&name);
+                        slot.session = Some(Arc::new(Session::new(id, kernel, bitstream, metrics)));
                     }
                     _ => file.session_closed(index),
                 }
@@ -140,12 +180,12 @@ impl Sessions {
         slot.generation = slot.generation.wrapping_add(1);
         let generation = slot.generation;
         let id = self.id(index, generation);
-        let session = Arc::new(Session {
+        let session = Arc::new(Session::new(
             id,
             kernel,
             bitstream,
-            counters: Counters::default(),
-        });
+            self.metrics.kernel(name),
+        ));
         slot.session = Some(session.clone());
         if let Some(log) = &self.log {
             log.session_opened(index, generation, name, bitstream);
@@ -224,7 +264,7 @@ mod tests {
 
     #[test]
     fn ids_are_checked_and_not_reused() {
-        let t = Sessions::new(2);
+        let t = Sessions::new(2, Arc::default());
         let a = t.open(kernel(), None, "vadd_u32").unwrap();
         let b = t.open(kernel(), None, "vadd_u32").unwrap();
         assert!(
@@ -237,7 +277,7 @@ mod tests {
         assert_ne!(c.id, a.id, "reused slot, new generation");
         assert!(t.get(a.id).is_none());
         assert_eq!(t.get(b.id).unwrap().id, b.id);
-        let other = Sessions::new(2);
+        let other = Sessions::new(2, Arc::default());
         assert!(other.get(b.id).is_none(), "foreign id");
         assert_eq!(t.count(), 2);
         t.clear();

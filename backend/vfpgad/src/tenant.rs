@@ -17,6 +17,7 @@ use vfpga_proto::{AbiError, Limits, Status, LIMIT_F_ALL_KERNELS, LIMIT_F_LOAD};
 
 use crate::limited::Limited;
 use crate::lock::lock;
+use crate::metrics::GuestMetrics;
 
 /// A guest's policy. In the configuration file the `[device]` table holds the defaults
 /// and each `[[guest]]` may override any field.
@@ -124,6 +125,8 @@ pub struct Tenant {
     rate: Mutex<Rate>,
     /// Reports of its requests, at most one every ten seconds.
     reports: Limited,
+    /// What the operator sees of it (`--metrics`).
+    pub metrics: Arc<GuestMetrics>,
 }
 
 /// A run admitted against its guest's quota; dropping it gives the quota back.
@@ -156,7 +159,16 @@ impl Tenant {
             }),
             policy,
             reports: Limited::new(),
+            metrics: Arc::default(),
         })
+    }
+
+    /// Runs admitted and not yet over, and the bytes they move.
+    pub fn inflight(&self) -> (u32, u64) {
+        (
+            self.inflight.load(Ordering::Acquire),
+            self.inflight_bytes.load(Ordering::Acquire),
+        )
     }
 
     /// Whether it may open sessions on kernel `name`.

@@ -79,12 +79,13 @@ pub fn handle_chain(
         head,
         again,
     } = taken;
+    let mut op = None;
     let (head, resp_off, resp) = match chain::decode(head, chain, mem, &dev.limits, scratch) {
         Decoded::Unanswerable { head, reason } => {
             dev.tenant.report(format_args!(
                 "queue {queue}: returning chain {head} unanswered: {reason}"
             ));
-            dev.counters.request(Status::BadRequest);
+            dev.count(None, Status::BadRequest);
             return Outcome::Done { head, used: 0 };
         }
         Decoded::Refuse {
@@ -98,6 +99,7 @@ pub fn handle_chain(
         }
         Decoded::Request(mut req) => {
             req.again = again;
+            op = Some(req.op);
             let tag = req.hdr.tag;
             match dev.dispatch(queue, &req, mem, done, scratch) {
                 None => return Outcome::Deferred,
@@ -115,8 +117,7 @@ pub fn handle_chain(
         ));
         return Outcome::Abandoned;
     }
-    dev.counters
-        .request(resp.status().unwrap_or(Status::EngineError));
+    dev.count(op, resp.status().unwrap_or(Status::EngineError));
     let used = write_response(&scratch.wr, resp_off, &resp).unwrap_or(0);
     Outcome::Done { head, used }
 }

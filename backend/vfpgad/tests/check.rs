@@ -1,5 +1,5 @@
 //! What a first-time operator meets before any guest connects: `--check` (in words, and
-//! catching missing files), flags reported as the flags they are, and the socket's
+//! catching missing files, then the configuration as a file to reuse), flags reported as the flags they are, and the socket's
 //! folder created on a fresh host.
 #![allow(clippy::unwrap_used)]
 
@@ -46,6 +46,78 @@ fn check_prints_what_it_sets_up_in_words() {
         assert!(out.contains(want), "--check lacks {want:?}:\n{out}");
     }
     assert!(!out.contains("DeviceLimits {"), "a dump, not words:\n{out}");
+}
+
+/// `vfpgad ARGS --check`'s standard output, which must succeed.
+fn check_stdout(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_vfpgad"))
+        .args(args)
+        .arg("--check")
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn check_prints_a_file_that_gives_the_same_configuration() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vfpgad.toml");
+    std::fs::write(
+        &file,
+        "[daemon]\ninline_cost = 100\n[device]\nrate_runs = 50\n[stream]\nidle_timeout_ms = 0\n[[guest]]\nname = \"old\"\nsocket = \"/run/vfpga/old.sock\"\n",
+    )
+    .unwrap();
+    // A file and flags over it: the flags replace the guests and add to the rest.
+    let first = check_stdout(&[
+        "--config",
+        file.to_str().unwrap(),
+        "--socket",
+        "vm0=/run/vfpga/vm0.sock",
+        "--listen",
+        "vm1=unix:/run/vfpga/vm1.vsock_7000",
+        "--request-queues",
+        "4",
+        "--socket-mode",
+        "0660",
+        "--xen",
+    ]);
+    assert!(
+        first.contains("# guest vm0: vhost-user /run/vfpga/vm0.sock"),
+        "{first}"
+    );
+    let saved = dir.path().join("saved.toml");
+    std::fs::write(&saved, &first).unwrap();
+    let second = check_stdout(&["--config", saved.to_str().unwrap()]);
+    // The same configuration, said the same way; only the first line names the source.
+    let body = |s: &str| s.split_once('\n').unwrap().1.to_owned();
+    assert_eq!(body(&second), body(&first));
+    assert!(
+        second.starts_with(&format!("# {}: OK\n", saved.display())),
+        "{second}"
+    );
+    for key in [
+        "inline_cost = 100",
+        "rate_runs = 50",
+        "idle_timeout_ms = 0",
+        "request_queues = 4",
+        "socket_mode = \"0660\"",
+        "enable = true",
+        "listen = [\"unix:/run/vfpga/vm1.vsock_7000\"]",
+    ] {
+        assert!(first.contains(key), "{key:?} missing:\n{first}");
+    }
+    assert!(
+        !first.contains("old.sock"),
+        "the flags replaced the guests:\n{first}"
+    );
 }
 
 #[test]

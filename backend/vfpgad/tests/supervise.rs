@@ -208,3 +208,155 @@ fn hostile_frontends_are_cut_off_and_the_next_one_is_served() {
     let mut fe = d.connect(0);
     common::still_serves(&mut fe);
 }
+
+/// Waits until `done` holds (checked every few milliseconds), at most [`TIMEOUT`].
+fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let deadline = Instant::now() + TIMEOUT;
+    while !done() {
+        assert!(Instant::now() < deadline, "never: {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn sha_args(data: &[u8]) -> [Arg<'_>; 2] {
+    [Arg::In(ElemType::U8, data), Arg::Out(ElemType::U8, 32)]
+}
+
+#[test]
+fn a_reload_adds_and_removes_guests_and_changes_policy_leaving_the_rest_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = |n: &str| dir.path().join(n);
+    let (vm0, vm1, vm2, conf) = (
+        p("vm0.sock"),
+        p("vm1.sock"),
+        p("vm2.sock"),
+        p("vfpgad.toml"),
+    );
+    let guest0 = |kernels: &str| {
+        format!(
+            "[[guest]]\nname = \"vm0\"\nsocket = \"{}\"\nkernels = {kernels}\n",
+            vm0.display()
+        )
+    };
+    let guest1 = format!(
+        "[[guest]]\nname = \"vm1\"\nlisten = [\"unix:{}\"]\n",
+        vm1.display()
+    );
+    let guest2 = format!(
+        "[[guest]]\nname = \"vm2\"\nsocket = \"{}\"\n",
+        vm2.display()
+    );
+    std::fs::write(&conf, format!("{}{guest1}", guest0("[\"*\"]"))).unwrap();
+    let args: Vec<String> = ["--supervise", "--config", conf.to_str().unwrap()]
+        .map(str::to_owned)
+        .to_vec();
+    let d = common::Daemon::launch(
+        tempfile::tempdir().unwrap(),
+        vec![vm0.clone(), vm1.clone()],
+        &args,
+    );
+    let the_worker = || loop {
+        if let [w] = children(d.pid())[..] {
+            return w;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let mut fe = VhuFrontend::connect(&vm0, Default::default()).unwrap();
+    let vadd_session = open(&mut fe, "vadd_u32");
+    let (pr, want) = vadd(&mut fe, vadd_session, 500, 3);
+    fe.run_prepared(&pr).unwrap();
+    check(&fe, &pr, &want);
+    let sha_session = open(&mut fe, "sha256");
+    // Without reconnecting: its guest's removal must end the connection, not stall it.
+    let stream = vfpga::Device::open_with(
+        format!("unix:{}", vm1.display()),
+        &vfpga::Options {
+            reconnect: Duration::ZERO,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    stream.info().unwrap();
+    let first = the_worker();
+
+    // vm0 may run vadd_u32 only now, vm1 goes, vm2 comes.
+    std::fs::write(&conf, format!("{}{guest2}", guest0("[\"vadd_u32\"]"))).unwrap();
+    signal(d.pid(), libc::SIGHUP);
+    wait_until("vm2's socket and vm1's gone", || {
+        vm2.exists() && !vm1.exists()
+    });
+    wait_until("a new worker", || the_worker() != first);
+    // vm0 kept its connection and its vadd session, and runs under the new policy.
+    let (pr, want) = vadd(&mut fe, vadd_session, 700, 5);
+    fe.run_prepared(&pr).unwrap();
+    check(&fe, &pr, &want);
+    let r = fe
+        .call(
+            0,
+            Opcode::OpenSession,
+            0,
+            &[Arg::In(ElemType::U8, b"sha256")],
+            Layout::Direct,
+        )
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        Some(Status::Permission),
+        "sha256 no longer allowed"
+    );
+    let data = [7u8; 64];
+    let r = fe
+        .call(
+            1,
+            Opcode::Run,
+            sha_session,
+            &sha_args(&data),
+            Layout::Direct,
+        )
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        Some(Status::BadSession),
+        "its sha256 session was closed"
+    );
+    // vm2 is served; vm1 is not.
+    let mut fe2 = VhuFrontend::connect(&vm2, Default::default()).unwrap();
+    let s2 = open(&mut fe2, "vadd_u32");
+    let (pr, want) = vadd(&mut fe2, s2, 300, 11);
+    fe2.run_prepared(&pr).unwrap();
+    check(&fe2, &pr, &want);
+    assert!(std::os::unix::net::UnixStream::connect(&vm1).is_err());
+    assert!(
+        stream.info().is_err(),
+        "vm1's connection ended with its guest"
+    );
+
+    // A file that is not a configuration, or not a valid one, is refused with its
+    // reason; nothing changes, the worker is not even restarted.
+    let second = the_worker();
+    for (n, (bad, reason)) in [
+        ("[[guest]\nname = ", "TOML parse error"),
+        (
+            "[daemon]\nengine = \"fpga\"\n",
+            "engine \"fpga\": use \"sim\"",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(&conf, bad).unwrap();
+        signal(d.pid(), libc::SIGHUP);
+        wait_until("the refusal logged", || {
+            d.log().matches("reload refused, nothing changed").count() > n
+        });
+        let log = d.log();
+        let refusal = log.match_indices("reload refused").nth(n).unwrap().0;
+        let said = &log[refusal..];
+        assert!(said.contains(reason), "{said}");
+        assert_eq!(the_worker(), second);
+        assert!(vm0.exists() && vm2.exists());
+        let (pr, want) = vadd(&mut fe, vadd_session, 64, 13 + u32::try_from(n).unwrap());
+        fe.run_prepared(&pr).unwrap();
+        check(&fe, &pr, &want);
+    }
+}

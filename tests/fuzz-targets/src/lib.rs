@@ -226,7 +226,8 @@ pub fn manifest(data: &[u8]) {
     }
 }
 
-/// A vfpgad configuration file, checked and summarised as `--check` does.
+/// A vfpgad configuration file, checked and summarised as `--check` does; the summary
+/// must read back as the same configuration.
 pub fn config(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
@@ -235,7 +236,13 @@ pub fn config(data: &[u8]) {
         return;
     };
     if c.validate().is_ok() {
-        let _ = vfpgad::check::summary(&mut std::io::sink(), &c, None);
+        let mut out = Vec::new();
+        if vfpgad::check::summary(&mut out, &c, None).is_ok() {
+            // What --check prints is a file that reads back as the same configuration.
+            let text = String::from_utf8_lossy(&out);
+            let back = toml::from_str::<vfpgad::Config>(&text);
+            assert!(matches!(&back, Ok(b) if *b == c), "{back:?}\n{text}");
+        }
     }
 }
 

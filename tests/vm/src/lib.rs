@@ -9,14 +9,16 @@
 // Test support: a failed expectation here is a failed test, and its message says which.
 #![allow(clippy::expect_used)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::UnixStream;
+use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
+
+pub mod qmp;
+pub use qmp::Qmp;
 
 /// Where everything the tests need is.
 #[derive(Debug)]
@@ -437,6 +439,13 @@ impl Guest {
             cmd.arg("--qmp").arg(q);
         }
         cmd.args(&o.run_args);
+        // run-guest.sh attaches the devices with this crate's QMP client; cargo builds
+        // it next to the test binaries (target/PROFILE/, the tests in deps/ below).
+        if std::env::var_os("VFPGA_QMP").is_none() {
+            if let Some(tool) = qmp_tool() {
+                cmd.env("VFPGA_QMP", tool);
+            }
+        }
         // As for the daemon: if the test process dies, run-guest.sh gets SIGTERM and
         // stops its QEMU (its trap), instead of running until its own timeout.
         // SAFETY: only prctl(2) between fork and exec (async-signal-safe).
@@ -536,80 +545,16 @@ impl Drop for Guest {
     }
 }
 
+/// The `vfpga-qmp` binary built with the test running, if there is one.
+fn qmp_tool() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let tool = exe.parent()?.parent()?.join("vfpga-qmp");
+    tool.is_file().then_some(tool)
+}
+
 /// Boots the guest and waits for the scenario to end.
 pub fn run(o: &GuestOpts) -> Outcome {
     Guest::spawn(o).finish()
-}
-
-/// A QMP connection.
-#[derive(Debug)]
-pub struct Qmp {
-    w: UnixStream,
-    r: BufReader<UnixStream>,
-}
-
-impl Qmp {
-    /// Connects (waiting for the socket) and negotiates capabilities.
-    pub fn connect(path: &Path, timeout: Duration) -> Result<Self, String> {
-        let deadline = Instant::now() + timeout;
-        let s = loop {
-            match UnixStream::connect(path) {
-                Ok(s) => break s,
-                Err(_) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(50))
-                }
-                Err(e) => return Err(format!("QMP {}: {e}", path.display())),
-            }
-        };
-        s.set_read_timeout(Some(Duration::from_secs(30)))
-            .map_err(|e| e.to_string())?;
-        let r = BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
-        let mut q = Self { w: s, r };
-        q.line()?; // greeting
-        q.execute(r#"{"execute":"qmp_capabilities"}"#)?;
-        Ok(q)
-    }
-
-    fn line(&mut self) -> Result<String, String> {
-        let mut l = String::new();
-        match self.r.read_line(&mut l) {
-            Ok(0) => Err("QMP closed".into()),
-            Ok(_) => Ok(l),
-            Err(e) => Err(format!("QMP read: {e}")),
-        }
-    }
-
-    /// Sends a command (JSON); returns its `return` line, skipping events. Errors carry
-    /// QEMU's message.
-    pub fn execute(&mut self, json: &str) -> Result<String, String> {
-        self.w
-            .write_all(json.as_bytes())
-            .map_err(|e| e.to_string())?;
-        self.w.write_all(b"\n").map_err(|e| e.to_string())?;
-        loop {
-            let l = self.line()?;
-            if l.contains("\"return\"") {
-                return Ok(l);
-            }
-            if l.contains("\"error\"") {
-                return Err(l.trim().to_owned());
-            }
-        }
-    }
-
-    /// Waits for an event line containing `needle`.
-    pub fn wait_event(&mut self, needle: &str, timeout: Duration) -> Result<String, String> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            match self.line() {
-                Ok(l) if l.contains(needle) => return Ok(l),
-                Ok(_) => {}
-                Err(e) if e.contains("WouldBlock") || e.contains("timed out") => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Err(format!("no QMP event {needle} within {timeout:?}"))
-    }
 }
 
 /// Writes `data` to `share/rel`, creating folders.

@@ -11,6 +11,7 @@ mod common;
 use std::time::Duration;
 
 use common::*;
+use serde_json::json;
 use vfpga_engine::pl::model::{Faults, ModelBoard};
 use vfpga_reference::{le, Rng};
 use vfpga_vm_tests::{get, put, run, vm_lock, Daemon, Guest, GuestOpts, Qmp};
@@ -24,15 +25,32 @@ fn every_kernel_bit_exact_from_the_guest() {
     let d = Daemon::start(&["vm0"], &[]);
     let out = run(&GuestOpts::new("kernels", &d.sockets, share.path()));
     assert_ok("kernels", &out);
-    for (name, expected) in want {
+    for (name, expected) in &want {
         let got = get(share.path(), &format!("out/{name}.bin"));
         assert!(
-            got == expected,
+            &got == expected,
             "{name}: guest result differs from the reference ({} vs {} bytes)",
             got.len(),
             expected.len()
         );
     }
+    // vadd_f32 from an .npy input to an .npy output: NumPy's layout, the same sums.
+    let npy = get(share.path(), "out/vadd_f32.npy");
+    let f32s = &want[1].1;
+    assert_eq!(
+        npy[..128],
+        npy_f32_header(f32s.len() / 4),
+        "the .npy header"
+    );
+    assert!(
+        npy[128..] == f32s[..],
+        "vadd_f32 through .npy files differs"
+    );
+    // Typed values printed: fir by hand (y[i] = 2·x[i] − x[i−1]), the digest in hex.
+    let text = |f: &str| String::from_utf8_lossy(&get(share.path(), f)).into_owned();
+    assert_eq!(text("out/fir.txt"), "y = [2, -5, 8, -65539]\n");
+    let hex: String = want[4].1.iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(text("out/sha256.txt"), format!("digest = {hex}\n"));
     for sig in [
         "vadd_u32(in a: u32[n], in b: u32[n], out c: u32[n], n: u32)",
         "engine:      sim",
@@ -222,20 +240,20 @@ fn the_guest_survives_a_daemon_restart() {
     d.kill();
     board.model.set_faults(Faults::default());
     let mut qmp = Qmp::connect(&qmp_path, Duration::from_secs(10)).unwrap();
-    qmp.execute(r#"{"execute":"device_del","arguments":{"id":"vfpgadev0"}}"#)
+    qmp.execute("device_del", Some(json!({"id": "vfpgadev0"})))
         .unwrap();
     qmp.wait_event("DEVICE_DELETED", Duration::from_secs(60))
         .unwrap();
     d.restart();
     // QEMU reuses a stale connection for the first attempt; the second attaches.
-    let add = r#"{"execute":"device_add","arguments":{"driver":"vhost-user-test-device-pci","id":"vfpgadev0","chardev":"vfpga0","virtio-id":21,"num_vqs":3,"vq_size":1024,"config_size":40}}"#;
-    let mut attached = qmp.execute(add);
+    let add = json!({"driver": "vhost-user-test-device-pci", "id": "vfpgadev0", "chardev": "vfpga0", "virtio-id": 21, "num_vqs": 3, "vq_size": 1024, "config_size": 40});
+    let mut attached = qmp.execute("device_add", Some(add.clone()));
     for _ in 0..10 {
         if attached.is_ok() {
             break;
         }
         std::thread::sleep(Duration::from_millis(1500));
-        attached = qmp.execute(add);
+        attached = qmp.execute("device_add", Some(add.clone()));
     }
     attached.unwrap();
     put(s, "go", b"");

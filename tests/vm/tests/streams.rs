@@ -186,3 +186,69 @@ fn virtio_vsock_and_tls_side_by_side_in_one_boot() {
     }
     drop(d);
 }
+
+/// The Python client (clients/python) in a guest without the module: Debian's Python
+/// with the client in the share, every kernel over vsock through the same userspace
+/// vsock device, the results checked here against the references, and the errors a
+/// user meets worded as the Rust library words them.
+#[test]
+#[ignore = "boots a VM; run by scripts/test-all.sh"]
+fn the_python_client_in_a_guest_runs_every_kernel_over_vsock() {
+    let _vm = vm_lock();
+    let share = tempfile::tempdir().unwrap();
+    let s = share.path();
+    let kernels = kernel_inputs(s, &mut Rng(4242));
+    let runtime = std::process::Command::new(
+        vfpga_vm_tests::env()
+            .repo
+            .join("clients/python/tests/guest/runtime.sh"),
+    )
+    .arg(s.join("py"))
+    .stdout(std::process::Stdio::null())
+    .status()
+    .unwrap();
+    assert!(
+        runtime.success(),
+        "clients/python/tests/guest/runtime.sh failed"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let vsock = VsockDevice::start(dir.path(), 3);
+    let port = vsock.port(7000);
+    let d = Daemon::start_with(
+        &["--listen".into(), format!("vm0=unix:{}", port.display())],
+        std::slice::from_ref(&port),
+    );
+    let out = run(&GuestOpts {
+        mem: 1536,
+        run_args: vec![
+            "--guest".into(),
+            stream_guest().display().to_string(),
+            "--vsock".into(),
+            vsock.socket.display().to_string(),
+        ],
+        ..GuestOpts::new("python", &[], s)
+    });
+    assert_ok("python", &out);
+    assert!(
+        out.console
+            .contains("python: vsock://2:7000 is vm0 on the sim engine, 6 kernels"),
+        "{}",
+        out.console
+    );
+    for (name, expected) in kernels {
+        assert!(
+            get(s, &format!("out/{name}.bin")) == expected,
+            "{name}: the Python client's result over vsock differs from the reference"
+        );
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&get(s, "out/py-unknown.err")),
+        "no kernel `nope` on this device; available: vadd_u32, vadd_f32, mmult, fir, sha256, sobel"
+    );
+    let noport = String::from_utf8_lossy(&get(s, "out/py-noport.err")).into_owned();
+    assert!(
+        noport.starts_with("cannot connect to vsock://2:7999: "),
+        "{noport}"
+    );
+    drop(d);
+}

@@ -52,7 +52,7 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::tenant::Policy;
 
@@ -85,7 +85,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Daemon-wide settings.
@@ -111,10 +111,35 @@ pub struct Config {
     /// Stream connections.
     #[serde(default)]
     pub stream: StreamSection,
+    /// The metrics endpoint.
+    #[serde(default)]
+    pub metrics: MetricsSection,
+}
+
+/// `[metrics]`: the endpoint Prometheus scrapes and `vfpgad status` reads.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// `HOST:PORT` (e.g. "127.0.0.1:9464") or `unix:PATH`; none: no endpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+}
+
+impl MetricsSection {
+    /// The address, checked.
+    pub fn addr(&self) -> Result<Option<crate::metrics::addr::Addr>, ConfigError> {
+        self.listen
+            .as_deref()
+            .map(|l| {
+                l.parse()
+                    .map_err(|e| ConfigError::Invalid(format!("[metrics] listen = {e}")))
+            })
+            .transpose()
+    }
 }
 
 /// `[tls]`: vfpgad's side of mutual TLS with guests.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSection {
     /// CA certificate the guests' client certificates are signed by.
@@ -126,7 +151,7 @@ pub struct TlsSection {
 }
 
 /// `[stream]`: bounds of stream connections.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StreamSection {
     /// Connections per guest.
@@ -146,7 +171,7 @@ impl Default for StreamSection {
 
 /// `[xen]`: dom0 service mode. The daemon publishes itself and its guests in xenstore
 /// and closes a guest's sessions when its domain goes away.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct XenSection {
     /// Register in xenstore and watch domains.
@@ -165,7 +190,7 @@ impl Default for XenSection {
 }
 
 /// `[pl]`: this board's programmable logic (a Zynq-class SoC running vfpgad itself).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlSection {
     /// Prefix of sysfs and /dev paths (for tests and chroots).
@@ -187,7 +212,7 @@ fn fpga0() -> String {
 }
 
 /// `[remote]`: boards running `vfpga-agent`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemoteSection {
     /// CA certificate the boards' certificates are signed by.
@@ -223,7 +248,7 @@ fn default_health() -> u64 {
 }
 
 /// `[[remote.board]]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BoardSection {
     /// Name for logs.
@@ -244,7 +269,7 @@ impl BoardSection {
 }
 
 /// `[daemon]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DaemonConfig {
     /// Which back end runs the kernels.
@@ -268,8 +293,8 @@ pub struct DaemonConfig {
 }
 
 /// `[daemon] engine`: the back end that runs the kernels.
-#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq)]
-#[serde(try_from = "String")]
+#[derive(Clone, Copy, Debug, Default, Deserialize, PartialEq, Eq, Serialize)]
+#[serde(try_from = "String", into = "&'static str")]
 pub enum EngineKind {
     /// The bit-exact software model.
     #[default]
@@ -288,6 +313,12 @@ impl EngineKind {
             EngineKind::Pl => "pl",
             EngineKind::Remote => "remote",
         }
+    }
+}
+
+impl From<EngineKind> for &'static str {
+    fn from(e: EngineKind) -> Self {
+        e.as_str()
     }
 }
 
@@ -336,7 +367,7 @@ impl Default for DaemonConfig {
 
 /// `[device]`: what the config space announces, and every guest's default policy
 /// (a `[[guest]]` overrides any policy field, and `max_sessions`).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeviceLimits {
     /// Request queues after the control queue.
@@ -387,7 +418,7 @@ impl Default for DeviceLimits {
 }
 
 /// `[library]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LibraryConfig {
     /// Folder of `NAME.toml` manifests.
@@ -445,7 +476,7 @@ impl LibraryConfig {
 }
 
 /// `[[guest]]`.
-#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GuestConfig {
     /// Name, shown to the guest in `GET_INFO` and in logs.

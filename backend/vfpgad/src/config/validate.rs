@@ -9,6 +9,7 @@ impl Config {
     /// Checks every value and combination; the message says what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
+        self.metrics.addr()?;
         let d = &self.device;
         match self.daemon.engine {
             EngineKind::Sim => {}

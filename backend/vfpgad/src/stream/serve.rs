@@ -134,7 +134,7 @@ pub fn serve<C: Conn>(conn: &mut C, dev: &Device, rules: &Rules<'_>) -> End {
             Err(StreamError::Closed) => return End::Closed,
             Err(e @ StreamError::TooLarge { tag, in_bytes, .. }) => {
                 debug!(guest = %dev.name, "refused: {e}");
-                dev.counters.request(Status::TooLarge);
+                dev.count(None, Status::TooLarge);
                 let resp = Response::error(
                     &AbiError::new(Status::TooLarge, "request larger than this device accepts"),
                     tag,
@@ -153,7 +153,7 @@ pub fn serve<C: Conn>(conn: &mut C, dev: &Device, rules: &Rules<'_>) -> End {
             }
             Err(StreamError::Abi(e)) => {
                 // A header that cannot be trusted: the stream cannot be resynchronised.
-                dev.counters.request(e.status);
+                dev.count(None, e.status);
                 let _ = send(conn, &Response::error(&e, 0), &[]);
                 return End::Refused(e.to_string());
             }
@@ -272,7 +272,7 @@ fn receive_and_answer<C: Conn>(
         Ok(t) => t,
         Err(e) => {
             debug!(guest = %dev.name, op = ?req.op, "refused: {e}");
-            dev.counters.request(e.status);
+            dev.count(Some(req.op), e.status);
             skip(conn, req.layout.in_bytes)?;
             bufs.outputs.clear();
             return Ok(Response::error(&e, tag));
@@ -321,8 +321,7 @@ fn receive_and_answer<C: Conn>(
     };
     // Every answer is counted once, here, on the device (a run's session counts itself
     // in `session_for` and `run_now`).
-    dev.counters
-        .request(resp.status().unwrap_or(Status::EngineError));
+    dev.count(Some(req.op), resp.status().unwrap_or(Status::EngineError));
     Ok(resp)
 }
 

@@ -195,6 +195,15 @@ impl StreamGuests {
 }
 
 impl StreamGuests {
+    /// `guest`'s open connections.
+    pub fn connections(&self, guest: &str) -> usize {
+        self.0
+            .guests
+            .iter()
+            .find(|g| g.name == guest)
+            .map_or(0, |g| lock(&g.conns).len())
+    }
+
     /// The Xen domain of `guest` is up as `domid`: offer it vchan channels, if it
     /// listens on vchan (channels offered to an earlier domain end).
     pub fn domain_up(&self, guest: &str, domid: u32) {

@@ -4,12 +4,14 @@
 //! them down (a guest library's connection made during a restart waits in the
 //! listen queue for the next worker), and runs the daemon proper — this binary with
 //! `--worker-of DIR` — as its child, started again at once when it dies and, on
-//! SIGHUP, stopped gracefully and started from the binary on disk. Everything a new
+//! SIGHUP, once the configuration read again is valid and held (`held.rs`), stopped
+//! gracefully and started from the binary on disk. Everything a new
 //! worker needs besides the setup it is replayed is in the guests' state files
 //! (`resume.rs`) in the private folder DIR.
 //!
 //! It runs no kernel and maps no guest memory.
 
+mod held;
 pub mod journal;
 mod relay;
 pub mod wire;
@@ -31,7 +33,7 @@ use vmm_sys_util::eventfd::{EventFd, EFD_NONBLOCK};
 
 use crate::config::Config;
 use crate::notify::notify;
-use crate::sockets::bind;
+use held::Held;
 
 /// How long a stopping worker gets before it is killed.
 const WORKER_GRACE: Duration = Duration::from_secs(35);
@@ -84,6 +86,9 @@ pub enum SuperviseError {
     /// A guest's socket.
     #[error("guest {0}: cannot listen on {1}: {2}")]
     Listen(String, PathBuf, #[source] std::io::Error),
+    /// The metrics endpoint's socket.
+    #[error("cannot serve metrics on {0}: {1}")]
+    Metrics(crate::metrics::addr::Addr, #[source] std::io::Error),
     /// Signals, events, threads.
     #[error("cannot start: {0}")]
     Start(#[from] std::io::Error),
@@ -122,9 +127,17 @@ fn private_dir(config: &Config) -> PathBuf {
     base.join(format!(".vfpgad-supervisor-{}", std::process::id()))
 }
 
+/// Reads the configuration again (on SIGHUP): the configuration, or why it is not
+/// one vfpgad can start with.
+pub type Reload<'a> = dyn Fn() -> Result<Config, String> + 'a;
+
 /// Runs the supervisor with `config`; `args` are vfpgad's own arguments, given to
-/// each worker with `--supervise` left out.
-pub fn run(config: &Config, args: Vec<OsString>) -> Result<ExitCode, SuperviseError> {
+/// each worker with `--supervise` left out; `reload` reads the configuration again.
+pub fn run(
+    config: &Config,
+    args: Vec<OsString>,
+    reload: &Reload<'_>,
+) -> Result<ExitCode, SuperviseError> {
     let exe = std::env::current_exe()?;
     // A replaced binary leaves /proc/self/exe pointing at the old file: start workers
     // by the path, which names the new one.
@@ -138,7 +151,7 @@ pub fn run(config: &Config, args: Vec<OsString>) -> Result<ExitCode, SuperviseEr
         .mode(0o700)
         .create(&dir)
         .map_err(|e| SuperviseError::Folder(dir.clone(), e))?;
-    let result = supervise(config, args, &exe, &dir);
+    let result = supervise(config, args, reload, &exe, &dir);
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
@@ -146,6 +159,7 @@ pub fn run(config: &Config, args: Vec<OsString>) -> Result<ExitCode, SuperviseEr
 fn supervise(
     config: &Config,
     args: Vec<OsString>,
+    reload: &Reload<'_>,
     exe: &Path,
     dir: &Path,
 ) -> Result<ExitCode, SuperviseError> {
@@ -154,82 +168,19 @@ fn supervise(
         flag: AtomicBool::new(false),
         event: EventFd::new(EFD_NONBLOCK)?,
     });
-    let mode = config.socket_mode()?;
-    let gid = config.socket_gid()?;
-    let mut sockets = Vec::new();
-    let mut relays = Vec::new();
-    for g in &config.guests {
-        let Some(path) = &g.socket else { continue };
-        let listener = match bind(path, mode, gid) {
-            Ok(l) => l,
-            Err(e) => {
-                for p in &sockets {
-                    let _ = std::fs::remove_file(p);
-                }
-                return Err(SuperviseError::Listen(g.name.clone(), path.clone(), e));
-            }
-        };
-        sockets.push(path.clone());
-        relays.push(relay::Relay {
-            name: g.name.clone(),
-            listener,
-            worker: dir.join(format!("{}.sock", g.name)),
-            state: dir.join(format!("{}.state", g.name)),
-            rings: u32::from(g.limits(&config.device).request_queues) + 1,
-            stop: stop.clone(),
-        });
-    }
-    // The stream listeners, held here so connections wait across a restart.
-    let mut held: Vec<(String, std::os::fd::OwnedFd)> = Vec::new();
-    for g in &config.guests {
-        for l in g.listens() {
-            let Some(key) = l.socket_key() else { continue };
-            if held.iter().any(|(k, _)| *k == key) {
-                continue;
-            }
-            match l.bind(mode, gid) {
-                Ok(Some(fd)) => {
-                    if let crate::stream::Listen::Unix(p) = &l {
-                        sockets.push(p.clone());
-                    }
-                    held.push((key, fd));
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    for p in &sockets {
-                        let _ = std::fs::remove_file(p);
-                    }
-                    return Err(SuperviseError::Listen(
-                        g.name.clone(),
-                        l.to_string().into(),
-                        e,
-                    ));
-                }
-            }
-        }
-    }
-    let mut threads = Vec::new();
-    for r in relays {
-        info!(guest = %r.name, "holding the guest's socket");
-        threads.push(crate::threads::spawn_running(
-            format!("vfpga-hold-{}", r.name),
-            move || r.run(),
-        )?);
-    }
-    let mut worker_args: Vec<OsString> = args
+    let mut held = Held::new(dir);
+    held.sync(config)?;
+    let base_args: Vec<OsString> = args
         .into_iter()
         .filter(|a| a != "--supervise")
         .chain([OsString::from("--worker-of"), dir.as_os_str().to_owned()])
         .collect();
-    for (key, fd) in &held {
-        worker_args.push("--inherit".into());
-        worker_args.push(format!("{key}={}", fd.as_raw_fd()).into());
-    }
-    let inherit: Vec<i32> = held.iter().map(|(_, fd)| fd.as_raw_fd()).collect();
-    let start = |n: &mut u32| -> Option<(Child, Instant)> {
+    let start = |n: &mut u32, held: &Held| -> Option<(Child, Instant)> {
         let mut cmd = Command::new(exe);
-        cmd.args(&worker_args).env_remove("NOTIFY_SOCKET");
-        let inherit = inherit.clone();
+        cmd.args(&base_args)
+            .args(held.inherit_args())
+            .env_remove("NOTIFY_SOCKET");
+        let inherit = held.fds();
         // SAFETY: prctl and fcntl are async-signal-safe and touch no memory of the
         // parent's but the vector read here; prctl asks the kernel to send the child
         // SIGTERM if the supervisor dies (no worker outlives it), fcntl lets the held
@@ -260,7 +211,7 @@ fn supervise(
         }
     };
     let mut starts = 0u32;
-    let mut worker = start(&mut starts);
+    let mut worker = start(&mut starts, &held);
     let mut backoff = Duration::ZERO;
     let mut quick_deaths = 0u32;
     let mut requested = false;
@@ -268,7 +219,7 @@ fn supervise(
         warn!("cannot tell systemd we are ready: {e}");
     }
     info!(
-        guests = sockets.len(),
+        guests = held.sockets(),
         folder = %dir.display(),
         "vfpgad {} supervising",
         env!("CARGO_PKG_VERSION")
@@ -291,13 +242,16 @@ fn supervise(
         for sig in sigs {
             match sig {
                 SIGTERM | SIGINT => stopping = true,
-                SIGHUP => {
-                    if let Some((c, _)) = &worker {
-                        info!(pid = c.id(), "restarting the daemon from {}", exe.display());
-                        terminate(c);
-                        requested = true;
+                SIGHUP => match reload_config(reload, &mut held) {
+                    Ok(()) => {
+                        if let Some((c, _)) = &worker {
+                            info!(pid = c.id(), "restarting the daemon from {}", exe.display());
+                            terminate(c);
+                            requested = true;
+                        }
                     }
-                }
+                    Err(e) => error!("reload refused, nothing changed: {e}"),
+                },
                 _ => {}
             }
         }
@@ -338,7 +292,7 @@ fn supervise(
             }
         }
         if worker.is_none() {
-            worker = start(&mut starts);
+            worker = start(&mut starts, &held);
             if worker.is_none() {
                 backoff = (backoff * 2).clamp(Duration::from_millis(100), MAX_BACKOFF);
             }
@@ -356,14 +310,19 @@ fn supervise(
         let _ = c.wait();
     }
     stop.trigger();
-    for t in threads {
-        let _ = t.join();
-    }
-    for p in &sockets {
-        let _ = std::fs::remove_file(p);
-    }
+    held.release();
     info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the configuration again and holds what it names: `Err` (and nothing
+/// changed) if it is not valid or cannot be held.
+fn reload_config(reload: &Reload<'_>, held: &mut Held) -> Result<(), String> {
+    info!("SIGHUP: reading the configuration again");
+    let config = reload()?;
+    let changes = held.sync(&config).map_err(|e| e.to_string())?;
+    info!(added = ?changes.added, removed = ?changes.removed, "configuration reloaded");
+    Ok(())
 }
 
 /// Asks a worker to stop gracefully.

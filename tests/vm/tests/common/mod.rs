@@ -27,6 +27,9 @@ pub fn kernel_inputs(share: &Path, rng: &mut Rng) -> Vec<(&'static str, Vec<u8>)
     let fb: Vec<f32> = (0..n).map(|_| (rng.next() as i32) as f32 * 3e-6).collect();
     put(share, "in/a_f32.bin", &le(&fa, f32::to_le_bytes));
     put(share, "in/b_f32.bin", &le(&fb, f32::to_le_bytes));
+    let mut npy = npy_f32_header(n);
+    npy.extend_from_slice(&le(&fa, f32::to_le_bytes));
+    put(share, "in/a_f32.npy", &npy);
     let (m, k, nn) = (64usize, 48usize, 80usize);
     let ma: Vec<f32> = (0..m * k)
         .map(|_| (rng.next() % 4001) as f32 / 128.0 - 15.0)
@@ -67,6 +70,18 @@ pub fn kernel_inputs(share: &Path, rng: &mut Rng) -> Vec<(&'static str, Vec<u8>)
         ("sha256", reference::sha256(&data)),
         ("sobel", reference::sobel(&img, w, h)),
     ]
+}
+
+/// The header NumPy writes before `n` f32 elements (format 1.0), built here by hand
+/// from the format's description: magic, version, header length, the dict padded with
+/// spaces to a newline that ends byte 127 (for `n` up to 20 digits).
+pub fn npy_f32_header(n: usize) -> Vec<u8> {
+    let dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({n},), }}");
+    let mut h = b"\x93NUMPY\x01\x00\x76\x00".to_vec();
+    h.extend_from_slice(dict.as_bytes());
+    h.resize(127, b' ');
+    h.push(b'\n');
+    h
 }
 
 /// Inputs of the `concurrent` scenario; the output each process must produce.

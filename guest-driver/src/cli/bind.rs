@@ -1,16 +1,38 @@
 //! Turning command-line values and files into a kernel's arguments, by its signature.
 
-use std::path::PathBuf;
-
-use vfpga::cli::{parse_scalar, Item};
 use vfpga::{AlignedBuf, Arg};
-use vfpga_proto::{ArgKind, KernelSig};
+use vfpga_proto::{ArgKind, ElemType, KernelSig};
+
+use crate::cli::data::{self, Sink};
+
+/// A `[NAME=]VALUE` item from the command line.
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub name: Option<String>,
+    pub value: String,
+}
+
+impl std::str::FromStr for Item {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s.split_once('=') {
+            Some((n, v)) if !n.is_empty() && !n.contains('/') && !n.starts_with('@') => Item {
+                name: Some(n.to_owned()),
+                value: v.to_owned(),
+            },
+            _ => Item {
+                name: None,
+                value: s.to_owned(),
+            },
+        })
+    }
+}
 
 /// Arguments ready to run: owned buffers and scalar bits, in signature order.
 pub struct Bound {
     pub scalars: Vec<Option<u64>>,
     pub inputs: Vec<Option<AlignedBuf>>,
-    pub outputs: Vec<Option<(AlignedBuf, Option<PathBuf>)>>,
+    pub outputs: Vec<Option<(AlignedBuf, Option<Sink>)>>,
 }
 
 impl Bound {
@@ -34,6 +56,54 @@ impl Bound {
             })
             .collect()
     }
+}
+
+/// Parses a scalar of type `ty`: integers in decimal or 0x-hex with an optional K/M/G
+/// (binary) suffix, floats in any Rust float syntax.
+#[allow(clippy::cast_possible_truncation)] // every integer is range-checked first
+pub fn parse_scalar(ty: ElemType, s: &str) -> Result<u64, String> {
+    let bad = || format!("`{s}` is not a valid {} value", ty.name());
+    let int = |s: &str| -> Result<i128, String> {
+        let (digits, mult) = match s.char_indices().last() {
+            Some((i, 'K' | 'k')) => (&s[..i], 1i128 << 10),
+            Some((i, 'M')) => (&s[..i], 1 << 20),
+            Some((i, 'G')) => (&s[..i], 1 << 30),
+            _ => (s, 1),
+        };
+        let (neg, digits) = digits
+            .strip_prefix('-')
+            .map_or((false, digits), |d| (true, d));
+        let v = match digits
+            .strip_prefix("0x")
+            .or_else(|| digits.strip_prefix("0X"))
+        {
+            Some(h) => i128::from_str_radix(h, 16),
+            None => digits.parse::<i128>(),
+        }
+        .map_err(|_| bad())?;
+        Ok(if neg { -v } else { v } * mult)
+    };
+    let ranged = |v: i128, lo: i128, hi: i128| {
+        if v < lo || v > hi {
+            Err(format!("`{s}` is out of range for {}", ty.name()))
+        } else {
+            Ok(v)
+        }
+    };
+    Ok(match ty {
+        ElemType::U8 => ranged(int(s)?, 0, 0xff)? as u64,
+        ElemType::U32 => ranged(int(s)?, 0, u32::MAX.into())? as u64,
+        ElemType::U64 => ranged(int(s)?, 0, u64::MAX.into())? as u64,
+        ElemType::I16 => {
+            u64::from(ranged(int(s)?, i16::MIN.into(), i16::MAX.into())? as i16 as u16)
+        }
+        ElemType::I32 => {
+            u64::from(ranged(int(s)?, i32::MIN.into(), i32::MAX.into())? as i32 as u32)
+        }
+        ElemType::I64 => ranged(int(s)?, i64::MIN.into(), i64::MAX.into())? as i64 as u64,
+        ElemType::F32 => u64::from(s.parse::<f32>().map_err(|_| bad())?.to_bits()),
+        ElemType::F64 => s.parse::<f64>().map_err(|_| bad())?.to_bits(),
+    })
 }
 
 /// Assigns each item to an argument of `kind`: by name, or else to the next free one
@@ -93,8 +163,8 @@ fn kind_words(kind: ArgKind) -> &'static str {
     }
 }
 
-/// Binds command-line items to `sig`: reads input files, infers scalars a single input
-/// determines, checks every length, allocates outputs.
+/// Binds command-line items to `sig`: reads inputs (files, values), infers scalars a
+/// single input determines, checks every length, allocates outputs.
 pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Result<Bound, String> {
     let scalar_text = assign(sig, ArgKind::Scalar, args, "--arg")?;
     let in_files = assign(sig, ArgKind::In, ins, "--in")?;
@@ -107,6 +177,8 @@ pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Resu
         }
     }
     let mut inputs: Vec<Option<AlignedBuf>> = (0..sig.args.len()).map(|_| None).collect();
+    let mut from: Vec<Option<String>> = vec![None; sig.args.len()];
+    let mut stdin_taken = false;
     for (i, f) in in_files.iter().enumerate() {
         let a = &sig.args[i];
         if a.kind != ArgKind::In {
@@ -114,15 +186,17 @@ pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Resu
         }
         let Some(f) = f else {
             return Err(format!(
-                "missing input `{}` of {} (give --in {}=FILE)",
+                "missing input `{}` of {} (give --in {}=@FILE or --in {}=VALUES)",
                 a.name,
                 sig.render(),
+                a.name,
                 a.name
             ));
         };
-        let data =
-            std::fs::read(f).map_err(|e| format!("--in {}: cannot read {f}: {e}", a.name))?;
-        inputs[i] = Some(AlignedBuf::from_slice(&data));
+        let input = data::read_input(a.ty, f, &mut stdin_taken)
+            .map_err(|e| format!("--in {}: {e}", a.name))?;
+        inputs[i] = Some(input.buf);
+        from[i] = input.from;
     }
     infer(sig, &mut scalars, &inputs)?;
     for (i, a) in sig.args.iter().enumerate() {
@@ -148,8 +222,16 @@ pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Resu
         if a.kind == ArgKind::In {
             let have = inputs[i].as_ref().map_or(0, AlignedBuf::len);
             if have != want {
+                let what = match &from[i] {
+                    Some(f) => format!(
+                        "{} {} elements ({have} bytes, from {f})",
+                        have / a.ty.size(),
+                        a.ty.name()
+                    ),
+                    None => format!("{have} bytes"),
+                };
                 return Err(format!(
-                    "input `{}` has {have} bytes but {} needs {want} bytes for it ({})",
+                    "input `{}` has {what} but {} needs {want} bytes for it ({})",
                     a.name,
                     sig.name,
                     size_formula(sig, i, &known)
@@ -157,10 +239,11 @@ pub fn bind(sig: &KernelSig, args: &[Item], ins: &[Item], outs: &[Item]) -> Resu
             }
             outputs.push(None);
         } else {
-            outputs.push(Some((
-                AlignedBuf::zeroed(want),
-                out_files[i].map(PathBuf::from),
-            )));
+            let sink = out_files[i]
+                .map(Sink::parse)
+                .transpose()
+                .map_err(|e| format!("--out {}: {e}", a.name))?;
+            outputs.push(Some((AlignedBuf::zeroed(want), sink)));
         }
     }
     Ok(Bound {
@@ -236,7 +319,7 @@ fn infer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use vfpga_proto::{ArgSig, ElemType, KernelSig};
+    use vfpga_proto::{ArgSig, KernelSig};
 
     fn vadd() -> KernelSig {
         let buf = |name: &str, kind| ArgSig {
@@ -266,6 +349,24 @@ mod tests {
 
     fn item(s: &str) -> Item {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn scalars_parse_by_type() {
+        assert_eq!(parse_scalar(ElemType::U32, "0x10"), Ok(16));
+        assert_eq!(parse_scalar(ElemType::U32, "4K"), Ok(4096));
+        assert_eq!(parse_scalar(ElemType::I16, "-1"), Ok(0xffff));
+        assert_eq!(
+            parse_scalar(ElemType::F32, "1.5"),
+            Ok(u64::from(1.5f32.to_bits()))
+        );
+        assert!(parse_scalar(ElemType::U32, "4G")
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(parse_scalar(ElemType::U32, "-1").is_err());
+        assert!(parse_scalar(ElemType::U8, "x")
+            .unwrap_err()
+            .contains("not a valid u8"));
     }
 
     #[test]

@@ -4,9 +4,39 @@
 
 use std::time::{Duration, Instant};
 
-use vfpga::cli::BenchOpts as Opts;
 use vfpga::{AlignedBuf, Arg, Device, Error};
 use vfpga_proto::ElemType;
+
+use crate::cli::output::say;
+use crate::cli::Fail;
+
+/// Options of `vfpga bench`.
+#[derive(Debug, clap::Args)]
+pub struct Opts {
+    /// Null-op round trips to time.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    nops: u32,
+    /// Bytes per vadd_u32 vector (K/M/G suffixes).
+    #[arg(long, default_value = "16M", value_parser = parse_size, value_name = "BYTES")]
+    size: usize,
+    /// vadd_u32 runs to time per thread.
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    runs: u32,
+    /// Concurrent threads, each with its own session and buffers.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    threads: u32,
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let v = crate::cli::bind::parse_scalar(ElemType::U64, s)?;
+    let v = usize::try_from(v).map_err(|_| format!("{s} is too large"))?;
+    if v == 0 || v % 4 != 0 {
+        return Err(format!(
+            "{s}: vectors hold u32 elements, give a non-zero multiple of 4"
+        ));
+    }
+    Ok(v)
+}
 
 fn us(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
@@ -53,7 +83,7 @@ fn vadd(dev: &Device, bytes: usize, runs: u32) -> Result<(Duration, Duration), E
     Ok((wall / runs.max(1), engine / runs.max(1)))
 }
 
-pub fn run(dev: &Device, o: &Opts) -> Result<(), Error> {
+pub fn run(dev: &Device, o: &Opts) -> Result<(), Fail> {
     if o.nops > 0 {
         let mut rt = Vec::with_capacity(o.nops as usize);
         let mut driver = Duration::ZERO;
@@ -64,7 +94,7 @@ pub fn run(dev: &Device, o: &Opts) -> Result<(), Error> {
         }
         rt.sort();
         let mean = rt.iter().sum::<Duration>() / o.nops;
-        println!(
+        say!(
             "null op: {} round trips, mean {:.1} us, p50 {:.1} us, p99 {:.1} us (driver-measured mean {:.1} us)",
             o.nops,
             us(mean),
@@ -91,13 +121,15 @@ pub fn run(dev: &Device, o: &Opts) -> Result<(), Error> {
     let mut wall = Duration::ZERO;
     let mut engine = Duration::ZERO;
     for r in &results {
-        let (w, e) = r.as_ref().map_err(|e| Error::Usage(e.to_string()))?;
+        let (w, e) = r
+            .as_ref()
+            .map_err(|e| Fail::from(Error::Usage(e.to_string())))?;
         wall = wall.max(*w);
         engine += *e;
     }
     let threads = o.threads.max(1);
     let touched = 3.0 * o.size as f64 * f64::from(threads);
-    println!(
+    say!(
         "vadd_u32 {:.1} MiB vectors: {} runs x {} threads, {:.2} ms per run, engine {:.2} ms, {:.1} MiB/s (3 vectors touched)",
         o.size as f64 / f64::from(1u32 << 20),
         o.runs,

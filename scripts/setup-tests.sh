@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs what only the tests need (scripts/test-all.sh runs it after setup.sh),
+# idempotently: the main job (scripts/demo.sh) does without.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+# shellcheck source=scripts/lib.sh
+. "$here/lib.sh"
+
+[ "$(id -u)" -eq 0 ] || die "run as root (installs Debian packages)"
+
+# The vfpga CLI's tests (guest-driver/tests/cli.rs): .npy files written and read by
+# NumPy, an implementation independent of the CLI's own reader and writer.
+apt_install python3-numpy
+# The metrics endpoint's tests (backend/vfpgad/tests/metrics.rs): Prometheus's
+# promtool checks scrapes, its server scrapes the endpoint.
+apt_install prometheus
+# The benchmark plots' check (scripts/test-plots.py) and the Python client's tests
+# (clients/python/test.sh installs its own virtual environments from it).
+apt_install python3 python3-venv

@@ -1,0 +1,121 @@
+#!/usr/bin/env python3
+"""Tests of the benchmark plots (part of scripts/test-all.sh; standard library only):
+scripts/plot-bench.py redraws docs/bench/*.svg from the checked-in CSV files exactly as
+checked in; each SVG is well-formed XML with one series per group of CSV rows and one
+point per row; CSV files that are not what the bench writes are refused with the file,
+the line and the reason, never a traceback.
+
+    scripts/test-plots.py [-v]
+"""
+import csv
+import subprocess
+import sys
+import tempfile
+import unittest
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "docs/bench"
+PLOT = ROOT / "scripts/plot-bench.py"
+SVG = "{http://www.w3.org/2000/svg}"
+NAMES = ("latency", "throughput", "remote")
+
+
+def plot(csv_dir, out_dir):
+    return subprocess.run(
+        [sys.executable, str(PLOT), "--csv", str(csv_dir), "--out", str(out_dir)],
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def csv_groups(path):
+    """Rows per group (first column) of a bench CSV, in order."""
+    groups = {}
+    lines = [l for l in path.read_text().splitlines() if l and not l.startswith("#")]
+    for r in list(csv.reader(lines))[1:]:
+        groups[r[0]] = groups.get(r[0], 0) + 1
+    return groups
+
+
+class Plots(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.dir = Path(self.tmp.name)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_checked_in_plots_are_the_checked_in_data(self):
+        r = plot(BENCH, self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in NAMES:
+            drawn = (self.dir / f"{name}.svg").read_text()
+            kept = (BENCH / f"{name}.svg").read_text()
+            self.assertEqual(drawn, kept, f"docs/bench/{name}.svg is stale: run scripts/bench-plots.sh --plot-only")
+
+    def test_one_series_per_row_group_and_one_point_per_row(self):
+        r = plot(BENCH, self.dir)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        for name in NAMES:
+            root = ET.parse(self.dir / f"{name}.svg").getroot()
+            self.assertEqual(root.tag, SVG + "svg")
+            series = [g for g in root.iter(SVG + "g") if g.get("class") == "series"]
+            want = csv_groups(BENCH / f"{name}.csv")
+            self.assertGreaterEqual(len(want), 2, name)
+            self.assertEqual([g.get("data-series") for g in series], list(want), name)
+            for g in series:
+                points = g.findall(SVG + "circle")
+                self.assertEqual(len(points), want[g.get("data-series")], name)
+                self.assertEqual(len(g.findall(SVG + "polyline")), 1, name)
+
+    def test_the_transports_plot_is_well_formed(self):
+        root = ET.parse(BENCH / "transports.svg").getroot()
+        self.assertEqual(root.tag, SVG + "svg")
+
+    def hostile(self, name, text, want):
+        for n in NAMES:
+            src = BENCH / f"{n}.csv"
+            (self.dir / f"{n}.csv").write_bytes(src.read_bytes())
+        path = self.dir / f"{name}.csv"
+        if text is None:
+            path.unlink()
+        else:
+            path.write_bytes(text)
+        r = plot(self.dir, self.dir / "out")
+        self.assertEqual(r.returncode, 2, f"{text!r}: {r.stdout}{r.stderr}")
+        self.assertNotIn("Traceback", r.stderr)
+        self.assertIn(f"plot-bench.py: {path}", r.stderr)
+        self.assertIn(want, r.stderr)
+        self.assertFalse((self.dir / "out").exists(), "nothing is written from bad data")
+
+    def test_bad_csv_files_are_refused_clearly(self):
+        header = b"transport,percentile,us\n"
+        cases = [
+            ("latency", None, "No such file"),
+            ("latency", b"", "no data"),
+            ("latency", b"# only a comment\n", "no data"),
+            ("latency", header, "no data"),
+            ("latency", b"a,b,c\nx,1,2\n", "header a,b,c"),
+            ("latency", header + b"vhost-user,50\n", "2 fields, expected 3"),
+            ("latency", header + b"vhost-user,50,3,4\n", "4 fields"),
+            ("latency", header + b"vhost-user,fifty,3\n", "could not convert"),
+            ("latency", header + b"vhost-user,50,nan\n", "positive number"),
+            ("latency", header + b"vhost-user,50,-3\n", "positive number"),
+            ("latency", header + b"vhost-user,50,1e999\n", "positive number"),
+            ("latency", header + b",50,3\n", "empty transport"),
+            ("latency", header + b"vhost-user,100,3\n", "must be below 100"),
+            ("latency", header + b"vhost-user,50,3\n\"unterminated,1,2\n", "fields"),
+            ("latency", b"\xff\xfe\x00garbage", "codec"),
+            ("throughput", b"transport,vector_bytes,ms,gib_per_s\nunix,4096,0.1\n", "3 fields"),
+            ("remote", b"path,vector_bytes,ms,gib_per_s\nlocal,0,0.1,1\n", "positive number"),
+        ]
+        for name, text, want in cases:
+            with self.subTest(name=name, text=text):
+                self.hostile(name, text, want)
+                for p in (self.dir / "out").glob("*"):
+                    p.unlink()
+
+
+if __name__ == "__main__":
+    unittest.main()
