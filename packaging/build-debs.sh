@@ -13,7 +13,7 @@
 # first into target/docgen from the commands' own definitions. The five programs are
 # packaged by cargo-deb (`cargo deb -p NAME`, metadata in each Cargo.toml) from one
 # release build of them all; their debug line tables go into NAME-dbgsym_*.ddeb beside.
-# Needs cargo-deb and dpkg-dev (scripts/setup.sh installs them).
+# Needs cargo-deb and dpkg-dev (scripts/setup-tests.sh installs them).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -27,7 +27,7 @@ case ${1:-} in
 	;;
 esac
 out=${1:-$top/target/debian}
-cargo deb --version >/dev/null 2>&1 || die "cargo-deb not found: run scripts/setup.sh (or cargo install --locked cargo-deb)"
+cargo deb --version >/dev/null 2>&1 || die "cargo-deb not found: run scripts/setup-tests.sh (or cargo install --locked cargo-deb)"
 command -v dpkg-shlibdeps >/dev/null || die "dpkg-shlibdeps not found: apt-get install dpkg-dev"
 
 cd "$top"

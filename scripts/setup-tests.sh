@@ -17,3 +17,12 @@ apt_install prometheus
 # The benchmark plots' check (scripts/test-plots.py) and the Python client's tests
 # (clients/python/test.sh installs its own virtual environments from it).
 apt_install python3 python3-venv
+# The packages' test (packaging/test-debs.sh; packaging/build-debs.sh builds them with
+# these too): cargo-deb, which runs dpkg-shlibdeps (dpkg-dev) and objcopy (binutils), and
+# man-db to read the pages it builds.
+apt_install dpkg-dev binutils man-db
+deb_version=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -q "$deb_version"; then
+	log "installing cargo-deb $deb_version (a couple of minutes, once)"
+	cargo install --locked cargo-deb --version "$deb_version" >/dev/null
+fi

@@ -11,9 +11,6 @@ command -v cargo >/dev/null || die "cargo not found: install a Rust toolchain fi
 
 apt_install build-essential pkg-config ca-certificates curl cpio xz-utils \
 	debootstrap shellcheck systemd iproute2
-# The packages: cargo-deb runs dpkg-shlibdeps (dpkg-dev) and objcopy (binutils); the test
-# reads the man pages it builds (man-db).
-apt_install dpkg-dev binutils man-db
 # The network-boot tests' servers: NFS root from nfs-ganesha, dnsmasq --test.
 apt_install nfs-ganesha nfs-ganesha-vfs rpcbind dnsmasq-base
 
@@ -28,10 +25,4 @@ deny_version=0.20.2
 if ! cargo deny --version 2>/dev/null | grep -q "$deny_version"; then
 	log "installing cargo-deny $deny_version (a few minutes, once)"
 	cargo install --locked cargo-deny --version "$deny_version" >/dev/null
-fi
-
-deb_version=3.8.0
-if ! cargo deb --version 2>/dev/null | grep -q "$deb_version"; then
-	log "installing cargo-deb $deb_version (a couple of minutes, once)"
-	cargo install --locked cargo-deb --version "$deb_version" >/dev/null
 fi
