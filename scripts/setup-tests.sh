@@ -17,6 +17,8 @@ apt_install prometheus
 # The benchmark plots' check (scripts/test-plots.py) and the Python client's tests
 # (clients/python/test.sh installs its own virtual environments from it).
 apt_install python3 python3-venv
+# The libvirt VM test (tests/vm/tests/libvirt.rs): Debian's libvirtd and virsh.
+"$here/../tests/vm/setup-libvirt.sh"
 # The packages' test (packaging/test-debs.sh; packaging/build-debs.sh builds them with
 # these too): cargo-deb, which runs dpkg-shlibdeps (dpkg-dev) and objcopy (binutils), and
 # man-db to read the pages it builds.

@@ -39,7 +39,7 @@ log "the Python client against the real vfpgad and vfpga-agent (and under Python
 clients/python/test.sh
 log "guest kernel module: checkpatch --strict"
 guest-driver/kmod/checkpatch.sh
-log "VM tests: guests under QEMU against vfpgad (virtio and vsock), Xen dom0, IOMMU/SR-IOV, network boot"
+log "VM tests: guests under QEMU against vfpgad (virtio and vsock), under libvirtd, Xen dom0, IOMMU/SR-IOV, network boot"
 cargo build --release --locked -p vfpgad -p vfpga -p vfpga-agent -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
 log "packaging: example config and systemd units"
 packaging/verify.sh target/release/vfpgad target/release/vfpga-agent

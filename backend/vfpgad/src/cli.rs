@@ -74,6 +74,8 @@ Examples:
     vfpgad status --metrics 127.0.0.1:9464
   Check a configuration file and print the QEMU options for its guests:
     vfpgad --config /etc/vfpga/vfpgad.toml --check --print-qemu-args
+  Print what guest vm0's libvirt domain needs (merge it with virsh edit):
+    vfpgad --config /etc/vfpga/vfpgad.toml --print-libvirt-xml vm0
 
 Each guest's QEMU (10.2 or later) attaches to its socket (start vfpgad first) with
 these options, shown for a 4G guest (size= must equal -m) with the default 2 request
@@ -179,6 +181,18 @@ pub struct Cli {
     #[arg(long)]
     pub print_qemu_args: bool,
 
+    /// Print, for each guest with a socket (or only GUEST), the part of its libvirt
+    /// domain XML that attaches it: shared guest memory and the device passed through
+    /// with <qemu:commandline>. Merge it into the domain (docs/qemu.md), and exit.
+    #[arg(
+        long,
+        value_name = "GUEST",
+        num_args = 0..=1,
+        default_missing_value = "",
+        conflicts_with_all = ["check", "print_qemu_args"]
+    )]
+    pub print_libvirt_xml: Option<String>,
+
     /// Serve metrics over HTTP at ADDR: HOST:PORT (e.g. 127.0.0.1:9464) or unix:PATH.
     /// Prometheus scrapes GET /metrics (OpenMetrics: requests, runs, bytes, engine
     /// time and run durations per guest and kernel, sessions, queue depth, board
@@ -197,7 +211,7 @@ pub struct Cli {
     /// (guests added and removed, policies changed; a file that is not valid is
     /// refused, nothing changes) and restarts the daemon from the binary on disk (an
     /// upgrade); SIGTERM stops both. See docs/qemu.md.
-    #[arg(long, conflicts_with_all = ["check", "print_qemu_args", "worker_of"])]
+    #[arg(long, conflicts_with_all = ["check", "print_qemu_args", "print_libvirt_xml", "worker_of"])]
     pub supervise: bool,
 
     /// Serve as the daemon of a `--supervise` process whose private folder is DIR

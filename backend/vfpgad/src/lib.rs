@@ -21,6 +21,7 @@ pub mod device;
 pub mod dispatch;
 #[cfg(feature = "vhost")]
 pub mod executor;
+pub mod libvirt;
 pub mod limited;
 pub mod lock;
 pub mod logging;

@@ -99,6 +99,24 @@ fn main() -> ExitCode {
         }
         return ExitCode::from(2);
     }
+    if let Some(guest) = &cli.print_libvirt_xml {
+        let mut out = std::io::stdout().lock();
+        let only = Some(guest.as_str()).filter(|g| !g.is_empty());
+        let printed = vfpgad::libvirt::print(&mut out, &config, only)
+            .and_then(|()| out.flush().map_err(Into::into));
+        return match printed {
+            Err(vfpgad::libvirt::LibvirtError::Io(e))
+                if e.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("vfpgad: {e}");
+                ExitCode::from(2)
+            }
+            Ok(()) => ExitCode::SUCCESS,
+        };
+    }
     if cli.check || cli.print_qemu_args {
         let mut out = std::io::stdout().lock();
         let mut printed = Ok(());

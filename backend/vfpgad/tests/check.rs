@@ -226,3 +226,40 @@ fn the_socket_folder_is_made_on_a_fresh_host() {
     unsafe { libc::kill(libc::pid_t::try_from(child.id()).unwrap(), libc::SIGTERM) };
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn print_libvirt_xml_follows_the_file_and_names_what_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("vfpgad.toml");
+    std::fs::write(
+        &cfg,
+        "[device]\nrequest_queues = 4\nqueue_size = 256\n[[guest]]\nname = \"vm0\"\nsocket = \"/run/vfpga/vm0.sock\"\n[[guest]]\nname = \"vm1\"\nlisten = [\"unix:/run/vfpga/vm1.vsock_7000\"]\n",
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    let (code, out) = vfpgad(&["--config", cfg, "--print-libvirt-xml"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        out.contains("<qemu:arg value='socket,id=vfpga0,path=/run/vfpga/vm0.sock'/>"),
+        "{out}"
+    );
+    assert!(out.contains(r#""num_vqs":5,"vq_size":256,"#), "{out}");
+    assert_eq!(
+        out.matches("<domain ").count(),
+        1,
+        "stream-only vm1 has none: {out}"
+    );
+
+    let (code, out) = vfpgad(&["--config", cfg, "--print-libvirt-xml", "vm1"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("guest vm1 has no vhost-user socket"), "{out}");
+    let (code, out) = vfpgad(&["--config", cfg, "--print-libvirt-xml", "vm7"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(
+        out.contains("no guest vm7 in the configuration (guests: vm0, vm1)"),
+        "{out}"
+    );
+    let (code, out) = vfpgad(&["--socket", "vm0=relative.sock", "--print-libvirt-xml"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("is relative"), "{out}");
+}
