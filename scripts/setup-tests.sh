@@ -19,3 +19,12 @@ apt_install prometheus
 apt_install python3 python3-venv
 # The libvirt VM test (tests/vm/tests/libvirt.rs): Debian's libvirtd and virsh.
 "$here/../tests/vm/setup-libvirt.sh"
+# The packages' test (packaging/test-debs.sh; packaging/build-debs.sh builds them with
+# these too): cargo-deb, which runs dpkg-shlibdeps (dpkg-dev) and objcopy (binutils), and
+# man-db to read the pages it builds.
+apt_install dpkg-dev binutils man-db
+deb_version=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -q "$deb_version"; then
+	log "installing cargo-deb $deb_version (a couple of minutes, once)"
+	cargo install --locked cargo-deb --version "$deb_version" >/dev/null
+fi

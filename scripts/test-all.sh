@@ -19,7 +19,8 @@ log "licences, bans, sources"
 cargo deny --locked check licenses bans sources
 log "shell scripts"
 shellcheck -x scripts/*.sh clients/python/test.sh clients/python/tests/guest/runtime.sh tests/vm/*.sh tests/vm/qemu-system tests/vm/guest/init tests/vm/guest/scenarios/*.sh \
-	guest-driver/kmod/*.sh packaging/*.sh tests/xen/*.sh tests/xen/dom0/init tests/xen/dom0/vif tests/xen/domu/init tests/xen/domu/*.sh tests/xen/scenarios/*.sh \
+	guest-driver/kmod/*.sh packaging/*.sh packaging/dkms/*.sh packaging/dkms/postinst packaging/dkms/prerm \
+	packaging/dkms/postrm packaging/deb/*/postrm tests/xen/*.sh tests/xen/dom0/init tests/xen/dom0/vif tests/xen/domu/init tests/xen/domu/*.sh tests/xen/scenarios/*.sh \
 	tests/vm/guest/pci/*.sh tests/pxe/*.sh tests/pxe/guest-root/init tests/pxe/guest-root/scenarios/*.sh \
 	ipxe/assets/init ipxe/assets/udhcpc.script
 log "benchmark plots: redrawn from docs/bench/*.csv as checked in, one series per row group"
@@ -42,6 +43,8 @@ log "VM tests: guests under QEMU against vfpgad (virtio and vsock), under libvir
 cargo build --release --locked -p vfpgad -p vfpga -p vfpga-agent -p vfpga-vhu-frontend -p vfpga-xen -p vfpga-pxe
 log "packaging: example config and systemd units"
 packaging/verify.sh target/release/vfpgad target/release/vfpga-agent
+log "packages: .debs (cargo-deb, DKMS) installed, checked and purged in a throwaway Debian root"
+packaging/test-debs.sh
 log "docs: every example of README.md and docs/ runs as shown (or says why it cannot here)"
 scripts/test-docs.sh
 cli=$(scripts/build-guest-cli.sh)

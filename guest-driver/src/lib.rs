@@ -35,7 +35,11 @@
 //! connects again (for up to [`Options::reconnect`]), reopens the sessions, and a
 //! request the restart interrupted is sent once more.
 
+// The `vfpga` command's modules name this library as its users do (`vfpga::Device`).
+extern crate self as vfpga;
+
 mod buffer;
+pub mod cli;
 mod connect;
 mod error;
 pub mod ioctl;

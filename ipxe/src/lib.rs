@@ -9,6 +9,7 @@
 //! network. Descriptions are checked against the files they name before anything is
 //! written ([`plan::Plan::new`]).
 
+pub mod cli;
 pub mod cpio;
 pub mod description;
 pub mod dnsmasq;

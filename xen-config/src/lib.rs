@@ -2,6 +2,7 @@
 //! ([`guest`]), the IOMMU/SR-IOV/passthrough helpers ([`pci`]) and the dom0 service
 //! record in xenstore ([`service`]).
 
+pub mod cli;
 pub mod guest;
 pub mod names;
 pub mod pci;

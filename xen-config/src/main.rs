@@ -1,108 +1,11 @@
 //! `vfpga-xen`: configure Xen guests and PCI passthrough for vfpga accelerators.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use vfpga_xen::cli::{Cli, Command, PciCommand, SriovCommand};
 use vfpga_xen::guest::{parse_version, GuestSpec, Host};
-use vfpga_xen::pci::{assignment_lines, Bdf, PassDriver, PciDevice, Sysfs};
-
-const AFTER_HELP: &str = "\
-Examples:
-  vfpga-xen guest-config vm1.toml -o /etc/xen/vm1.cfg
-  vfpga-xen pci groups
-  vfpga-xen pci sriov enable 0000:03:00.0 2
-  vfpga-xen pci bind 0000:03:10.0 --driver vfio-pci
-  vfpga-xen pci lines 0000:03:10.0
-  vfpga-xen --dry-run pci sriov enable 0000:03:00.0 4      (show the sysfs writes only)
-
-The guest description format is documented in docs/xen.md.";
-
-/// Xen guest configuration and PCI passthrough helpers for vfpga.
-#[derive(Debug, Parser)]
-#[command(version, about = "Xen guest configuration and PCI passthrough helpers for vfpga", after_help = AFTER_HELP)]
-struct Cli {
-    /// Where sysfs is mounted (for tests and chroots).
-    #[arg(long, global = true, default_value = "/sys", value_name = "DIR")]
-    sysfs_root: PathBuf,
-
-    /// Print the sysfs writes instead of making them.
-    #[arg(long, global = true)]
-    dry_run: bool,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Write xl.cfg for a guest described in TOML.
-    GuestConfig {
-        /// Guest description (TOML).
-        description: PathBuf,
-        /// Output file (default: standard output).
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Target host architecture (default: this machine's).
-        #[arg(long, value_name = "ARCH")]
-        arch: Option<String>,
-        /// Target Xen version, e.g. 4.18 (default: the running hypervisor's).
-        #[arg(long, value_name = "X.Y")]
-        xen_version: Option<String>,
-    },
-    /// PCI functions, IOMMU groups, SR-IOV and driver binding.
-    Pci {
-        #[command(subcommand)]
-        command: PciCommand,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum PciCommand {
-    /// List PCI functions with drivers, IOMMU groups and SR-IOV state.
-    List,
-    /// List IOMMU groups and the functions in each.
-    Groups,
-    /// SR-IOV: list physical functions and their VFs, or enable/disable VFs.
-    Sriov {
-        #[command(subcommand)]
-        command: Option<SriovCommand>,
-    },
-    /// Bind a function to vfio-pci or pciback for passthrough.
-    Bind {
-        /// The function, e.g. 0000:03:10.0.
-        bdf: Bdf,
-        /// vfio-pci (QEMU/KVM, user space) or pciback (Xen).
-        #[arg(long, value_name = "DRIVER")]
-        driver: PassDriver,
-    },
-    /// Give a function back to its normal host driver.
-    Unbind {
-        /// The function.
-        bdf: Bdf,
-    },
-    /// Print the xl and QEMU lines that hand a function to a guest.
-    Lines {
-        /// The function.
-        bdf: Bdf,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum SriovCommand {
-    /// Enable N virtual functions (driver autoprobing off).
-    Enable {
-        /// Physical function.
-        pf: Bdf,
-        /// Number of VFs.
-        n: u32,
-    },
-    /// Remove all virtual functions.
-    Disable {
-        /// Physical function.
-        pf: Bdf,
-    },
-}
+use vfpga_xen::pci::{assignment_lines, PciDevice, Sysfs};
 
 fn describe(d: &PciDevice) -> String {
     let mut s = format!(

@@ -2,6 +2,7 @@
 //! ([`Agent`]), and manages the deployment's certificates ([`cert`]).
 
 pub mod cert;
+pub mod cli;
 mod serve;
 
 pub use serve::{Agent, AgentConfig};

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use vfpga_proto::ElemType;
 
-use crate::bind::parse_scalar;
+use crate::cli::bind::parse_scalar;
 
 /// How outputs without `--out` are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

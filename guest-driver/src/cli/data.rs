@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use vfpga::AlignedBuf;
 use vfpga_proto::ElemType;
 
-use crate::{npy, values};
+use crate::cli::{npy, values};
 
 /// An input buffer and where it came from, for messages.
 pub struct Input {

@@ -10,10 +10,10 @@
 use std::io::Write as _;
 
 /// Prints one line on standard output; `?` hands a failure to `main` as
-/// [`crate::Fail::Output`].
+/// [`crate::cli::Fail::Output`].
 macro_rules! say {
     ($($t:tt)*) => {
-        $crate::output::line(format_args!($($t)*)).map_err($crate::Fail::Output)?
+        $crate::cli::output::line(format_args!($($t)*)).map_err($crate::cli::Fail::Output)?
     };
 }
 pub(crate) use say;
@@ -22,7 +22,7 @@ pub(crate) use say;
 /// it).
 macro_rules! tell {
     ($($t:tt)*) => {
-        $crate::output::note(format_args!($($t)*))
+        $crate::cli::output::note(format_args!($($t)*))
     };
 }
 pub(crate) use tell;

@@ -3,7 +3,7 @@
 use vfpga::{AlignedBuf, Arg};
 use vfpga_proto::{ArgKind, ElemType, KernelSig};
 
-use crate::data::{self, Sink};
+use crate::cli::data::{self, Sink};
 
 /// A `[NAME=]VALUE` item from the command line.
 #[derive(Clone, Debug)]

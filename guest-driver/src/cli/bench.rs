@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use vfpga::{AlignedBuf, Arg, Device, Error};
 use vfpga_proto::ElemType;
 
-use crate::output::say;
-use crate::Fail;
+use crate::cli::output::say;
+use crate::cli::Fail;
 
 /// Options of `vfpga bench`.
 #[derive(Debug, clap::Args)]
@@ -28,7 +28,7 @@ pub struct Opts {
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
-    let v = crate::bind::parse_scalar(ElemType::U64, s)?;
+    let v = crate::cli::bind::parse_scalar(ElemType::U64, s)?;
     let v = usize::try_from(v).map_err(|_| format!("{s} is too large"))?;
     if v == 0 || v % 4 != 0 {
         return Err(format!(
