@@ -15,6 +15,28 @@ fn paged(mem: &mut [u8]) -> SegStream {
     s
 }
 
+/// `len` bytes of a fresh shared memfd mapping, touched (as a running guest's are).
+fn shared(len: usize) -> &'static mut [u8] {
+    // SAFETY: a new anonymous file of `len` bytes mapped shared and read-write; the
+    // mapping is never unmapped (the benchmark process ends with it).
+    unsafe {
+        let fd = libc::memfd_create(c"bench".as_ptr(), 0);
+        assert!(fd >= 0 && libc::ftruncate(fd, libc::off_t::try_from(len).unwrap()) == 0);
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED);
+        let m = std::slice::from_raw_parts_mut(p.cast::<u8>(), len);
+        m.fill(1);
+        m
+    }
+}
+
 fn kernels(c: &mut Criterion) {
     let engine = SimEngine::new(None).unwrap();
     let catalog = engine.catalog();
@@ -39,6 +61,113 @@ fn kernels(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(3 * n as u64 * 4));
     g.bench_function("engine run", |bch| {
         bch.iter(|| engine.run(k, &Call::new(&args, &bufs)).unwrap())
+    });
+    // The same vectors as one segment each (a contiguous guest range mapped as one).
+    let (mut a1, mut b1, mut o1) = (vec![1u8; n * 4], vec![2u8; n * 4], vec![0u8; n * 4]);
+    let one = |m: &mut [u8]| {
+        let mut s = SegStream::with_capacity(1);
+        assert!(s.push(m.as_mut_ptr(), m.len()));
+        s
+    };
+    let (ca, cb, co) = (one(&mut a1), one(&mut b1), one(&mut o1));
+    let mut contiguous: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
+    // SAFETY: as above.
+    unsafe {
+        contiguous[0] = SgBuf::new(ca.segs(), 0, n * 4);
+        contiguous[1] = SgBuf::new(cb.segs(), 0, n * 4);
+        contiguous[2] = SgBuf::new(co.segs(), 0, n * 4);
+    }
+    g.bench_function("engine run, one segment", |bch| {
+        bch.iter(|| engine.run(k, &Call::new(&args, &contiguous)).unwrap())
+    });
+    // The limit: the kernel as plain Rust over host slices (what the host needs for
+    // the work itself).
+    let (ha, hb, mut hc) = (vec![1u32; n], vec![2u32; n], vec![0u32; n]);
+    g.bench_function("host-native slices", |bch| {
+        bch.iter(|| {
+            for ((c, a), b) in hc.iter_mut().zip(&ha).zip(&hb) {
+                *c = a.wrapping_add(*b);
+            }
+            std::hint::black_box(&mut hc);
+        })
+    });
+    g.finish();
+
+    // 16 MiB vectors, as a guest's pages are: 4 KiB apiece, in no order.
+    let big = 4 << 20;
+    let pages = |m: &mut [u8], seed: u64| {
+        let mut chunks: Vec<&mut [u8]> = m.chunks_mut(4096).collect();
+        let mut x = seed;
+        for i in (1..chunks.len()).rev() {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            chunks.swap(i, (x >> 33) as usize % (i + 1));
+        }
+        let mut s = SegStream::with_capacity(chunks.len());
+        for c in chunks {
+            assert!(s.push(c.as_mut_ptr(), c.len()));
+        }
+        s
+    };
+    // Guest memory as vfpgad maps it: a shared memfd (QEMU's memory-backend-memfd),
+    // 4 KiB pages, no transparent huge pages.
+    let (ma, mb, mo) = (shared(big * 4), shared(big * 4), shared(big * 4));
+    let (pa, pb, po) = (pages(ma, 1), pages(mb, 2), pages(mo, 3));
+    let args16 = [
+        ArgEntry::input(ElemType::U32, (big * 4) as u64),
+        ArgEntry::input(ElemType::U32, (big * 4) as u64),
+        ArgEntry::output(ElemType::U32, (big * 4) as u64),
+        ArgEntry::scalar(ElemType::U32, big as u64),
+    ];
+    let mut scattered: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
+    // SAFETY: as above.
+    unsafe {
+        scattered[0] = SgBuf::new(pa.segs(), 0, big * 4);
+        scattered[1] = SgBuf::new(pb.segs(), 0, big * 4);
+        scattered[2] = SgBuf::new(po.segs(), 0, big * 4);
+    }
+    let mut g = c.benchmark_group("sim vadd_u32 16 MiB vectors");
+    g.throughput(Throughput::Bytes(3 * big as u64 * 4));
+    g.sample_size(20);
+    g.bench_function("engine run, 4 KiB pages in no order", |bch| {
+        bch.iter(|| engine.run(k, &Call::new(&args16, &scattered)).unwrap())
+    });
+    // The same memory in order, one segment per buffer: what is left is the loop.
+    let whole = |m: &mut [u8]| {
+        let mut s = SegStream::with_capacity(1);
+        assert!(s.push(m.as_mut_ptr(), m.len()));
+        s
+    };
+    let (wa, wb, wo) = (
+        whole(shared(big * 4)),
+        whole(shared(big * 4)),
+        whole(shared(big * 4)),
+    );
+    let mut in_order: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
+    // SAFETY: as above.
+    unsafe {
+        in_order[0] = SgBuf::new(wa.segs(), 0, big * 4);
+        in_order[1] = SgBuf::new(wb.segs(), 0, big * 4);
+        in_order[2] = SgBuf::new(wo.segs(), 0, big * 4);
+    }
+    g.bench_function("engine run, one segment", |bch| {
+        bch.iter(|| engine.run(k, &Call::new(&args16, &in_order)).unwrap())
+    });
+    let mut ha = vec![0u32; big];
+    let mut hb = vec![0u32; big];
+    let mut hc = vec![0u32; big];
+    // Written, so that reads are of real pages (not the zero page).
+    ha.fill(1);
+    hb.fill(2);
+    hc.fill(3);
+    g.bench_function("host-native slices", |bch| {
+        bch.iter(|| {
+            for ((c, a), b) in hc.iter_mut().zip(&ha).zip(&hb) {
+                *c = a.wrapping_add(*b);
+            }
+            std::hint::black_box(&mut hc);
+        })
     });
     g.finish();
 
