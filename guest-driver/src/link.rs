@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use vfpga_transport::Endpoint;
 
-use vfpga_proto::stream::{read_response, write_request, StreamError};
+use vfpga_proto::stream::{read_response, write_request_with, StreamError};
 use vfpga_proto::{
     ArgEntry, ArgKind, DeviceInfo, ElemType, KernelDesc, Limits, Opcode, RequestHeader, Response,
     Stats, Status, MAX_ARGS,
@@ -645,10 +645,9 @@ fn exchange(
     outputs: &mut [&mut [u8]],
 ) -> io::Result<Response> {
     let mut conn = conn;
-    write_request(&mut conn, hdr, args)?;
-    for i in inputs {
-        conn.write_all(i)?;
-    }
+    // Header, table and inputs in one vectored write: a small request is one system
+    // call (and over TLS one record), not one per piece.
+    write_request_with(&mut conn, hdr, args, inputs)?;
     conn.flush()?;
     let resp = match read_response(&mut conn) {
         Ok(r) => r,

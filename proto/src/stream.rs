@@ -121,11 +121,89 @@ pub fn write_request<W: Write>(
     hdr: &RequestHeader,
     args: &[ArgEntry],
 ) -> io::Result<()> {
-    w.write_all(&hdr.to_bytes())?;
+    write_request_with(w, hdr, args, &[])
+}
+
+/// Longest request head: the header and a full argument table.
+pub const MAX_HEAD: usize = RequestHeader::SIZE + MAX_ARGS * ArgEntry::SIZE;
+
+/// The header and argument table as they go on the stream, and their length.
+pub fn request_head(hdr: &RequestHeader, args: &[ArgEntry]) -> io::Result<([u8; MAX_HEAD], usize)> {
+    if args.len() > MAX_ARGS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} arguments: at most {MAX_ARGS}", args.len()),
+        ));
+    }
+    let mut head = [0u8; MAX_HEAD];
+    head[..RequestHeader::SIZE].copy_from_slice(&hdr.to_bytes());
+    let mut n = RequestHeader::SIZE;
     for a in args {
-        w.write_all(&a.to_bytes())?;
+        head[n..n + ArgEntry::SIZE].copy_from_slice(&a.to_bytes());
+        n += ArgEntry::SIZE;
+    }
+    Ok((head, n))
+}
+
+/// Writes a request's header, argument table and then `inputs` (all of them, or the
+/// first of them: the caller writes the rest) in as few writes as the stream takes:
+/// one system call, and over TLS one record, for a small request.
+pub fn write_request_with<W: Write>(
+    w: &mut W,
+    hdr: &RequestHeader,
+    args: &[ArgEntry],
+    inputs: &[&[u8]],
+) -> io::Result<()> {
+    let (head, n) = request_head(hdr, args)?;
+    let mut parts = [&[][..]; 1 + MAX_ARGS];
+    parts[0] = &head[..n];
+    let k = inputs.len().min(MAX_ARGS);
+    parts[1..=k].copy_from_slice(&inputs[..k]);
+    write_all_parts(w, &parts[..=k])?;
+    for rest in &inputs[k..] {
+        w.write_all(rest)?;
     }
     Ok(())
+}
+
+/// Writes every byte of `parts`, in order, with vectored writes (as many parts per
+/// call as the stream takes), never allocating.
+pub fn write_all_parts<W: Write + ?Sized>(w: &mut W, parts: &[&[u8]]) -> io::Result<()> {
+    const AT_ONCE: usize = 1 + MAX_ARGS;
+    let (mut i, mut off) = (0, 0);
+    loop {
+        while i < parts.len() && off == parts[i].len() {
+            i += 1;
+            off = 0;
+        }
+        if i == parts.len() {
+            return Ok(());
+        }
+        let mut slices = [io::IoSlice::new(&[]); AT_ONCE];
+        slices[0] = io::IoSlice::new(&parts[i][off..]);
+        let mut k = 1;
+        for p in parts[i + 1..].iter().take(AT_ONCE - 1) {
+            slices[k] = io::IoSlice::new(p);
+            k += 1;
+        }
+        let mut n = match w.write_vectored(&slices[..k]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        while n > 0 && i < parts.len() {
+            let rest = parts[i].len() - off;
+            if n >= rest {
+                n -= rest;
+                i += 1;
+                off = 0;
+            } else {
+                off += n;
+                n = 0;
+            }
+        }
+    }
 }
 
 /// Reads and drops `n` bytes (the inputs of a refused request), through a buffer on
@@ -266,6 +344,7 @@ impl<S: TimeoutSocket> Write for Deadline<S> {
             }
         }
     }
+
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
@@ -284,6 +363,84 @@ pub fn read_response<R: Read>(r: &mut R) -> Result<Response, StreamError> {
 mod tests {
     use super::*;
     use crate::ElemType;
+
+    /// Takes at most `max` bytes per call, of the first buffer or across buffers.
+    struct Stingy {
+        got: Vec<u8>,
+        max: usize,
+        calls: usize,
+    }
+
+    impl Write for Stingy {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.write_vectored(&[io::IoSlice::new(b)])
+        }
+        fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+            self.calls += 1;
+            let mut n = 0;
+            for b in bufs {
+                let take = (self.max - n).min(b.len());
+                self.got.extend_from_slice(&b[..take]);
+                n += take;
+                if n == self.max {
+                    break;
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn parts_arrive_whole_and_in_order_however_the_stream_cuts_them() {
+        let parts: Vec<Vec<u8>> = (0..12u8).map(|i| vec![i; usize::from(i) * 7]).collect();
+        let refs: Vec<&[u8]> = parts.iter().map(Vec::as_slice).collect();
+        let want: Vec<u8> = parts.concat();
+        for max in [1, 3, 7, 64, 1 << 20] {
+            let mut w = Stingy {
+                got: Vec::new(),
+                max,
+                calls: 0,
+            };
+            write_all_parts(&mut w, &refs).unwrap();
+            assert_eq!(w.got, want, "max {max}");
+            if max == 1 << 20 {
+                assert_eq!(w.calls, 2, "nine parts per call");
+            }
+        }
+        let mut zero = Stingy {
+            got: Vec::new(),
+            max: 0,
+            calls: 0,
+        };
+        let e = write_all_parts(&mut zero, &refs).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WriteZero);
+    }
+
+    #[test]
+    fn a_small_request_is_one_write() {
+        let args = [
+            ArgEntry::input(ElemType::U32, 8),
+            ArgEntry::scalar(ElemType::U32, 2),
+        ];
+        let hdr = RequestHeader::new(Opcode::Run, 7, 9, args.len());
+        let mut w = Stingy {
+            got: Vec::new(),
+            max: usize::MAX,
+            calls: 0,
+        };
+        write_request_with(&mut w, &hdr, &args, &[&[1, 2, 3, 4, 5, 6, 7, 8]]).unwrap();
+        assert_eq!(w.calls, 1);
+        let mut plain = Vec::new();
+        write_request(&mut plain, &hdr, &args).unwrap();
+        plain.extend_from_slice(&[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(w.got, plain);
+        let many = [ArgEntry::scalar(ElemType::U32, 0); MAX_ARGS + 1];
+        let e = write_request(&mut plain, &hdr, &many).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
+    }
 
     #[test]
     fn a_request_round_trips_and_lengths_are_checked_first() {

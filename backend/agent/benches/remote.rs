@@ -76,7 +76,11 @@ fn remote(c: &mut Criterion) {
     });
     let catalog = engine.catalog();
     let kernel = catalog.find("vadd_u32").unwrap().clone();
-    for (label, bytes) in [("1 MiB", 1usize << 20), ("16 MiB", 16 << 20)] {
+    for (label, bytes) in [
+        ("4 KiB", 4096usize),
+        ("1 MiB", 1 << 20),
+        ("16 MiB", 16 << 20),
+    ] {
         let n = bytes / 4;
         let (mut a, mut b, mut out) = (vec![1u8; bytes], vec![2u8; bytes], vec![0u8; bytes]);
         let seg = |m: &mut Vec<u8>| {
@@ -103,12 +107,15 @@ fn remote(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("remote vadd_u32 {label} vectors"));
         g.throughput(Throughput::Bytes(3 * bytes as u64));
         g.sample_size(if bytes > 1 << 20 { 10 } else { 30 });
+        let mut ran = false;
         g.bench_function("round trip (2 in + 1 out over TLS)", |bch| {
+            ran = true;
             bch.iter(|| engine.run(&kernel, &Call::new(&args, &bufs)).unwrap())
         });
         g.finish();
         drop((sa, sb, so));
-        assert!(out.iter().all(|&x| x == 3));
+        // Checked when it ran (a filter may leave a size out).
+        assert!(!ran || out.iter().all(|&x| x == 3));
     }
     engine.shutdown();
     agent.shutdown(Duration::from_secs(5));

@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use rustls_pki_types::ServerName;
 use vfpga_engine::{Call, SgBuf};
-use vfpga_proto::stream::{read_response, write_request, Deadline, StreamError};
+use vfpga_proto::stream::{
+    read_response, write_request, write_request_with, Deadline, StreamError,
+};
 use vfpga_proto::{
     ArgEntry, ArgKind, DeviceInfo, ElemType, KernelDesc, KernelSig, Opcode, RequestHeader,
     Response, Status, MAX_ARGS,
@@ -177,6 +179,35 @@ impl Conn {
     ) -> Result<Response, ConnError> {
         self.tag = self.tag.wrapping_add(1);
         let hdr = RequestHeader::new(op, self.tag, session, args.len());
+        let total: usize = inputs
+            .iter()
+            .map(|s| match s {
+                Src::Bytes(b) => b.len(),
+                Src::Guest(g) => g.len(),
+            })
+            .sum();
+        if total <= CHUNK {
+            // A small request leaves in one write (one TLS record, one system call):
+            // its inputs gathered after the header, in the buffer kept for copies.
+            let mut pos = 0;
+            for src in inputs {
+                let dst = &mut self.bounce[pos..];
+                match src {
+                    Src::Bytes(b) => dst[..b.len()].copy_from_slice(b),
+                    Src::Guest(g) => {
+                        if !g.copy_to_slice(&mut dst[..g.len()]) {
+                            return Err(ConnError::Protocol("guest buffer".into()));
+                        }
+                    }
+                }
+                pos += match src {
+                    Src::Bytes(b) => b.len(),
+                    Src::Guest(g) => g.len(),
+                };
+            }
+            write_request_with(&mut self.stream, &hdr, args, &[&self.bounce[..total]])?;
+            return self.finish(outputs);
+        }
         write_request(&mut self.stream, &hdr, args)?;
         for src in inputs {
             match src {
@@ -195,6 +226,12 @@ impl Conn {
                 }
             }
         }
+        self.finish(outputs)
+    }
+
+    /// Sends what is written and reads the answer to the request of `self.tag`,
+    /// its outputs into `outputs`.
+    fn finish(&mut self, outputs: &mut [Dst<'_>]) -> Result<Response, ConnError> {
         self.stream.flush()?;
         let resp = read_response(&mut self.stream)?;
         if resp.tag != self.tag {

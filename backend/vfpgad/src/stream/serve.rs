@@ -18,7 +18,7 @@ use rustls::{ServerConnection, StreamOwned};
 use tracing::debug;
 use vfpga_engine::SegStream;
 use vfpga_proto::stream::{
-    read_request, skip, Deadline, StreamError, StreamRequest, TimeoutSocket,
+    read_request, skip, write_all_parts, Deadline, StreamError, StreamRequest, TimeoutSocket,
 };
 use vfpga_proto::{AbiError, ChainLayout, Opcode, Response, Status};
 
@@ -213,10 +213,20 @@ impl<C: Conn> Read for FirstByte<'_, C> {
 }
 
 fn send<C: Conn>(conn: &mut C, resp: &Response, outputs: &[u8]) -> io::Result<()> {
-    conn.write_all(&resp.to_bytes())?;
-    conn.write_all(outputs)?;
+    if outputs.len() <= GATHER_MAX {
+        // One vectored write: a small answer is one system call (one TLS record).
+        write_all_parts(conn, &[&resp.to_bytes(), outputs])?;
+    } else {
+        // Large outputs are written as they are (rustls encrypts a gathered write
+        // more slowly than one buffer).
+        conn.write_all(&resp.to_bytes())?;
+        conn.write_all(outputs)?;
+    }
     conn.flush()
 }
+
+/// Outputs up to this size leave in the response's write.
+const GATHER_MAX: usize = 16 << 10;
 
 /// A connection's buffers, reused by every request, and its guest's lane of the
 /// scheduler.
