@@ -58,6 +58,14 @@ fn remote(c: &mut Criterion) {
         pct(0.99),
         samples.iter().sum::<Duration>().as_secs_f64() * 1e6 / samples.len() as f64
     );
+    // The floor: a 64-byte ping-pong between two threads over plain TCP on loopback,
+    // no TLS, no protocol, in the same run.
+    let floor = tcp_ping_pong(20_000);
+    println!(
+        "plain TCP loopback ping-pong (the floor): p50 {:.1} us; null op p50 / floor p50 = {:.2}",
+        floor,
+        pct(0.5) / floor
+    );
     c.bench_function("remote null op round trip", |b| {
         b.iter(|| conn.nop().unwrap())
     });
@@ -119,6 +127,38 @@ fn remote(c: &mut Criterion) {
     }
     engine.shutdown();
     agent.shutdown(Duration::from_secs(5));
+}
+
+/// p50 of `n` 64-byte round trips between two threads over TCP on loopback, in µs.
+fn tcp_ping_pong(n: usize) -> f64 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let echo = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        s.set_nodelay(true).unwrap();
+        let mut b = [0u8; 64];
+        while s.read_exact(&mut b).is_ok() {
+            s.write_all(&b).unwrap();
+        }
+    });
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.set_nodelay(true).unwrap();
+    let mut b = [0u8; 64];
+    let mut round = || {
+        let t = Instant::now();
+        c.write_all(&b).unwrap();
+        c.read_exact(&mut b).unwrap();
+        t.elapsed()
+    };
+    for _ in 0..500 {
+        round();
+    }
+    let mut samples: Vec<Duration> = (0..n).map(|_| round()).collect();
+    drop(c);
+    echo.join().unwrap();
+    samples.sort();
+    samples[n / 2].as_secs_f64() * 1e6
 }
 
 criterion_group!(benches, remote);
