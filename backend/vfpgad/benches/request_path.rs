@@ -47,6 +47,26 @@ fn request_path(c: &mut Criterion) {
         })
     });
 
+    // The same with the queue watched for 50 µs after it ran dry ([daemon] poll_us):
+    // the next request needs no kick and no wake-up of the queue's thread.
+    let polled_socket = dir.path().join("polled.sock");
+    let mut polled = Config {
+        guests: vec![GuestConfig::new("polled", polled_socket.clone())],
+        ..Config::default()
+    };
+    polled.daemon.poll_us = 50;
+    let polled_server = Server::start(&polled, Arc::new(SimEngine::new(None).unwrap())).unwrap();
+    let mut pfe = VhuFrontend::connect(&polled_socket, opts).unwrap();
+    let pnop = pfe.prepare(1, Opcode::Nop, 0, &[], Layout::Direct).unwrap();
+    c.bench_function("null op round trip, queue watched 50 us after work", |b| {
+        b.iter(|| {
+            let (r, _) = pfe.run_prepared(&pnop).unwrap();
+            debug_assert_eq!(r.status(), Some(Status::Ok));
+        })
+    });
+    drop(pfe);
+    polled_server.shutdown(Duration::from_secs(5));
+
     let n = 256 * 1024;
     let a: Vec<u8> = (0..n as u32).flat_map(|x| x.to_le_bytes()).collect();
     let vadd = fe

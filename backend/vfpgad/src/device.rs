@@ -178,6 +178,8 @@ pub struct Device {
     pub queues: Vec<QueueCtx>,
     /// Whether the driver negotiated EVENT_IDX.
     pub event_idx: AtomicBool,
+    /// How long a request queue is watched after it ran dry ([`Device::with_polling`]).
+    pub poll: Duration,
     #[cfg(feature = "vhost")]
     mem: RwLock<Option<GuestMemoryAtomic<GuestMem>>>,
 }
@@ -248,6 +250,7 @@ impl Device {
             counters: Arc::default(),
             queues,
             event_idx: AtomicBool::new(false),
+            poll: Duration::ZERO,
             #[cfg(feature = "vhost")]
             mem: RwLock::new(None),
         }
@@ -275,6 +278,13 @@ impl Device {
             queue_size: self.limits.queue_size,
             sessions: self.limits.max_sessions as usize,
         }
+    }
+
+    /// Watches each request queue for `poll` after it ran dry before waiting for a
+    /// kick (only with EVENT_IDX, which lets the driver skip the kick meanwhile).
+    pub fn with_polling(mut self, poll: Duration) -> Self {
+        self.poll = poll;
+        self
     }
 
     /// Hands runs estimated costlier than `inline_cost` to `exec`'s threads.

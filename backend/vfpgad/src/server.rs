@@ -268,6 +268,7 @@ impl Server {
                 tenant,
                 guest: g.clone(),
                 inline_cost: config.daemon.inline_cost,
+                poll: Duration::from_micros(config.daemon.poll_us),
                 state_dir: config.daemon.state_dir.clone(),
                 engine: engine.clone(),
                 shelf: shelf.clone(),
@@ -398,6 +399,7 @@ struct GuestLoop {
     tenant: Arc<Tenant>,
     limits: DeviceLimits,
     inline_cost: u64,
+    poll: Duration,
     state_dir: Option<PathBuf>,
     engine: Arc<dyn Engine>,
     shelf: Arc<Shelf>,
@@ -432,7 +434,8 @@ impl GuestLoop {
         let mut dev = Device::new(name, self.limits.clone(), self.engine.clone())
             .with_tenant(self.tenant.clone())
             .with_shelf(self.shelf.clone())
-            .with_engine_threads(&self.exec, self.inline_cost);
+            .with_engine_threads(&self.exec, self.inline_cost)
+            .with_polling(self.poll);
         if let Some(dir) = &self.state_dir {
             let path = dir.join(format!("{name}.state"));
             match StateFile::open(&path, dev.state_geometry()) {

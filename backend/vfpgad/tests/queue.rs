@@ -112,6 +112,12 @@ fn ring_base(q: usize) -> GuestAddress {
 
 impl Rig {
     fn new(limits: DeviceLimits) -> Self {
+        Self::with_polling(limits, Duration::ZERO)
+    }
+
+    /// A rig whose device watches a request queue for `poll` after it ran dry, with
+    /// EVENT_IDX negotiated when `poll` is not zero (polling needs it).
+    fn with_polling(limits: DeviceLimits, poll: Duration) -> Self {
         let mmap = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_BYTES)]).unwrap();
         // The mocks borrow the memory for the whole test; a clone shares its regions.
         let driver: &'static GuestMemoryMmap = Box::leak(Box::new(mmap.clone()));
@@ -122,10 +128,13 @@ impl Rig {
         // Every run is handed to the engine threads (inline cost 0), as long runs are.
         let dev = Arc::new(
             Device::new("vm0", limits, engine.clone() as Arc<dyn Engine>)
-                .with_engine_threads(&exec, 0),
+                .with_engine_threads(&exec, 0)
+                .with_polling(poll),
         );
         let backend = VhuVfpga::new(dev.clone());
         backend.update_memory(mem.clone()).unwrap();
+        let event_idx = !poll.is_zero();
+        backend.set_event_idx(event_idx);
         let vrings = [0, 1].map(|q| {
             let v = VringRwLock::new(mem.clone(), QUEUE_SIZE).unwrap();
             let mock = &mocks[q];
@@ -138,6 +147,7 @@ impl Rig {
             .unwrap();
             v.set_queue_ready(true);
             v.set_enabled(true);
+            v.set_queue_event_idx(event_idx);
             v
         });
         Self {
@@ -581,4 +591,58 @@ fn an_available_index_beyond_the_ring_stops_the_queue_instead_of_spinning() {
     let (resp, _) = rig.request(0, Opcode::Nop, 5, s, &[], &[]);
     rig.kick(0);
     assert_eq!(rig.response(resp).status, Status::Ok.raw());
+}
+
+#[test]
+fn a_queue_watched_after_work_serves_the_next_request_without_a_kick() {
+    // A window far longer than any test step: the verdict cannot depend on speed. The
+    // queue's stop ends the watch at the end.
+    let mut rig = Rig::with_polling(limits(), Duration::from_secs(600));
+    let (first, _) = rig.request(1, Opcode::Nop, 1, 0, &[], &[]);
+    let backend = rig.backend.clone();
+    let vring = rig.vrings[1].clone();
+    let kick = std::thread::spawn(move || {
+        backend
+            .handle_event(0, EventSet::IN, std::slice::from_ref(&vring), 1)
+            .unwrap();
+    });
+    // The first request is answered (and the guest told) while the queue is watched.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while rig.used(1).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "first request not served"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(rig.response(first).status, Status::Ok.raw());
+    assert!(!kick.is_finished(), "still watching the queue");
+    // The next request, posted with no kick, is served by the watch.
+    let (second, _) = rig.request(1, Opcode::Nop, 2, 0, &[], &[]);
+    while rig.used(1).len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "second request not served"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let r = rig.response(second);
+    assert_eq!((r.status, r.tag), (Status::Ok.raw(), 2));
+    // A stop of the queue ends the watch at once.
+    assert!(rig.dev.queues[1].stop(Duration::from_secs(60)));
+    kick.join().unwrap();
+}
+
+#[test]
+fn without_polling_a_kick_is_handled_and_the_thread_goes_back_to_waiting() {
+    let mut rig = Rig::with_polling(limits(), Duration::ZERO);
+    let (first, _) = rig.request(1, Opcode::Nop, 1, 0, &[], &[]);
+    rig.kick(1);
+    assert_eq!(rig.response(first).status, Status::Ok.raw());
+    // A short watch ends by itself when nothing comes: the kick returns.
+    let mut rig = Rig::with_polling(limits(), Duration::from_micros(200));
+    let (first, _) = rig.request(1, Opcode::Nop, 1, 0, &[], &[]);
+    rig.kick(1);
+    assert_eq!(rig.response(first).status, Status::Ok.raw());
+    assert_eq!(rig.used(1).len(), 1);
 }

@@ -6,6 +6,7 @@
 //! engine = "sim"            # the accelerator back end
 //! engine_threads = 2        # kernels running at once, virtio and streams (default: CPU count)
 //! inline_cost = 65536       # runs estimated cheaper than this stay on the queue's thread
+//! poll_us = 0               # after work, watch a queue this long before waiting for a kick
 //! socket_mode = "0660"      # socket permissions (default: umask)
 //! socket_group = "kvm"      # socket group: the one QEMU runs in
 //!
@@ -279,6 +280,12 @@ pub struct DaemonConfig {
     pub engine_threads: usize,
     /// Estimated cost (element operations) above which a run leaves the queue thread.
     pub inline_cost: u64,
+    /// Microseconds a request queue is watched for new requests after it ran dry,
+    /// before notifications are enabled again (0: not at all). The next request of a
+    /// guest sending one after another then costs no kick and no wake-up of the
+    /// queue's thread; the price is that much CPU after each burst of work (an idle
+    /// queue costs nothing).
+    pub poll_us: u64,
     /// Permissions of the sockets, in octal ("0660"); default: as the umask leaves them.
     pub socket_mode: Option<String>,
     /// Group owning the sockets (name or number), e.g. the group QEMU runs in.
@@ -357,6 +364,7 @@ impl Default for DaemonConfig {
             engine: EngineKind::Sim,
             engine_threads: 0,
             inline_cost: 1 << 16,
+            poll_us: 0,
             socket_mode: None,
             socket_group: None,
             state_dir: None,
