@@ -2,7 +2,8 @@
 //! engine's share of a request's time.
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::measurement::WallTime;
+use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
 use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Call, Engine, SegStream, SgBuf};
 use vfpga_proto::{ArgEntry, ElemType, MAX_ARGS};
@@ -37,6 +38,34 @@ fn shared(len: usize) -> &'static mut [u8] {
     }
 }
 
+/// Views of the first `lens[i]` bytes of `streams[i]`, as arguments 0, 1, ...
+///
+/// # Safety
+///
+/// The memory the streams point at outlives the views and nothing else touches it
+/// while they are used.
+unsafe fn views<'a>(streams: &[&'a SegStream], lens: &[usize]) -> [Option<SgBuf<'a>>; MAX_ARGS] {
+    let mut bufs: [Option<SgBuf<'a>>; MAX_ARGS] = [None; MAX_ARGS];
+    for ((b, s), &len) in bufs.iter_mut().zip(streams).zip(lens) {
+        // SAFETY: the caller's promise.
+        *b = unsafe { SgBuf::new(s.segs(), 0, len) };
+    }
+    bufs
+}
+
+/// The limit: `vadd_u32` as plain Rust over host slices (what the host needs for the
+/// work itself).
+fn host_vadd(g: &mut BenchmarkGroup<'_, WallTime>, a: &[u32], b: &[u32], c: &mut [u32]) {
+    g.bench_function("host-native slices", |bch| {
+        bch.iter(|| {
+            for ((c, a), b) in c.iter_mut().zip(a).zip(b) {
+                *c = a.wrapping_add(*b);
+            }
+            std::hint::black_box(&mut *c);
+        })
+    });
+}
+
 fn kernels(c: &mut Criterion) {
     let engine = SimEngine::new(None).unwrap();
     let catalog = engine.catalog();
@@ -49,13 +78,8 @@ fn kernels(c: &mut Criterion) {
         ArgEntry::output(ElemType::U32, (n * 4) as u64),
         ArgEntry::scalar(ElemType::U32, n as u64),
     ];
-    let mut bufs: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
-    // SAFETY: the vectors outlive the views and nothing else touches them meanwhile.
-    unsafe {
-        bufs[0] = SgBuf::new(sa.segs(), 0, n * 4);
-        bufs[1] = SgBuf::new(sb.segs(), 0, n * 4);
-        bufs[2] = SgBuf::new(so.segs(), 0, n * 4);
-    }
+    // SAFETY: the buffers outlive the views and nothing else touches them meanwhile.
+    let bufs = unsafe { views(&[&sa, &sb, &so], &[n * 4; 3]) };
     let k = catalog.find("vadd_u32").unwrap();
     let mut g = c.benchmark_group("sim vadd_u32 1 MiB vectors, 4 KiB segments");
     g.throughput(Throughput::Bytes(3 * n as u64 * 4));
@@ -70,27 +94,13 @@ fn kernels(c: &mut Criterion) {
         s
     };
     let (ca, cb, co) = (one(&mut a1), one(&mut b1), one(&mut o1));
-    let mut contiguous: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
-    // SAFETY: as above.
-    unsafe {
-        contiguous[0] = SgBuf::new(ca.segs(), 0, n * 4);
-        contiguous[1] = SgBuf::new(cb.segs(), 0, n * 4);
-        contiguous[2] = SgBuf::new(co.segs(), 0, n * 4);
-    }
+    // SAFETY: the buffers outlive the views and nothing else touches them meanwhile.
+    let contiguous = unsafe { views(&[&ca, &cb, &co], &[n * 4; 3]) };
     g.bench_function("engine run, one segment", |bch| {
         bch.iter(|| engine.run(k, &Call::new(&args, &contiguous)).unwrap())
     });
-    // The limit: the kernel as plain Rust over host slices (what the host needs for
-    // the work itself).
     let (ha, hb, mut hc) = (vec![1u32; n], vec![2u32; n], vec![0u32; n]);
-    g.bench_function("host-native slices", |bch| {
-        bch.iter(|| {
-            for ((c, a), b) in hc.iter_mut().zip(&ha).zip(&hb) {
-                *c = a.wrapping_add(*b);
-            }
-            std::hint::black_box(&mut hc);
-        })
-    });
+    host_vadd(&mut g, &ha, &hb, &mut hc);
     g.finish();
 
     // 16 MiB vectors, as a guest's pages are: 4 KiB apiece, in no order.
@@ -120,13 +130,8 @@ fn kernels(c: &mut Criterion) {
         ArgEntry::output(ElemType::U32, (big * 4) as u64),
         ArgEntry::scalar(ElemType::U32, big as u64),
     ];
-    let mut scattered: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
-    // SAFETY: as above.
-    unsafe {
-        scattered[0] = SgBuf::new(pa.segs(), 0, big * 4);
-        scattered[1] = SgBuf::new(pb.segs(), 0, big * 4);
-        scattered[2] = SgBuf::new(po.segs(), 0, big * 4);
-    }
+    // SAFETY: the buffers outlive the views and nothing else touches them meanwhile.
+    let scattered = unsafe { views(&[&pa, &pb, &po], &[big * 4; 3]) };
     let mut g = c.benchmark_group("sim vadd_u32 16 MiB vectors");
     g.throughput(Throughput::Bytes(3 * big as u64 * 4));
     g.sample_size(20);
@@ -144,13 +149,8 @@ fn kernels(c: &mut Criterion) {
         whole(shared(big * 4)),
         whole(shared(big * 4)),
     );
-    let mut in_order: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
-    // SAFETY: as above.
-    unsafe {
-        in_order[0] = SgBuf::new(wa.segs(), 0, big * 4);
-        in_order[1] = SgBuf::new(wb.segs(), 0, big * 4);
-        in_order[2] = SgBuf::new(wo.segs(), 0, big * 4);
-    }
+    // SAFETY: the buffers outlive the views and nothing else touches them meanwhile.
+    let in_order = unsafe { views(&[&wa, &wb, &wo], &[big * 4; 3]) };
     g.bench_function("engine run, one segment", |bch| {
         bch.iter(|| engine.run(k, &Call::new(&args16, &in_order)).unwrap())
     });
@@ -161,14 +161,7 @@ fn kernels(c: &mut Criterion) {
     ha.fill(1);
     hb.fill(2);
     hc.fill(3);
-    g.bench_function("host-native slices", |bch| {
-        bch.iter(|| {
-            for ((c, a), b) in hc.iter_mut().zip(&ha).zip(&hb) {
-                *c = a.wrapping_add(*b);
-            }
-            std::hint::black_box(&mut hc);
-        })
-    });
+    host_vadd(&mut g, &ha, &hb, &mut hc);
     g.finish();
 
     let data_len = 1 << 20;
@@ -180,12 +173,8 @@ fn kernels(c: &mut Criterion) {
         ArgEntry::output(ElemType::U8, 32),
         ArgEntry::scalar(ElemType::U64, data_len as u64),
     ];
-    let mut bufs: [Option<SgBuf<'_>>; MAX_ARGS] = [None; MAX_ARGS];
-    // SAFETY: as above.
-    unsafe {
-        bufs[0] = SgBuf::new(sd.segs(), 0, data_len);
-        bufs[1] = SgBuf::new(sg.segs(), 0, 32);
-    }
+    // SAFETY: the buffers outlive the views and nothing else touches them meanwhile.
+    let bufs = unsafe { views(&[&sd, &sg], &[data_len, 32]) };
     let k = catalog.find("sha256").unwrap();
     let mut g = c.benchmark_group("sim sha256 1 MiB, 4 KiB segments");
     g.throughput(Throughput::Bytes(data_len as u64));
