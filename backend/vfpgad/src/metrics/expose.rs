@@ -15,7 +15,7 @@ use prometheus_client::registry::{Registry, Unit};
 use vfpga_engine::{BoardHealth, Engine};
 
 use super::http::{Page, Pages};
-use super::{op_label, status_label, KernelReading, N_OPS, N_STATUS};
+use super::{op_label, status_label, GuestMetrics, KernelReading, N_OPS, N_STATUS};
 use crate::server::LiveDevices;
 use crate::tenant::Tenant;
 
@@ -33,6 +33,21 @@ pub struct KernelSnapshot {
     pub counts: KernelReading,
     /// Run durations: `(upper bound s, count)` per bucket, sum s, count.
     pub durations: (Vec<(f64, u64)>, f64, u64),
+}
+
+impl KernelSnapshot {
+    /// Every kernel of a guest, read now.
+    pub fn all(guest: &GuestMetrics) -> Vec<Self> {
+        guest
+            .kernels()
+            .iter()
+            .map(|k| Self {
+                name: k.name.clone(),
+                counts: k.read(),
+                durations: k.durations().read(),
+            })
+            .collect()
+    }
 }
 
 /// One guest, read.
@@ -112,16 +127,7 @@ impl Exposition {
                     inflight: t.inflight(),
                     queues: queues.unwrap_or_default(),
                     requests: t.metrics.requests(),
-                    kernels: t
-                        .metrics
-                        .kernels()
-                        .iter()
-                        .map(|k| KernelSnapshot {
-                            name: k.name.clone(),
-                            counts: k.read(),
-                            durations: k.durations().read(),
-                        })
-                        .collect(),
+                    kernels: KernelSnapshot::all(&t.metrics),
                 }
             })
             .collect();
@@ -532,7 +538,6 @@ fn human_duration(s: f64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::GuestMetrics;
     use vfpga_proto::{Opcode, Status};
 
     fn snapshot(kernel: &str) -> Snapshot {
@@ -556,15 +561,7 @@ mod tests {
                 inflight: (1, 64),
                 queues: vec![0, 3],
                 requests: m.requests(),
-                kernels: m
-                    .kernels()
-                    .iter()
-                    .map(|k| KernelSnapshot {
-                        name: k.name.clone(),
-                        counts: k.read(),
-                        durations: k.durations().read(),
-                    })
-                    .collect(),
+                kernels: KernelSnapshot::all(&m),
             }],
             boards: vec![BoardHealth {
                 name: "pynq".into(),
