@@ -21,23 +21,7 @@ fn a_guest_without_the_module_runs_every_kernel_over_vsock() {
     let concurrent = concurrent_inputs(s, &mut rng);
     let big = big_inputs(s, &mut rng);
     errors_inputs(s);
-    let dir = tempfile::tempdir().unwrap();
-    let vsock = VsockDevice::start(dir.path(), 3);
-    let port = vsock.port(7000);
-    let d = Daemon::start_with(
-        &["--listen".into(), format!("vm0=unix:{}", port.display())],
-        std::slice::from_ref(&port),
-    );
-    let out = run(&GuestOpts {
-        mem: 1536,
-        run_args: vec![
-            "--guest".into(),
-            stream_guest().display().to_string(),
-            "--vsock".into(),
-            vsock.socket.display().to_string(),
-        ],
-        ..GuestOpts::new("vsock", &[], s)
-    });
+    let out = over_vsock(s, "vsock");
     assert_ok("vsock", &out);
     for (name, expected) in kernels {
         assert!(
@@ -69,7 +53,28 @@ fn a_guest_without_the_module_runs_every_kernel_over_vsock() {
         noport.contains("cannot connect to vsock://2:7999"),
         "{noport}"
     );
-    drop(d);
+}
+
+/// Boots the stream guest (no module) with scenario `scenario` against a vfpgad
+/// serving it on vsock port 7000 through a userspace vsock device.
+fn over_vsock(s: &std::path::Path, scenario: &str) -> vfpga_vm_tests::Outcome {
+    let dir = tempfile::tempdir().unwrap();
+    let vsock = VsockDevice::start(dir.path(), 3);
+    let port = vsock.port(7000);
+    let _d = Daemon::start_with(
+        &["--listen".into(), format!("vm0=unix:{}", port.display())],
+        std::slice::from_ref(&port),
+    );
+    run(&GuestOpts {
+        mem: 1536,
+        run_args: vec![
+            "--guest".into(),
+            stream_guest().display().to_string(),
+            "--vsock".into(),
+            vsock.socket.display().to_string(),
+        ],
+        ..GuestOpts::new(scenario, &[], s)
+    })
 }
 
 /// The same guest reaching the same vfpgad three ways in one boot, measured with
@@ -211,23 +216,7 @@ fn the_python_client_in_a_guest_runs_every_kernel_over_vsock() {
         runtime.success(),
         "clients/python/tests/guest/runtime.sh failed"
     );
-    let dir = tempfile::tempdir().unwrap();
-    let vsock = VsockDevice::start(dir.path(), 3);
-    let port = vsock.port(7000);
-    let d = Daemon::start_with(
-        &["--listen".into(), format!("vm0=unix:{}", port.display())],
-        std::slice::from_ref(&port),
-    );
-    let out = run(&GuestOpts {
-        mem: 1536,
-        run_args: vec![
-            "--guest".into(),
-            stream_guest().display().to_string(),
-            "--vsock".into(),
-            vsock.socket.display().to_string(),
-        ],
-        ..GuestOpts::new("python", &[], s)
-    });
+    let out = over_vsock(s, "python");
     assert_ok("python", &out);
     assert!(
         out.console
@@ -250,5 +239,4 @@ fn the_python_client_in_a_guest_runs_every_kernel_over_vsock() {
         noport.starts_with("cannot connect to vsock://2:7999: "),
         "{noport}"
     );
-    drop(d);
 }
