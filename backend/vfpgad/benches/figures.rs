@@ -19,12 +19,13 @@
     clippy::cast_precision_loss
 )]
 
+mod support;
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use vfpga::{Device, Options as DevOptions};
 use vfpga_agent::{Agent, AgentConfig};
 use vfpga_engine::sim::SimEngine;
 use vfpga_engine::{Call, Engine, SegStream, SgBuf};
@@ -32,7 +33,7 @@ use vfpga_proto::{ArgEntry, ElemType, Opcode, Status, MAX_ARGS};
 use vfpga_remote::{BoardConfig, Conn, RemoteConfig, RemoteEngine};
 use vfpga_transport::TlsFiles;
 use vfpga_vhu_frontend::{Arg as FeArg, Layout, Options as FeOptions, VhuFrontend};
-use vfpgad::config::{GuestConfig, TlsSection};
+use vfpgad::config::GuestConfig;
 use vfpgad::{Config, Server};
 
 /// Null ops timed per transport.
@@ -173,44 +174,7 @@ fn vhost_user(dir: &Path, lat: &mut String, thr: &mut String) {
 
 /// The guest library on a unix stream and on TLS over loopback.
 fn streams(dir: &Path, lat: &mut String, thr: &mut String) {
-    let pki = dir.join("pki");
-    vfpga_agent::cert::init(&pki, &["127.0.0.1".into()], "figures").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let sock = dir.join("figures.stream");
-    let mut guest = GuestConfig::named("figures");
-    guest.listen = vec![
-        format!("unix:{}", sock.display()),
-        format!("tls:127.0.0.1:{port}"),
-    ];
-    let config = Config {
-        guests: vec![guest],
-        tls: Some(TlsSection {
-            ca: pki.join("ca.pem"),
-            cert: pki.join("server.pem"),
-            key: pki.join("server.key"),
-        }),
-        ..Config::default()
-    };
-    config.validate().unwrap();
-    let server = Server::start(&config, Arc::new(SimEngine::new(None).unwrap())).unwrap();
-    let tls = DevOptions {
-        tls: Some(vfpga::tls_dir(&pki)),
-        ..DevOptions::default()
-    };
-    let devs = [
-        (
-            "unix stream",
-            Device::open(format!("unix:{}", sock.display())).unwrap(),
-        ),
-        (
-            "TLS stream",
-            Device::open_with(format!("tls://127.0.0.1:{port}"), &tls).unwrap(),
-        ),
-    ];
+    let (server, devs) = support::stream_server(dir, "figures", ["unix stream", "TLS stream"]);
     for (name, dev) in &devs {
         distribution(lat, name, || {
             dev.nop().unwrap();

@@ -6,15 +6,13 @@
 //! vAccel's ttrpc echo (73 µs on a unix socket).
 #![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
 
-use std::sync::Arc;
+mod support;
+
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use vfpga::{Arg, Device, Options};
-use vfpga_engine::sim::SimEngine;
+use vfpga::{Arg, Device};
 use vfpga_proto::ElemType;
-use vfpgad::config::{GuestConfig, TlsSection};
-use vfpgad::{Config, Server};
 
 fn percentiles(dev: &Device, what: &str) {
     let mut v: Vec<Duration> = (0..20_000).map(|_| dev.nop().unwrap()).collect();
@@ -30,44 +28,7 @@ fn percentiles(dev: &Device, what: &str) {
 
 fn streams(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
-    let pki = dir.path().join("pki");
-    vfpga_agent::cert::init(&pki, &["127.0.0.1".into()], "bench").unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let sock = dir.path().join("bench.stream");
-    let mut guest = GuestConfig::named("bench");
-    guest.listen = vec![
-        format!("unix:{}", sock.display()),
-        format!("tls:127.0.0.1:{port}"),
-    ];
-    let config = Config {
-        guests: vec![guest],
-        tls: Some(TlsSection {
-            ca: pki.join("ca.pem"),
-            cert: pki.join("server.pem"),
-            key: pki.join("server.key"),
-        }),
-        ..Config::default()
-    };
-    config.validate().unwrap();
-    let server = Server::start(&config, Arc::new(SimEngine::new(None).unwrap())).unwrap();
-    let tls = Options {
-        tls: Some(vfpga::tls_dir(&pki)),
-        ..Options::default()
-    };
-    let devs = [
-        (
-            "unix",
-            Device::open(format!("unix:{}", sock.display())).unwrap(),
-        ),
-        (
-            "tls",
-            Device::open_with(format!("tls://127.0.0.1:{port}"), &tls).unwrap(),
-        ),
-    ];
+    let (server, devs) = support::stream_server(dir.path(), "bench", ["unix", "tls"]);
     for (name, dev) in &devs {
         percentiles(dev, name);
         c.bench_function(&format!("{name}: null op round trip"), |b| {
