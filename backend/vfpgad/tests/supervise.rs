@@ -255,11 +255,15 @@ fn a_reload_adds_and_removes_guests_and_changes_policy_leaving_the_rest_connecte
         vec![vm0.clone(), vm1.clone()],
         &args,
     );
-    let the_worker = || loop {
-        if let [w] = children(d.pid())[..] {
-            return w;
+    let the_worker = || {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            if let [w] = children(d.pid())[..] {
+                return w;
+            }
+            assert!(Instant::now() < deadline, "no worker");
+            std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(10));
     };
     let mut fe = VhuFrontend::connect(&vm0, Default::default()).unwrap();
     let vadd_session = open(&mut fe, "vadd_u32");
@@ -359,4 +363,33 @@ fn a_reload_adds_and_removes_guests_and_changes_policy_leaving_the_rest_connecte
         fe.run_prepared(&pr).unwrap();
         check(&fe, &pr, &want);
     }
+
+    // The guest on vm0's socket renamed: a changed guest on the same socket, whose
+    // old relay must give the socket up for the new one (not look like another
+    // process serving it). Its VMM attaches again and is served.
+    std::fs::write(
+        &conf,
+        format!(
+            "[[guest]]\nname = \"vm0b\"\nsocket = \"{}\"\n{guest2}",
+            vm0.display()
+        ),
+    )
+    .unwrap();
+    signal(d.pid(), libc::SIGHUP);
+    wait_until("a worker for the renamed guest", || the_worker() != second);
+    drop(fe);
+    wait_until("vm0's socket bound again", || {
+        VhuFrontend::connect(&vm0, Default::default()).is_ok()
+    });
+    let mut fe = VhuFrontend::connect(&vm0, Default::default()).unwrap();
+    let s = open(&mut fe, "vadd_u32");
+    let (pr, want) = vadd(&mut fe, s, 100, 21);
+    fe.run_prepared(&pr).unwrap();
+    check(&fe, &pr, &want);
+    assert!(
+        !d.log()
+            .contains("reload refused, nothing changed: guest vm0b"),
+        "{}",
+        d.log()
+    );
 }

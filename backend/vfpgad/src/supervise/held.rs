@@ -101,6 +101,17 @@ impl Held {
                 }
             }
         };
+        // A guest renamed or given other rings on the same socket: its old relay goes
+        // first, or the socket would look served by another process. (If a bind
+        // below fails, that guest stays without a relay until the next reload.)
+        let (keep, changed): (Vec<_>, Vec<_>) = std::mem::take(&mut self.relays)
+            .into_iter()
+            .partition(|r| !wanted.relays.iter().any(|w| w.1 == r.key.1 && *w != r.key));
+        self.relays = keep;
+        for r in changed {
+            changes.removed.push(r.key.1.display().to_string());
+            stop_relay(r);
+        }
         for (name, path, rings) in &wanted.relays {
             if self
                 .relays
@@ -228,9 +239,7 @@ impl Held {
     /// socket.
     pub fn release(self) {
         for r in self.relays {
-            let path = r.key.1.clone();
             stop_relay(r);
-            let _ = std::fs::remove_file(path);
         }
         for l in self.listeners {
             if let Some(p) = &l.path {
