@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
@@ -71,10 +71,7 @@ impl Addr {
     /// Connects to it (for `vfpgad status`).
     pub fn connect(&self, timeout: Duration) -> io::Result<Conn> {
         match self {
-            Addr::Tcp(a) => {
-                let addr = a.to_socket_addrs()?.next().ok_or(io::ErrorKind::NotFound)?;
-                TcpStream::connect_timeout(&addr, timeout).map(Conn::Tcp)
-            }
+            Addr::Tcp(a) => TcpStream::connect_timeout(a, timeout).map(Conn::Tcp),
             Addr::Unix(p) => UnixStream::connect(p).map(Conn::Unix),
         }
     }

@@ -3,7 +3,7 @@
 //! [`Snapshot`] taken per request.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use prometheus_client::collector::Collector;
@@ -85,7 +85,7 @@ pub struct Snapshot {
 /// What the endpoint reads its snapshots from.
 #[derive(Debug)]
 pub struct Exposition {
-    tenants: RwLock<Vec<Arc<Tenant>>>,
+    tenants: Vec<Arc<Tenant>>,
     live: Arc<LiveDevices>,
     engine: Arc<dyn Engine>,
     start_time: f64,
@@ -95,7 +95,7 @@ impl Exposition {
     /// Shows `tenants`, with their devices in `live`, served by `engine`.
     pub fn new(tenants: Vec<Arc<Tenant>>, live: Arc<LiveDevices>, engine: Arc<dyn Engine>) -> Self {
         Self {
-            tenants: RwLock::new(tenants),
+            tenants,
             live,
             engine,
             start_time: SystemTime::now()
@@ -104,19 +104,10 @@ impl Exposition {
         }
     }
 
-    /// The guests shown from now on (after a reload).
-    pub fn set_tenants(&self, tenants: Vec<Arc<Tenant>>) {
-        *self.tenants.write().unwrap_or_else(|p| p.into_inner()) = tenants;
-    }
-
     /// Reads everything now.
     pub fn snapshot(&self) -> Snapshot {
-        let tenants = self
+        let guests = self
             .tenants
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        let guests = tenants
             .iter()
             .map(|t| {
                 let queues = self.live.queues_inflight(&t.name);

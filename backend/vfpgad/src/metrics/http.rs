@@ -216,7 +216,6 @@ impl Drop for Guard {
 
 /// Reads one request, answers it, closes.
 fn serve(conn: &mut Conn, pages: &dyn Pages) {
-    let _ = conn.set_write_timeout(Some(WRITE_TIME));
     let answer = match read_head(conn, Instant::now() + HEAD_TIME) {
         Ok(head) => answer(&head, pages),
         Err(HeadError::Io(e)) => {
@@ -233,9 +232,28 @@ fn serve(conn: &mut Conn, pages: &dyn Pages) {
             )
         }
     };
-    if conn.write_all(&answer).and_then(|()| conn.flush()).is_ok() {
+    if write_by(conn, &answer, Instant::now() + WRITE_TIME).is_ok() {
         linger(conn);
     }
+}
+
+/// Writes all of `bytes` by `deadline`: a peer reading a little at a time cannot hold
+/// the connection (and its slot) longer than that.
+fn write_by(conn: &mut Conn, mut bytes: &[u8], deadline: Instant) -> io::Result<()> {
+    while !bytes.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        conn.set_write_timeout(Some(left))?;
+        match conn.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Bytes read and dropped after an answer, at most.
@@ -308,10 +326,15 @@ pub struct Head {
 pub fn read_head(conn: &mut impl ReadTimed, deadline: Instant) -> Result<Head, HeadError> {
     let mut buf = [0u8; MAX_HEAD];
     let mut n = 0;
+    // Where the blank line may start: bytes before it were searched already (a peer
+    // sending a byte at a time costs no rescans).
+    let mut from = 0;
     loop {
-        if let Some(end) = find(&buf[..n], b"\r\n\r\n").or_else(|| find(&buf[..n], b"\n\n")) {
-            return parse_head(&buf[..end]);
+        let end = find(&buf[from..n], b"\r\n\r\n").or_else(|| find(&buf[from..n], b"\n\n"));
+        if let Some(end) = end {
+            return parse_head(&buf[..from + end]);
         }
+        from = n.saturating_sub(3);
         if n == buf.len() {
             return Err(HeadError::TooLong);
         }
