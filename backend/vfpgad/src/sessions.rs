@@ -172,6 +172,8 @@ impl Sessions {
         bitstream: Option<u16>,
         name: &str,
     ) -> Option<Arc<Session>> {
+        // Looked up (perhaps made) before the table is locked.
+        let metrics = self.metrics.kernel(name);
         let mut slots = self.slots();
         let (index, slot) = slots
             .iter_mut()
@@ -180,12 +182,7 @@ impl Sessions {
         slot.generation = slot.generation.wrapping_add(1);
         let generation = slot.generation;
         let id = self.id(index, generation);
-        let session = Arc::new(Session::new(
-            id,
-            kernel,
-            bitstream,
-            self.metrics.kernel(name),
-        ));
+        let session = Arc::new(Session::new(id, kernel, bitstream, metrics));
         slot.session = Some(session.clone());
         if let Some(log) = &self.log {
             log.session_opened(index, generation, name, bitstream);

@@ -5,11 +5,20 @@ use vfpga_engine::manifest::valid_name;
 
 use super::{Config, ConfigError, EngineKind};
 
+/// Longest adaptive-polling window, in microseconds.
+pub const MAX_POLL_US: u64 = 10_000;
+
 impl Config {
     /// Checks every value and combination; the message says what to change.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         self.metrics.addr()?;
+        if self.daemon.poll_us > MAX_POLL_US {
+            return bad(format!(
+                "[daemon] poll_us = {}: at most {MAX_POLL_US} (a queue's thread spins that long after each burst)",
+                self.daemon.poll_us
+            ));
+        }
         let d = &self.device;
         match self.daemon.engine {
             EngineKind::Sim => {}
@@ -247,6 +256,10 @@ mod tests {
     fn refuses_with_a_reason() {
         let base = "[[guest]]\nname = \"vm0\"\nsocket = \"/tmp/a\"\n";
         let cases = [
+            (
+                format!("{base}[daemon]\npoll_us = 10001\n"),
+                "poll_us = 10001: at most 10000",
+            ),
             (
                 format!("{base}[device]\nqueue_size = 100\n"),
                 "power of two",
