@@ -633,7 +633,7 @@ fn prometheus_scrapes_the_endpoint_and_sees_the_runs() {
     std::fs::write(
         &conf,
         format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\nscrape_configs:\n  - job_name: vfpgad\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+            "global:\n  scrape_interval: 5s\n  scrape_timeout: 5s\nscrape_configs:\n  - job_name: vfpgad\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
         ),
     )
     .unwrap();

@@ -630,6 +630,13 @@ fn a_queue_watched_after_work_serves_the_next_request_without_a_kick() {
     assert_eq!((r.status, r.tag), (Status::Ok.raw(), 2));
     // A stop of the queue ends the watch at once.
     assert!(rig.dev.queues[1].stop(Duration::from_secs(60)));
+    while !kick.is_finished() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the stop did not end the watch"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     kick.join().unwrap();
 }
 

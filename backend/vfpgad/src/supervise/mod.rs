@@ -43,7 +43,7 @@ const QUICK_EXIT: Duration = Duration::from_millis(250);
 /// Longest wait between starts of a worker that keeps failing.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The stop signal shared with the relays.
+/// A stop signal: the supervisor's own (its waits), and one per relay (`held.rs`).
 #[derive(Debug)]
 pub struct Stop {
     flag: AtomicBool,
