@@ -78,7 +78,7 @@ def test_an_upload_the_board_refuses(board: Agent, pki: Path) -> None:
         with pytest.raises(vfpga.DeviceError) as garbage:
             admin.upload_bitstream("hashes", "not toml [", b"x")
         assert garbage.value.status == vfpga.Status.BAD_ARGUMENT
-        assert admin.nop() >= 0  # refused, and still in step
+        admin.nop()  # refused, and still in step (raises otherwise)
 
 
 def test_a_certificate_of_another_ca_is_refused(board: Agent, stranger: Path) -> None:
@@ -96,6 +96,6 @@ def test_a_revoked_certificate_is_refused_by_the_board(tmp_path: Path, pki: Path
             vfpga.Device.open(board.tls(), tls_options(pki, "runner"))
         assert "right after the TLS handshake" in str(e.value) and "revoked" in str(e.value)
         with vfpga.Device.open(board.tls(), tls_options(pki)) as admin:  # not revoked
-            assert admin.nop() >= 0
+            admin.nop()  # raises unless still in step
     finally:
         board.stop()

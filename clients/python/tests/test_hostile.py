@@ -24,7 +24,7 @@ Entry = Tuple[int, int, int, int, int]
 #: answers (or not). Returns normally to serve the next request.
 Behaviour = Callable[[socket.socket, int, int, List[Entry]], None]
 
-TIMEOUT = 1.0
+TIMEOUT = 3.0
 
 
 def answer(conn: socket.socket, tag: int, status: int = 0, value: int = 0, written: int = 0,
@@ -168,7 +168,7 @@ def test_a_server_that_never_answers_is_cut_by_the_timeout(fake: Callable[..., F
     t = time.monotonic()
     msg = bounded(dev.info, vfpga.LinkError)
     assert time.monotonic() - t >= TIMEOUT * 0.9
-    assert "no complete answer within 1 s" in msg
+    assert f"no complete answer within {TIMEOUT:g} s" in msg
 
 
 def test_a_trickling_server_is_cut_by_the_deadline_not_per_read(fake: Callable[..., FakeServer]) -> None:
@@ -178,10 +178,8 @@ def test_a_trickling_server_is_cut_by_the_deadline_not_per_read(fake: Callable[.
         for b in abi.RESPONSE.pack(0, 0, 0, tag, 0, 160, 0) + bytes(160):
             c.sendall(bytes([b]))
             time.sleep(0.05)
-            if c.fileno() < 0:
-                return
     dev = opened(fake(trickle))
-    assert "no complete answer within 1 s" in bounded(dev.info, vfpga.LinkError, within=4 * TIMEOUT)
+    assert f"no complete answer within {TIMEOUT:g} s" in bounded(dev.info, vfpga.LinkError, within=4 * TIMEOUT)
 
 
 def test_lying_about_the_output_length(fake: Callable[..., FakeServer]) -> None:
@@ -201,7 +199,7 @@ def test_fewer_output_bytes_than_announced(fake: Callable[..., FakeServer]) -> N
         c.sendall(bytes(100))
         held(c, op, tag, args)
     dev = opened(fake(short))
-    assert "no complete answer within 1 s" in bounded(dev.info, vfpga.LinkError)
+    assert f"no complete answer within {TIMEOUT:g} s" in bounded(dev.info, vfpga.LinkError)
 
     def short_close(c: socket.socket, op: int, tag: int, args: List[Entry]) -> None:
         answer(c, tag, written=160)
@@ -301,7 +299,7 @@ def test_leaving_a_session_block_keeps_the_error_that_ended_it(fake: Callable[..
     with pytest.raises(vfpga.LinkError) as e:
         with vfpga.Session(dev, 5, sig):
             dev.info()  # times out; leaving the block must not replace that error
-    assert "no complete answer within 1 s" in str(e.value)
+    assert f"no complete answer within {TIMEOUT:g} s" in str(e.value)
 
 
 def test_a_listener_that_takes_connections_but_never_answers_them(fake: Callable[..., FakeServer]) -> None:
@@ -312,7 +310,7 @@ def test_a_listener_that_takes_connections_but_never_answers_them(fake: Callable
 
     s = fake(close)
     dev = vfpga.Device.open(s.uri(), vfpga.Options(timeout=TIMEOUT, reconnect=1.0))
-    msg = bounded(dev.info, vfpga.LinkError, within=5)
+    msg = bounded(dev.info, vfpga.LinkError)
     assert msg.startswith("info: the connection to vfpgad failed: vfpgad did not come back within 1 s: ")
     assert "no complete answer" in msg
     assert dev.reconnects == 0

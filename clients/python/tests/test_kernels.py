@@ -26,7 +26,7 @@ def test_the_device_says_who_it_is(device: vfpga.Device) -> None:
     names = [k.name for k in device.kernels()]
     assert names == ["vadd_u32", "vadd_f32", "mmult", "fir", "sha256", "sobel"]
     assert device.kernel("fir").render() == "fir(in x: i16[n], in taps: i32[t], out y: i32[n], n: u32, t: u32)"
-    assert device.nop() >= 0
+    device.nop()  # raises unless the stream is still in step
 
 
 def test_vadd_u32_wraps(device: vfpga.Device) -> None:

@@ -124,8 +124,8 @@ enum Command {
         /// Print at most N elements of each output (0: all); --format raw prints all.
         #[arg(long, default_value_t = 64, value_name = "N")]
         show: usize,
-        /// Run this many times (outputs from the last run).
-        #[arg(long, default_value_t = 1, value_name = "N")]
+        /// Run this many times, at least once (outputs from the last run).
+        #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
     },
     /// Measure null-op latency and kernel throughput.
@@ -236,11 +236,11 @@ fn run(
         bind::bind(&sig, args, ins, outs).map_err(|e| Fail::Usage(format!("{kernel}: {e}")))?;
     let mut stats = None;
     let start = Instant::now();
-    for _ in 0..repeat.max(1) {
+    for _ in 0..repeat {
         let mut list = bound.args(&sig);
         stats = Some(session.run(&mut list)?);
     }
-    let wall = start.elapsed() / repeat.max(1);
+    let wall = start.elapsed() / repeat;
     for (a, out) in sig.args.iter().zip(&bound.outputs) {
         if let (ArgKind::Out, Some((buf, Some(sink)))) = (a.kind, out) {
             sink.write(a.ty, buf.as_slice())

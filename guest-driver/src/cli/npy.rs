@@ -257,11 +257,16 @@ pub fn parse(bytes: &[u8], want: ElemType) -> Result<Array<'_>, NpyError> {
         return Err(NpyError::Fortran);
     }
     let text = shape_text(&shape);
-    let need = shape
-        .iter()
-        .try_fold(1u64, |n, &d| n.checked_mul(d))
-        .and_then(|n| n.checked_mul(want.size() as u64))
-        .ok_or_else(|| NpyError::ShapeTooLarge(text.clone()))?;
+    // An empty dimension makes an empty array, however large the others.
+    let need = if shape.contains(&0) {
+        Some(0)
+    } else {
+        shape
+            .iter()
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .and_then(|n| n.checked_mul(want.size() as u64))
+    }
+    .ok_or_else(|| NpyError::ShapeTooLarge(text.clone()))?;
     if need != data.len() as u64 {
         return Err(NpyError::DataSize {
             shape: text,
@@ -718,6 +723,9 @@ mod tests {
                 "{shape}: {e}"
             );
         }
+        // An empty dimension: an empty array, not an overflow.
+        let h = "{'descr': '<u4', 'fortran_order': False, 'shape': (1099511627776, 1099511627776, 0), }";
+        assert!(err(&file(1, h, &[0; 4]), ElemType::U32).contains("means 0 bytes of data"));
         // Beyond 64 bits in one dimension.
         let h =
             "{'descr': '<u4', 'fortran_order': False, 'shape': (99999999999999999999999999,), }";

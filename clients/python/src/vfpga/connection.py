@@ -16,7 +16,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple, Union
+from typing import Dict, NoReturn, Optional, Sequence, Tuple, Union
 
 from . import abi
 from .abi import ArgKind, ElemType, Opcode, Response, Status
@@ -442,8 +442,6 @@ class Connection:
         while True:
             try:
                 sock, _shown, _name = _dial(self._ep, self._options)
-            except UsageError:
-                raise
             except ConnectError as e:
                 why = str(e)
             else:
@@ -518,7 +516,7 @@ class Connection:
         except OSError as e:
             raise LinkError(op, os_text(e), e, isinstance(e, _LOST)) from None
 
-    def _refused(self, op: str, resp: Response) -> None:
+    def _refused(self, op: str, resp: Response) -> NoReturn:
         """A tag-0 answer: the server could not trust the request's header or table,
         answered it and closes the stream (docs/protocol.md section 10)."""
         try:
@@ -553,7 +551,6 @@ class Connection:
             raw = bytearray(abi.RESPONSE.size)
             self._recv(sock, memoryview(raw), deadline)
             self._refused(op, Response.decode(bytes(raw)))
-            raise
         raw = bytearray(abi.RESPONSE.size)
         self._recv(sock, memoryview(raw), deadline)
         resp = Response.decode(bytes(raw))
