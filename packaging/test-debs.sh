@@ -83,7 +83,8 @@ unshare --mount --propagation private bash -euo pipefail -c '
 	mount -t tmpfs tmpfs "$4/tmp"
 	mount --bind "$5" "$4/mnt"
 	mount -o remount,bind,ro "$4/mnt"
-	chroot "$4" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin bash /mnt/test-debs-root.sh
+	timeout 1800 chroot "$4" /usr/bin/env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin \
+		DEBIAN_FRONTEND=noninteractive bash /mnt/test-debs-root.sh </dev/null
 ' _ "$root" "$tmp/upper" "$tmp/work" "$tmp/root" "$tmp/mnt"
 
 log "nothing left after the purge"

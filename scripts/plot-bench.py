@@ -39,7 +39,11 @@ def read(path, columns):
         raise BadCsv(f"{path}: {e}")
     rows = []
     header = None
-    for n, r in enumerate(csv.reader(text.splitlines()), 1):
+    try:
+        records = list(csv.reader(text.splitlines()))
+    except csv.Error as e:
+        raise BadCsv(f"{path}: {e}")
+    for n, r in enumerate(records, 1):
         if not r or r[0].startswith("#"):
             continue
         if header is None:
@@ -55,8 +59,10 @@ def read(path, columns):
             values = [float(v) for v in r[1:]]
         except ValueError as e:
             raise BadCsv(f"{path}:{n}: {e}")
-        if not all(math.isfinite(v) and v > 0 for v in values):
-            raise BadCsv(f"{path}:{n}: every value must be a positive number")
+        # Below 1e-12 no figure of ours lands (µs, ms, GiB/s, bytes); so small a value
+        # would only break the axes' arithmetic.
+        if not all(math.isfinite(v) and v >= 1e-12 for v in values):
+            raise BadCsv(f"{path}:{n}: every value must be a positive number (at least 1e-12)")
         rows.append((r[0], values))
     if header is None or not rows:
         raise BadCsv(f"{path}: no data (expected the header {','.join(columns)} and rows)")

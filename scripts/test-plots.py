@@ -107,6 +107,8 @@ class Plots(unittest.TestCase):
             ("latency", header + b"vhost-user,100,3\n", "must be below 100"),
             ("latency", header + b"vhost-user,50,3\n\"unterminated,1,2\n", "fields"),
             ("latency", b"\xff\xfe\x00garbage", "codec"),
+            ("latency", header + b"vhost-user,50,5e-324\n", "at least 1e-12"),
+            ("latency", header + b"vhost-user,50," + b"9" * 200_000 + b"\n", "field larger than field limit"),
             ("throughput", b"transport,vector_bytes,ms,gib_per_s\nunix,4096,0.1\n", "3 fields"),
             ("remote", b"path,vector_bytes,ms,gib_per_s\nlocal,0,0.1,1\n", "positive number"),
         ]

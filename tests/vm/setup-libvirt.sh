@@ -29,3 +29,6 @@ if [ ! -e /usr/sbin/policy-rc.d ] &&
 	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
 fi
 apt_install libvirt-daemon-system libvirt-clients
+# The tests run a private libvirtd: the package's default network must not come up
+# with a system libvirtd at the next boot (a bridge and dnsmasq on the host).
+rm -f /etc/libvirt/qemu/networks/autostart/default.xml

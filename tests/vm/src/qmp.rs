@@ -157,6 +157,16 @@ pub fn parse(line: &str) -> Result<Message, QmpError> {
     Err(garbage(line, "neither greeting, return, error nor event"))
 }
 
+/// Events kept for `wait_event`, at most.
+pub const MAX_EVENTS: usize = 256;
+
+/// `timeout` from now; a timeout too long to add means a day.
+fn far(timeout: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(timeout)
+        .unwrap_or_else(|| now + Duration::from_secs(86_400))
+}
+
 /// A QMP connection, capabilities negotiated.
 #[derive(Debug)]
 pub struct Qmp {
@@ -172,7 +182,7 @@ impl Qmp {
     /// Connects to `path`, waiting up to `timeout` for QEMU to create and serve it, and
     /// negotiates capabilities.
     pub fn connect(path: &Path, timeout: Duration) -> Result<Self, QmpError> {
-        let deadline = Instant::now() + timeout;
+        let deadline = far(timeout);
         let s = loop {
             match UnixStream::connect(path) {
                 Ok(s) => break s,
@@ -277,7 +287,7 @@ impl Qmp {
             };
             let (reply_id, result) = match message {
                 Message::Event { name, body } => {
-                    self.events.push_back((name, body));
+                    self.keep(name, body);
                     continue;
                 }
                 Message::Greeting(g) => {
@@ -303,16 +313,25 @@ impl Qmp {
         }
     }
 
+    /// Keeps an event for a later `wait_event`: the latest [`MAX_EVENTS`], so a peer
+    /// sending events without end cannot fill memory.
+    fn keep(&mut self, name: String, body: Value) {
+        if self.events.len() == MAX_EVENTS {
+            self.events.pop_front();
+        }
+        self.events.push_back((name, body));
+    }
+
     /// Waits for the event `name` (one read earlier counts); the whole event.
     pub fn wait_event(&mut self, name: &str, timeout: Duration) -> Result<Value, QmpError> {
         if let Some(i) = self.events.iter().position(|(n, _)| n == name) {
             return Ok(self.events.remove(i).map(|(_, b)| b).unwrap_or_default());
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = far(timeout);
         loop {
             match self.message(deadline)? {
                 Some(Message::Event { name: n, body }) if n == name => return Ok(body),
-                Some(Message::Event { name: n, body }) => self.events.push_back((n, body)),
+                Some(Message::Event { name: n, body }) => self.keep(n, body),
                 Some(other) => {
                     return Err(garbage(
                         &format!("{other:?}"),
@@ -501,6 +520,25 @@ mod tests {
         let e = Qmp::over(a).unwrap_err();
         assert!(matches!(e, QmpError::LineTooLong), "{e}");
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_flood_of_events_keeps_only_the_latest() {
+        let mut script = b"{\"QMP\": {}}\n{\"return\": {}, \"id\": 1}\n".to_vec();
+        for i in 0..MAX_EVENTS + 50 {
+            script.extend_from_slice(format!("{{\"event\": \"E{i}\"}}\n").as_bytes());
+        }
+        script.extend_from_slice(b"{\"return\": {}, \"id\": 2}\n");
+        let (s, _t) = peer(Box::leak(script.into_boxed_slice()), false);
+        let mut q = Qmp::over(s).unwrap();
+        q.execute("stop", None).unwrap();
+        assert_eq!(q.events.len(), MAX_EVENTS);
+        assert!(
+            q.wait_event("E0", Duration::ZERO).is_err(),
+            "the oldest went"
+        );
+        let last = format!("E{}", MAX_EVENTS + 49);
+        q.wait_event(&last, Duration::ZERO).unwrap();
     }
 
     #[test]

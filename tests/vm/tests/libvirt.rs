@@ -202,11 +202,12 @@ struct Domain<'a>(&'a Libvirtd);
 
 impl Drop for Domain<'_> {
     fn drop(&mut self) {
-        if self
+        // Running, paused, or anything but off: destroyed before it is undefined.
+        if !self
             .0
             .virsh(&["domstate", DOMAIN])
             .stdout
-            .starts_with(b"running")
+            .starts_with(b"shut off")
         {
             let _ = self.0.virsh(&["destroy", DOMAIN]);
         }
