@@ -4,6 +4,7 @@
  *   vfpga_main.c  module, probe/remove, virtqueues, completion
  *   vfpga_req.c   requests: building, pinning, submitting, waiting, freeing
  *   vfpga_cdev.c  /dev/vfpgaN: file operations, ioctls, sessions
+ *   vfpga_reg.c   registered buffers: pinned once, named by id in runs
  *
  * Lifetimes (see vfpga_req.c for the request's):
  * - struct vfpga_dev is reference counted (ref). probe() holds one until the
@@ -93,11 +94,31 @@ struct vfpga_dev {
 	struct vfpga_queue queues[];
 };
 
-/* One buffer argument: user memory (pinned) or a field of the request. */
+/* A user buffer pinned once by VFPGA_IOC_REGISTER (vfpga_reg.c). */
+struct vfpga_reg {
+	struct kref ref;		/* the file's table, and each request using it */
+	struct sg_table sgt;		/* the whole buffer, contiguous pages merged */
+	struct page **pages;
+	unsigned long npages;
+	unsigned long npinned;
+	unsigned long uaddr;
+	u64 len;
+	bool writable;			/* pinned for writing: may be an output */
+	struct mm_struct *mm;		/* whose RLIMIT_MEMLOCK counts the pages */
+};
+
+/*
+ * One buffer argument: user memory (pinned for the request, or registered),
+ * or a field of the request.
+ */
 struct vfpga_buf {
-	struct sg_table sgt;		/* user memory, once pinned */
+	struct sg_table sgt;		/* user memory once pinned; a registered range's cut */
 	struct scatterlist ksg;		/* kernel memory */
+	struct scatterlist *sgl;	/* what the chain carries: ksg, sgt or the registration's */
+	unsigned int nents;		/* entries in sgl */
 	void *kaddr;			/* kernel buffer, or NULL for user memory */
+	struct vfpga_reg *reg;		/* registered buffer (holds a reference), or NULL */
+	u64 reg_off;			/* offset of the bytes inside reg */
 	unsigned long uaddr;
 	u64 len;
 	unsigned int first;		/* index of its first page in vfpga_req.pages */
@@ -187,9 +208,18 @@ struct vfpga_req *vfpga_req_new(struct vfpga_dev *vd, struct vfpga_queue *q,
 void vfpga_req_scalar(struct vfpga_req *req, u8 ty, u64 bits);
 void vfpga_req_kbuf(struct vfpga_req *req, u8 kind, void *buf, u32 len);
 int vfpga_req_ubuf(struct vfpga_req *req, u8 kind, u8 ty, u64 addr, u64 len);
+void vfpga_req_rbuf(struct vfpga_req *req, u8 kind, u8 ty, struct vfpga_reg *reg,
+		    u64 off, u64 len);
 int vfpga_req_exec(struct vfpga_req *req);
 void vfpga_req_put(struct vfpga_req *req);
 void vfpga_req_complete(struct vfpga_req *req, int error, unsigned int len);
 int vfpga_send_close(struct vfpga_dev *vd, u64 session, bool may_wait);
+void vfpga_queue_poll(struct vfpga_dev *vd, struct vfpga_queue *q);
+
+struct vfpga_reg *vfpga_reg_new(unsigned long uaddr, u64 len, bool read_only,
+				unsigned int max_seg_size);
+void vfpga_reg_put(struct vfpga_reg *reg);
+int vfpga_reg_slice(struct vfpga_reg *reg, u64 off, u64 len, struct sg_table *sgt,
+		    struct scatterlist **sgl, unsigned int *nents);
 
 #endif /* _VFPGA_H */

@@ -8,7 +8,7 @@
  * not open, VFPGA_S_TOO_LARGE over a device limit, VFPGA_S_UNSUPPORTED for
  * LOAD_BITSTREAM when the device does not offer it), and a negative errno
  * otherwise. A session opened through a file is closed when the file is
- * released.
+ * released; so is every buffer registered through it.
  */
 #include <linux/fs.h>
 #include <linux/ktime.h>
@@ -18,6 +18,7 @@
 #include <linux/spinlock.h>
 #include <linux/string.h>
 #include <linux/uaccess.h>
+#include <linux/xarray.h>
 
 #include "vfpga.h"
 #include "vfpga_ioctl.h"
@@ -31,10 +32,15 @@ static unsigned int vfpga_max_runs = 32;
 module_param_named(max_runs, vfpga_max_runs, uint, 0444);
 MODULE_PARM_DESC(max_runs, "RUN requests one open file may have in flight; more wait (default 32)");
 
+static unsigned int vfpga_max_registered = 64;
+module_param_named(max_registered, vfpga_max_registered, uint, 0444);
+MODULE_PARM_DESC(max_registered, "buffers one open file may have registered (default 64)");
+
 struct vfpga_file {
 	struct vfpga_dev *vd;		/* holds a reference */
 	spinlock_t lock;		/* sessions */
 	struct list_head sessions;
+	struct xarray regs;		/* id -> struct vfpga_reg, holding a reference */
 	struct semaphore runs;		/* RUN requests in flight, at most max_runs */
 	struct work_struct release_work;
 };
@@ -332,6 +338,87 @@ reply:
 	return 0;
 }
 
+static int vfpga_ioc_register(struct vfpga_file *vf, void __user *uarg)
+{
+	struct vfpga_ioc_register io;
+	struct vfpga_reg *reg;
+	u32 id;
+	int err;
+
+	if (copy_from_user(&io, uarg, sizeof(io)))
+		return -EFAULT;
+	if ((io.flags & ~VFPGA_REG_READ_ONLY) || io.reserved || (unsigned long)io.addr != io.addr)
+		return -EINVAL;
+	/* The slot first (reserved: runs cannot see it yet), so a full table pins nothing. */
+	err = xa_alloc(&vf->regs, &id, NULL, XA_LIMIT(1, max(vfpga_max_registered, 1U)),
+		       GFP_KERNEL);
+	if (err)
+		return err == -EBUSY ? -ENOSPC : err;
+	reg = vfpga_reg_new(io.addr, io.len, io.flags & VFPGA_REG_READ_ONLY,
+			    vf->vd->max_seg_size);
+	if (IS_ERR(reg)) {
+		xa_release(&vf->regs, id);
+		return PTR_ERR(reg);
+	}
+	err = xa_err(xa_store(&vf->regs, id, reg, GFP_KERNEL));
+	if (err) {
+		xa_release(&vf->regs, id);
+		vfpga_reg_put(reg);
+		return err;
+	}
+	io.id = id;
+	io.segments = reg->sgt.orig_nents;
+	if (copy_to_user(uarg, &io, sizeof(io))) {
+		/* Nobody learnt the id: take it back, unless a guessing thread already did. */
+		reg = xa_erase(&vf->regs, id);
+		if (reg)
+			vfpga_reg_put(reg);
+		return -EFAULT;
+	}
+	return 0;
+}
+
+static int vfpga_ioc_unregister(struct vfpga_file *vf, void __user *uarg)
+{
+	struct vfpga_reg *reg;
+	u32 id;
+
+	if (get_user(id, (u32 __user *)uarg))
+		return -EFAULT;
+	/* Runs in flight keep their own references: the pages stay pinned until they end. */
+	reg = xa_erase(&vf->regs, id);
+	if (!reg)
+		return -ENOENT;
+	vfpga_reg_put(reg);
+	return 0;
+}
+
+/* Adds bytes [a->addr, a->addr + a->value) of registered buffer a->buf_id to req. */
+static int vfpga_req_registered(struct vfpga_file *vf, struct vfpga_req *req,
+				const struct vfpga_ioc_arg *a)
+{
+	struct vfpga_reg *reg;
+	u64 end;
+
+	xa_lock(&vf->regs);
+	reg = xa_load(&vf->regs, a->buf_id);
+	if (reg)
+		kref_get(&reg->ref);
+	xa_unlock(&vf->regs);
+	if (!reg)
+		return -ENOENT;
+	if (check_add_overflow(a->addr, a->value, &end) || end > reg->len) {
+		vfpga_reg_put(reg);
+		return -EINVAL;
+	}
+	if (a->kind == VFPGA_ARG_OUT && !reg->writable) {
+		vfpga_reg_put(reg);
+		return -EACCES;
+	}
+	vfpga_req_rbuf(req, a->kind, a->ty, reg, a->addr, a->value);
+	return 0;
+}
+
 static int vfpga_check_run(const struct vfpga_ioc_run *io)
 {
 	unsigned int i;
@@ -341,11 +428,14 @@ static int vfpga_check_run(const struct vfpga_ioc_run *io)
 	for (i = 0; i < io->n_args; i++) {
 		const struct vfpga_ioc_arg *a = &io->args[i];
 
-		if (a->flags || a->reserved || a->ty < VFPGA_T_U8 || a->ty > VFPGA_T_F64)
+		if ((a->flags & ~VFPGA_IOC_ARG_REGISTERED) || a->ty < VFPGA_T_U8 ||
+		    a->ty > VFPGA_T_F64)
+			return -EINVAL;
+		if (!(a->flags & VFPGA_IOC_ARG_REGISTERED) && a->buf_id)
 			return -EINVAL;
 		switch (a->kind) {
 		case VFPGA_ARG_SCALAR:
-			if (a->addr)
+			if (a->addr || a->flags)
 				return -EINVAL;
 			break;
 		case VFPGA_ARG_IN:
@@ -381,12 +471,15 @@ static int vfpga_ioc_run(struct vfpga_file *vf, void __user *uarg)
 			vfpga_req_scalar(req, a->ty, a->value);
 			continue;
 		}
-		err = vfpga_req_ubuf(req, a->kind, a->ty, a->addr, a->value);
+		if (a->flags & VFPGA_IOC_ARG_REGISTERED)
+			err = vfpga_req_registered(vf, req, a);
+		else
+			err = vfpga_req_ubuf(req, a->kind, a->ty, a->addr, a->value);
 		if (err)
 			goto out;
 	}
 
-	io.reserved = 0;
+	io.segments = 0;
 	io.detail = 0;
 	io.written = 0;
 	io.duration_ns = 0;
@@ -401,6 +494,7 @@ static int vfpga_ioc_run(struct vfpga_file *vf, void __user *uarg)
 		up(&vf->runs);
 		if (err)
 			goto out;
+		io.segments = min_t(unsigned int, req->segs, U16_MAX);
 		io.status = le16_to_cpu(req->resp.status);
 		io.detail = le32_to_cpu(req->resp.detail);
 		io.written = le64_to_cpu(req->resp.written);
@@ -467,6 +561,10 @@ static long vfpga_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return vfpga_ioc_nop(vf, uarg);
 	case VFPGA_IOC_LIMITS:
 		return vfpga_ioc_limits(vf, uarg);
+	case VFPGA_IOC_REGISTER:
+		return vfpga_ioc_register(vf, uarg);
+	case VFPGA_IOC_UNREGISTER:
+		return vfpga_ioc_unregister(vf, uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -497,6 +595,12 @@ static int vfpga_close_sessions(struct vfpga_file *vf, bool may_wait)
 
 static void vfpga_file_free(struct vfpga_file *vf)
 {
+	struct vfpga_reg *reg;
+	unsigned long id;
+
+	xa_for_each(&vf->regs, id, reg)
+		vfpga_reg_put(reg);
+	xa_destroy(&vf->regs);
 	vfpga_put(vf->vd);
 	kfree(vf);
 }
@@ -523,6 +627,7 @@ static int vfpga_open(struct inode *inode, struct file *file)
 	vf->vd = vd;
 	spin_lock_init(&vf->lock);
 	INIT_LIST_HEAD(&vf->sessions);
+	xa_init_flags(&vf->regs, XA_FLAGS_ALLOC1);
 	sema_init(&vf->runs, max(vfpga_max_runs, 1U));
 	INIT_WORK(&vf->release_work, vfpga_release_work);
 	file->private_data = vf;

@@ -88,31 +88,52 @@ static void vfpga_dev_release(struct device *dev)
 	vfpga_put(container_of(dev, struct vfpga_dev, dev));
 }
 
-static void vfpga_vq_done(struct virtqueue *vq)
+/* Completes what the device returned; with the queue's lock held, device alive. */
+static void vfpga_queue_reap(struct vfpga_queue *q)
 {
-	struct vfpga_dev *vd = vq->vdev->priv;
-	struct vfpga_queue *q = &vd->queues[vq->index];
 	struct vfpga_req *req;
-	unsigned long flags;
 	unsigned int len;
 	bool returned = false;
 
-	spin_lock_irqsave(&q->lock, flags);
-	/* Once dead, remove() takes every buffer back itself. */
-	if (vd->dead)
-		goto out;
-	do {
-		virtqueue_disable_cb(vq);
-		while ((req = virtqueue_get_buf(vq, &len))) {
-			vfpga_req_complete(req, 0, len);
-			returned = true;
-		}
-	} while (!virtqueue_enable_cb(vq));
+	while ((req = virtqueue_get_buf(q->vq, &len))) {
+		vfpga_req_complete(req, 0, len);
+		returned = true;
+	}
 	if (returned) {
 		q->space_seq++;
 		wake_up_all(&q->space_wq);
 	}
-out:
+}
+
+static void vfpga_vq_done(struct virtqueue *vq)
+{
+	struct vfpga_dev *vd = vq->vdev->priv;
+	struct vfpga_queue *q = &vd->queues[vq->index];
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	/* Once dead, remove() takes every buffer back itself. */
+	if (!vd->dead) {
+		do {
+			virtqueue_disable_cb(vq);
+			vfpga_queue_reap(q);
+		} while (!virtqueue_enable_cb(vq));
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+/*
+ * Hybrid polling (vfpga_req_poll()): completes what the device returned on q
+ * without waiting for its interrupt, which then finds nothing. Not while the
+ * device is dead or frozen: its virtqueues may be gone.
+ */
+void vfpga_queue_poll(struct vfpga_dev *vd, struct vfpga_queue *q)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	if (!vd->dead && !vd->frozen)
+		vfpga_queue_reap(q);
 	spin_unlock_irqrestore(&q->lock, flags);
 }
 

@@ -28,15 +28,30 @@
  *   nobody knows.
  */
 #include <linux/kernel.h>
+#include <linux/ktime.h>
 #include <linux/mm.h>
+#include <linux/moduleparam.h>
 #include <linux/overflow.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/virtio.h>
 
 #include "vfpga.h"
 
 static struct kmem_cache *vfpga_req_cache;
+
+/*
+ * Hybrid polling: a small request's submitter watches its queue for the
+ * answer this long before sleeping until the interrupt, saving the wake-up
+ * when the device answers quickly (as NVMe and io_uring poll). Off by default:
+ * it spends the submitter's CPU while it watches.
+ */
+#define VFPGA_MAX_POLL_US	1000
+#define VFPGA_POLL_MAX_BYTES	SZ_64K
+static unsigned int vfpga_poll_us;
+module_param_named(poll_us, vfpga_poll_us, uint, 0644);
+MODULE_PARM_DESC(poll_us, "microseconds a request of at most 64 KiB polls for its answer before sleeping (default 0: off; at most 1000)");
 
 int vfpga_req_cache_init(void)
 {
@@ -49,10 +64,10 @@ void vfpga_req_cache_exit(void)
 	kmem_cache_destroy(vfpga_req_cache);
 }
 
-/* Pin and unpin must pick the same buffers: the user ones with bytes. */
+/* Pin and unpin must pick the same buffers: the unregistered user ones with bytes. */
 static bool vfpga_buf_is_user(const struct vfpga_buf *b)
 {
-	return !b->kaddr && b->len;
+	return !b->kaddr && !b->reg && b->len;
 }
 
 /* Gives the pinned pages back to the submitter's locked-memory count. */
@@ -78,6 +93,12 @@ static void vfpga_req_free(struct vfpga_req *req)
 	for (i = 0; i < req->n_args; i++) {
 		struct vfpga_buf *b = &req->bufs[i];
 
+		if (b->reg) {
+			/* A cut of the registration's list, if it needed one. */
+			sg_free_table(&b->sgt);
+			vfpga_reg_put(b->reg);
+			continue;
+		}
 		if (!vfpga_buf_is_user(b))
 			continue;
 		sg_free_table(&b->sgt);
@@ -197,6 +218,26 @@ int vfpga_req_ubuf(struct vfpga_req *req, u8 kind, u8 ty, u64 addr, u64 len)
 	return 0;
 }
 
+/*
+ * Bytes [off, off + len) of a registered buffer, which the caller checked are
+ * inside it (and writable for an output); takes over the caller's reference.
+ */
+void vfpga_req_rbuf(struct vfpga_req *req, u8 kind, u8 ty, struct vfpga_reg *reg,
+		    u64 off, u64 len)
+{
+	struct vfpga_buf *b = vfpga_req_add(req, kind, ty, len);
+
+	b->reg = reg;
+	b->reg_off = off;
+	b->len = len;
+	b->write = kind == VFPGA_ARG_OUT;
+	/* len <= reg->len <= VFPGA_MAX_REQUEST_BYTES: no overflow. */
+	if (b->write)
+		req->wr_bytes += len;
+	else
+		req->rd_bytes += len;
+}
+
 static int vfpga_buf_pin(struct vfpga_req *req, struct vfpga_buf *b)
 {
 	unsigned long start = b->uaddr & PAGE_MASK;
@@ -213,9 +254,14 @@ static int vfpga_buf_pin(struct vfpga_req *req, struct vfpga_buf *b)
 		b->npinned += ret;
 	}
 	/* Physically contiguous pages become one entry, up to the DMA limit. */
-	return sg_alloc_table_from_pages_segment(&b->sgt, pages, b->npages,
-						 offset_in_page(b->uaddr), b->len,
-						 req->vd->max_seg_size, GFP_KERNEL);
+	ret = sg_alloc_table_from_pages_segment(&b->sgt, pages, b->npages,
+						offset_in_page(b->uaddr), b->len,
+						req->vd->max_seg_size, GFP_KERNEL);
+	if (ret)
+		return ret;
+	b->sgl = b->sgt.sgl;
+	b->nents = b->sgt.orig_nents;
+	return 0;
 }
 
 static int vfpga_req_pin(struct vfpga_req *req)
@@ -257,6 +303,24 @@ static int vfpga_req_pin(struct vfpga_req *req)
 	return 0;
 }
 
+/* Registered buffers: their scatterlists, pinned already. */
+static int vfpga_req_slice(struct vfpga_req *req)
+{
+	unsigned int i;
+	int err;
+
+	for (i = 0; i < req->n_args; i++) {
+		struct vfpga_buf *b = &req->bufs[i];
+
+		if (!b->reg || !b->len)
+			continue;
+		err = vfpga_reg_slice(b->reg, b->reg_off, b->len, &b->sgt, &b->sgl, &b->nents);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
 static void vfpga_req_local(struct vfpga_req *req, u16 status)
 {
 	req->local = true;
@@ -276,12 +340,11 @@ static unsigned int vfpga_req_add_sgs(struct vfpga_req *req, unsigned int n, boo
 			continue;
 		if (b->kaddr) {
 			sg_init_one(&b->ksg, b->kaddr, b->len);
-			req->sgs[n++] = &b->ksg;
-			*segs += 1;
-		} else {
-			req->sgs[n++] = b->sgt.sgl;
-			*segs += b->sgt.orig_nents;
+			b->sgl = &b->ksg;
+			b->nents = 1;
 		}
+		req->sgs[n++] = b->sgl;
+		*segs += b->nents;
 	}
 	return n;
 }
@@ -311,6 +374,8 @@ static int vfpga_req_prepare(struct vfpga_req *req)
 	}
 
 	err = vfpga_req_pin(req);
+	if (!err)
+		err = vfpga_req_slice(req);
 	if (err)
 		return err;
 
@@ -399,6 +464,23 @@ static void vfpga_req_give_slot(struct vfpga_req *req)
 	}
 }
 
+/* Watches the queue for req's answer for up to poll_us, unless something else needs the CPU. */
+static void vfpga_req_poll(struct vfpga_req *req)
+{
+	unsigned int us = min(READ_ONCE(vfpga_poll_us), VFPGA_MAX_POLL_US);
+	u64 end;
+
+	if (!us || req->rd_bytes + req->wr_bytes > VFPGA_POLL_MAX_BYTES)
+		return;
+	end = ktime_get_ns() + (u64)us * NSEC_PER_USEC;
+	while (!completion_done(&req->done)) {
+		if (need_resched() || fatal_signal_pending(current) || ktime_get_ns() > end)
+			return;
+		vfpga_queue_poll(req->vd, req->q);
+		cpu_relax();
+	}
+}
+
 int vfpga_req_exec(struct vfpga_req *req)
 {
 	int err;
@@ -417,6 +499,7 @@ int vfpga_req_exec(struct vfpga_req *req)
 		vfpga_req_give_slot(req);
 		return err;
 	}
+	vfpga_req_poll(req);
 	if (wait_for_completion_killable(&req->done)) {
 		/* The device still owns the chain: its completion frees it. */
 		req->abandoned = true;

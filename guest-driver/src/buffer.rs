@@ -1,6 +1,9 @@
-//! Buffers: typed slices seen as bytes, and page-aligned storage (fewer pages to pin).
+//! Buffers: typed slices seen as bytes, and page-aligned storage (fewer pages to pin),
+//! on 4 KiB pages or huge pages (a few physically contiguous stretches: short
+//! descriptor chains, and an engine that walks memory at its speed).
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
+use std::io;
 use std::ptr::NonNull;
 
 use vfpga_proto::ElemType;
@@ -50,7 +53,12 @@ pub(crate) fn bytes_mut<T: Pod>(data: &mut [T]) -> &mut [u8] {
 pub struct AlignedBuf {
     ptr: NonNull<u8>,
     len: usize,
+    /// Bytes mapped with `mmap` (huge pages), or 0 for the heap.
+    mapped: usize,
 }
+
+/// The huge page size of x86-64 and arm64 with 4 KiB pages.
+pub const HUGE_PAGE: usize = 2 << 20;
 
 // SAFETY: the buffer owns its memory exclusively, like a `Vec<u8>`.
 unsafe impl Send for AlignedBuf {}
@@ -66,6 +74,7 @@ impl AlignedBuf {
             return Self {
                 ptr: NonNull::dangling(),
                 len,
+                mapped: 0,
             };
         }
         let layout = Layout::from_size_align(len, ALIGN)
@@ -73,7 +82,50 @@ impl AlignedBuf {
         // SAFETY: `layout` has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
         let ptr = NonNull::new(ptr).unwrap_or_else(|| std::alloc::handle_alloc_error(layout));
-        Self { ptr, len }
+        Self {
+            ptr,
+            len,
+            mapped: 0,
+        }
+    }
+
+    /// `len` zero bytes aligned to 2 MiB in memory the kernel is asked to back with
+    /// transparent huge pages (`madvise(MADV_HUGEPAGE)`); where it has none to give, or
+    /// THP is off, the buffer is on 4 KiB pages and works the same.
+    pub fn huge(len: usize) -> io::Result<Self> {
+        let mapped = len.max(1).next_multiple_of(HUGE_PAGE);
+        // Twice a huge page more than needed, to cut an aligned stretch out of it.
+        let over = mapped
+            .checked_add(HUGE_PAGE)
+            .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
+        let base = map(over, 0)?;
+        let head = base.as_ptr().align_offset(HUGE_PAGE);
+        // SAFETY: both ranges are inside the mapping just made, page-aligned, and
+        // nothing refers to them: `unmap` gives them back.
+        unsafe {
+            unmap(base.as_ptr(), head);
+            unmap(base.as_ptr().add(head + mapped), over - head - mapped);
+        }
+        // SAFETY: `head < HUGE_PAGE`, so the aligned range is inside the mapping.
+        let ptr = unsafe { base.as_ptr().add(head) };
+        // SAFETY: a range of our own mapping; the advice changes no content.
+        if unsafe { libc::madvise(ptr.cast(), mapped, libc::MADV_HUGEPAGE) } != 0 {
+            // EINVAL: a kernel without THP. The memory is usable on small pages.
+        }
+        Ok(Self {
+            // SAFETY: inside a successful mapping, so not null.
+            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            len,
+            mapped,
+        })
+    }
+
+    /// `len` zero bytes in huge pages from the kernel's reserved pool (`MAP_HUGETLB`:
+    /// `/proc/sys/vm/nr_hugepages`); fails when the pool has too few free.
+    pub fn hugetlb(len: usize) -> io::Result<Self> {
+        let mapped = len.max(1).next_multiple_of(HUGE_PAGE);
+        let ptr = map(mapped, libc::MAP_HUGETLB)?;
+        Ok(Self { ptr, len, mapped })
     }
 
     /// A copy of `data`, page-aligned.
@@ -106,9 +158,43 @@ impl AlignedBuf {
     }
 }
 
+/// Anonymous private memory: `len` bytes, zeroed, with extra `mmap` flags.
+fn map(len: usize, flags: libc::c_int) -> io::Result<NonNull<u8>> {
+    // SAFETY: a new anonymous mapping at an address the kernel chooses: it overlaps
+    // nothing of ours.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | flags,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    NonNull::new(p.cast()).ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
+}
+
+/// Unmaps `len` bytes at `p` (nothing for 0).
+///
+/// # Safety
+/// `p..p + len` is a page-aligned range of a mapping of ours nothing refers to.
+unsafe fn unmap(p: *mut u8, len: usize) {
+    if len > 0 {
+        // SAFETY: as the caller promises. munmap of our own range cannot fail.
+        unsafe { libc::munmap(p.cast(), len) };
+    }
+}
+
 impl Drop for AlignedBuf {
     fn drop(&mut self) {
-        if self.len > 0 {
+        if self.mapped > 0 {
+            // SAFETY: the mapping made by `huge` or `hugetlb`, owned by `self`.
+            unsafe { unmap(self.ptr.as_ptr(), self.mapped) };
+        } else if self.len > 0 {
             if let Ok(layout) = Layout::from_size_align(self.len, ALIGN) {
                 // SAFETY: allocated in `zeroed` with this same layout.
                 unsafe { dealloc(self.ptr.as_ptr(), layout) };
@@ -129,6 +215,18 @@ mod tests {
         b.as_mut_slice()[9_999] = 7;
         assert_eq!(AlignedBuf::from_slice(b.as_slice()).as_slice()[9_999], 7);
         assert!(AlignedBuf::zeroed(0).is_empty());
+    }
+
+    #[test]
+    fn huge_buffers_are_2_mib_aligned_and_zeroed() {
+        for len in [1, HUGE_PAGE - 1, HUGE_PAGE, 3 * HUGE_PAGE + 5] {
+            let mut b = AlignedBuf::huge(len).unwrap();
+            assert_eq!(b.as_slice().as_ptr() as usize % HUGE_PAGE, 0);
+            assert_eq!(b.len(), len);
+            assert!(b.as_slice().iter().all(|&x| x == 0));
+            b.as_mut_slice()[len - 1] = 9;
+            assert_eq!(b.as_slice()[len - 1], 9);
+        }
     }
 
     #[test]

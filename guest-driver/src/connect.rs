@@ -81,7 +81,7 @@ pub(crate) fn open(ep: &Endpoint, o: &Options) -> Result<Link, Error> {
             .read(true)
             .write(true)
             .open(path)
-            .map(Link::Ioctl)
+            .map(|f| Link::Ioctl(crate::link::IoctlLink::new(f)))
             .map_err(|source| Error::Open {
                 path: path.clone(),
                 source,

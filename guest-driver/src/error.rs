@@ -139,6 +139,9 @@ fn io_hint(e: &io::Error) -> String {
         Some(libc::EINVAL) => "the driver refused the request as malformed".into(),
         Some(libc::ENOMEM) => "cannot pin the buffers: more than this process may lock in memory (ulimit -l, RLIMIT_MEMLOCK), or the driver is out of memory".into(),
         Some(libc::EIO) => "the device broke the protocol (see the kernel log)".into(),
+        Some(libc::ENOENT) => "no registered buffer with that id in this open file".into(),
+        Some(libc::EACCES) => "a buffer registered read-only was given as an output".into(),
+        Some(libc::ENOSPC) => "every registration slot of this open file is taken (unregister a buffer, or load the module with a larger max_registered)".into(),
         Some(libc::EAGAIN) => "the guest suspended while the request ran and the device was reset: run it again (sessions opened before need opening again)".into(),
         _ => e.to_string(),
     }

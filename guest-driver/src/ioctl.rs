@@ -17,14 +17,38 @@ pub struct IocArg {
     pub kind: u8,
     /// `VFPGA_T_*`.
     pub ty: u8,
-    /// Zero.
+    /// Zero, or [`ARG_REGISTERED`].
     pub flags: u16,
-    /// Zero.
-    pub reserved: u32,
+    /// The registered buffer's id with [`ARG_REGISTERED`], else zero.
+    pub buf_id: u32,
     /// Scalar bits or buffer length.
     pub value: u64,
+    /// Buffer address in this process, or offset in the registered buffer.
+    pub addr: u64,
+}
+
+/// `VFPGA_IOC_ARG_REGISTERED`: the buffer is a range of a registered buffer.
+pub const ARG_REGISTERED: u16 = 1;
+
+/// `VFPGA_REG_READ_ONLY`: the device only reads a registered buffer.
+pub const REG_READ_ONLY: u32 = 1;
+
+/// `struct vfpga_ioc_register`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct IocRegister {
     /// Buffer address in this process.
     pub addr: u64,
+    /// Bytes.
+    pub len: u64,
+    /// Zero or [`REG_READ_ONLY`].
+    pub flags: u32,
+    /// Out: the buffer's id in this open file.
+    pub id: u32,
+    /// Out: physically contiguous stretches of the buffer.
+    pub segments: u32,
+    /// Zero.
+    pub reserved: u32,
 }
 
 /// `struct vfpga_ioc_run`.
@@ -41,8 +65,8 @@ pub struct IocRun {
     pub args: [IocArg; MAX_ARGS],
     /// Out: status.
     pub status: u16,
-    /// Zero.
-    pub reserved: u16,
+    /// Out: descriptors of the chain (at most 65535).
+    pub segments: u16,
     /// Out: detail.
     pub detail: u32,
     /// Out: bytes written into outputs.
@@ -160,6 +184,10 @@ pub const STATS: u64 = ioc(IOC_READ | IOC_WRITE, 6, size_of::<IocStats>());
 pub const NOP: u64 = ioc(IOC_READ | IOC_WRITE, 7, size_of::<IocNop>());
 /// `VFPGA_IOC_LIMITS`.
 pub const LIMITS: u64 = ioc(IOC_READ, 8, size_of::<IocLimits>());
+/// `VFPGA_IOC_REGISTER`.
+pub const REGISTER: u64 = ioc(IOC_READ | IOC_WRITE, 9, size_of::<IocRegister>());
+/// `VFPGA_IOC_UNREGISTER` (its argument is a `u32` id).
+pub const UNREGISTER: u64 = ioc(IOC_WRITE, 10, size_of::<u32>());
 
 /// Issues ioctl `request` on `fd` with `arg`, retrying on `EINTR` from a non-fatal
 /// signal (the driver only returns `EINTR` before submitting or for fatal signals).

@@ -31,6 +31,26 @@
 //! # Ok::<(), vfpga::Error>(())
 //! ```
 //!
+//! A buffer used run after run can be registered once: its pages are pinned once and
+//! later runs name it instead of pinning it again (as io_uring's fixed buffers). Any
+//! slice of it passed to a run goes that way; on a stream it is an ordinary buffer.
+//!
+//! ```no_run
+//! use vfpga::{AlignedBuf, Arg, Device};
+//! use vfpga_proto::ElemType;
+//!
+//! let dev = Device::open("/dev/vfpga0")?;
+//! let sha = dev.session("sha256")?;
+//! // 2 MiB-aligned, on huge pages where the kernel has them: a few descriptors.
+//! let mut data = dev.register(AlignedBuf::huge(16 << 20)?)?;
+//! let mut digest = [0u8; 32];
+//! for round in 0..10u8 {
+//!     data.as_mut_slice().fill(round);
+//!     sha.run(&mut [Arg::In(ElemType::U8, data.as_slice()), Arg::Out(ElemType::U8, &mut digest)])?;
+//! }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! On a stream, a restart of vfpgad is invisible to the program: the next request
 //! connects again (for up to [`Options::reconnect`]), reopens the sessions, and a
 //! request the restart interrupted is sent once more.
@@ -53,7 +73,7 @@ pub use vfpga_proto::Limits;
 use vfpga_proto::{DeviceInfo, ElemType, KernelDesc, KernelSig, Stats, Status, MAX_ARGS};
 pub use vfpga_transport::{Endpoint, TlsFiles};
 
-pub use buffer::{AlignedBuf, Pod};
+pub use buffer::{AlignedBuf, Pod, HUGE_PAGE};
 pub use connect::{tls_dir, Options, DEFAULT_RECONNECT};
 pub use error::Error;
 use link::Link;
@@ -119,6 +139,9 @@ pub struct RunStats {
     pub written: u64,
     /// Time the engine spent.
     pub engine: Duration,
+    /// Descriptors the request took through a device node (header, one per physically
+    /// contiguous stretch of each buffer, response; at most 65535); 0 on a stream.
+    pub segments: u16,
 }
 
 /// An open vfpga device: a device node, or a connection to vfpgad.
@@ -261,6 +284,95 @@ impl Device {
     pub fn nop(&self) -> Result<Duration, Error> {
         self.link.nop()
     }
+
+    /// Registers `buf` with the device: through a device node its pages are pinned
+    /// now, once, and every run given a slice of it names it instead of pinning it
+    /// again. The pages count against the locked-memory limit (`ulimit -l`) until the
+    /// buffer is dropped; a device node holds at most 64 registrations per open file
+    /// by default (the module's `max_registered`). On a stream, or with a module older
+    /// than registration, this registers nothing: the buffer travels in the stream, or
+    /// is pinned per run, like any other.
+    pub fn register(&self, buf: AlignedBuf) -> Result<Registered<'_>, Error> {
+        if buf.is_empty() {
+            return Err(Error::Usage("cannot register an empty buffer".into()));
+        }
+        let reg = self
+            .link
+            .register(buf.as_slice().as_ptr() as usize, buf.len())?;
+        Ok(Registered {
+            dev: self,
+            id: reg.map(|r| r.0),
+            segments: reg.map_or(0, |r| r.1),
+            buf,
+        })
+    }
+}
+
+/// A buffer registered with its device ([`Device::register`]): pinned once, named by
+/// id in runs given a slice of it; unregistered (and unpinned once no run uses it) when
+/// dropped.
+#[derive(Debug)]
+pub struct Registered<'d> {
+    dev: &'d Device,
+    /// The driver's id; `None` on a stream.
+    id: Option<u32>,
+    segments: u32,
+    buf: AlignedBuf,
+}
+
+impl Registered<'_> {
+    /// Physically contiguous stretches of the buffer (descriptors a run of all of it
+    /// takes); 0 on a stream.
+    pub fn segments(&self) -> u32 {
+        self.segments
+    }
+
+    /// The driver's id for it (`None` on a stream).
+    pub fn id(&self) -> Option<u32> {
+        self.id
+    }
+
+    /// Length in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// True if empty (never: registration refuses empty buffers).
+    pub fn is_empty(&self) -> bool {
+        self.buf.is_empty()
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        self.buf.as_slice()
+    }
+
+    /// The bytes, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        self.buf.as_mut_slice()
+    }
+
+    /// Unregisters now and gives the buffer back.
+    pub fn unregister(mut self) -> Result<AlignedBuf, Error> {
+        let r = self.unregister_inner();
+        let buf = std::mem::replace(&mut self.buf, AlignedBuf::zeroed(0));
+        r.map(|()| buf)
+    }
+
+    fn unregister_inner(&mut self) -> Result<(), Error> {
+        match self.id.take() {
+            Some(id) => self.dev.link.unregister(id),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        // An error here (the device was removed) leaves nothing to undo: closing the
+        // file ends every registration.
+        let _ = self.unregister_inner();
+    }
 }
 
 fn name_field(name: &str) -> Result<[u8; 32], Error> {
@@ -298,6 +410,7 @@ impl Session<'_> {
             Status::Ok => Ok(RunStats {
                 written: r.written,
                 engine: Duration::from_nanos(r.duration_ns),
+                segments: r.segments,
             }),
             s => {
                 let detail = if s == Status::BadArgument {

@@ -30,6 +30,49 @@ pub(crate) struct RunOutcome {
     pub detail: u32,
     pub written: u64,
     pub duration_ns: u64,
+    /// Descriptors of the chain (device node only; 0 on a stream).
+    pub segments: u16,
+}
+
+/// A buffer registered through a device node: its place in this process and its id.
+#[derive(Clone, Copy, Debug)]
+struct Span {
+    start: usize,
+    len: usize,
+    id: u32,
+}
+
+/// `/dev/vfpgaN`, and the buffers registered through it.
+#[derive(Debug)]
+pub(crate) struct IoctlLink {
+    file: File,
+    /// At most the module's `max_registered` (64 by default): a scan is cheap.
+    regs: Mutex<Vec<Span>>,
+}
+
+impl IoctlLink {
+    pub fn new(file: File) -> Self {
+        Self {
+            file,
+            regs: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The registered buffer holding all of `bytes`, as (id, offset).
+    fn registered(&self, bytes: &[u8]) -> Option<(u32, u64)> {
+        let start = bytes.as_ptr() as usize;
+        let regs = self.regs.lock().unwrap_or_else(|p| p.into_inner());
+        regs.iter().find_map(|r| {
+            let off = start.checked_sub(r.start)?;
+            (off.checked_add(bytes.len())? <= r.len).then_some((r.id, off as u64))
+        })
+    }
+}
+
+impl AsRawFd for IoctlLink {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
 }
 
 /// A byte stream to vfpgad.
@@ -95,7 +138,7 @@ struct Reopen {
 /// A link to vfpgad.
 pub(crate) enum Link {
     /// `/dev/vfpgaN`.
-    Ioctl(File),
+    Ioctl(IoctlLink),
     /// A socket or a vchan.
     Stream(Box<Mutex<StreamLink>>),
 }
@@ -103,7 +146,7 @@ pub(crate) enum Link {
 impl std::fmt::Debug for Link {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Link::Ioctl(file) => write!(f, "Link::Ioctl({file:?})"),
+            Link::Ioctl(l) => write!(f, "Link::Ioctl({:?})", l.file),
             Link::Stream(_) => f.write_str("Link::Stream"),
         }
     }
@@ -148,8 +191,58 @@ impl Link {
         }
     }
 
-    fn ioctl<T>(file: &File, op: &'static str, request: u64, arg: &mut T) -> Result<(), Error> {
-        ioctl::call(file.as_raw_fd(), request, arg).map_err(|source| Error::Io { op, source })
+    fn ioctl<T>(
+        link: &IoctlLink,
+        op: &'static str,
+        request: u64,
+        arg: &mut T,
+    ) -> Result<(), Error> {
+        ioctl::call(link.as_raw_fd(), request, arg).map_err(|source| Error::Io { op, source })
+    }
+
+    /// Registers `len` bytes at `addr` (memory the caller keeps mapped until
+    /// [`Link::unregister`]): (id, physically contiguous stretches). `None` on a stream,
+    /// where buffers travel in the stream and nothing is pinned.
+    pub fn register(&self, addr: usize, len: usize) -> Result<Option<(u32, u32)>, Error> {
+        let Link::Ioctl(l) = self else {
+            return Ok(None);
+        };
+        let mut a = ioctl::IocRegister {
+            addr: addr as u64,
+            len: len as u64,
+            ..Default::default()
+        };
+        match ioctl::call(l.as_raw_fd(), ioctl::REGISTER, &mut a) {
+            Ok(()) => {}
+            // A module older than registration: runs pin the buffer each time.
+            Err(e) if e.raw_os_error() == Some(libc::ENOTTY) => return Ok(None),
+            Err(source) => {
+                return Err(Error::Io {
+                    op: "register a buffer",
+                    source,
+                })
+            }
+        }
+        l.regs.lock().unwrap_or_else(|p| p.into_inner()).push(Span {
+            start: addr,
+            len,
+            id: a.id,
+        });
+        Ok(Some((a.id, a.segments)))
+    }
+
+    /// Ends registration `id`: runs stop naming it at once; the driver unpins its
+    /// pages once the runs that used it are over.
+    pub fn unregister(&self, id: u32) -> Result<(), Error> {
+        let Link::Ioctl(l) = self else {
+            return Ok(());
+        };
+        l.regs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|r| r.id != id);
+        let mut id = id;
+        Self::ioctl(l, "unregister a buffer", ioctl::UNREGISTER, &mut id)
     }
 
     fn locked(m: &Mutex<StreamLink>) -> MutexGuard<'_, StreamLink> {
@@ -361,19 +454,31 @@ impl Link {
                     ..Default::default()
                 };
                 for (slot, arg) in a.args.iter_mut().zip(args.iter_mut()) {
-                    let (kind, ty, value, addr) = match arg {
-                        Arg::Scalar(ty, bits) => (ArgKind::Scalar, *ty, *bits, 0),
-                        Arg::In(ty, d) => (ArgKind::In, *ty, d.len() as u64, d.as_ptr() as u64),
-                        Arg::Out(ty, d) => {
-                            (ArgKind::Out, *ty, d.len() as u64, d.as_mut_ptr() as u64)
+                    let (kind, ty, bytes) = match arg {
+                        Arg::Scalar(ty, bits) => {
+                            *slot = ioctl::IocArg {
+                                kind: ArgKind::Scalar.raw(),
+                                ty: ty.raw(),
+                                value: *bits,
+                                ..Default::default()
+                            };
+                            continue;
                         }
+                        Arg::In(ty, d) => (ArgKind::In, *ty, &**d),
+                        Arg::Out(ty, d) => (ArgKind::Out, *ty, &**d),
+                    };
+                    // Inside a registered buffer: named by id, nothing to pin.
+                    let (flags, buf_id, addr) = match f.registered(bytes) {
+                        Some((id, off)) => (ioctl::ARG_REGISTERED, id, off),
+                        None => (0, 0, bytes.as_ptr() as u64),
                     };
                     *slot = ioctl::IocArg {
                         kind: kind.raw(),
                         ty: ty.raw(),
-                        value,
+                        flags,
+                        buf_id,
+                        value: bytes.len() as u64,
                         addr,
-                        ..Default::default()
                     };
                 }
                 ioctl::call(f.as_raw_fd(), ioctl::RUN, &mut a).map_err(|source| {
@@ -387,6 +492,7 @@ impl Link {
                     detail: a.detail,
                     written: a.written,
                     duration_ns: a.duration_ns,
+                    segments: a.segments,
                 })
             }
             Link::Stream(s) => {
@@ -424,6 +530,7 @@ impl Link {
                     detail: r.detail,
                     written: r.written,
                     duration_ns: r.duration_ns,
+                    segments: 0,
                 })
             }
         }

@@ -20,7 +20,7 @@ fn facts() -> Vec<(String, u64)> {
     s!(
         IocArg,
         "vfpga_ioc_arg",
-        [kind, ty, flags, reserved, value, addr]
+        [kind, ty, flags, buf_id, value, addr]
     );
     s!(
         IocRun,
@@ -31,7 +31,7 @@ fn facts() -> Vec<(String, u64)> {
             flags,
             args,
             status,
-            reserved,
+            segments,
             detail,
             written,
             duration_ns
@@ -55,6 +55,11 @@ fn facts() -> Vec<(String, u64)> {
     );
     s!(IocNop, "vfpga_ioc_nop", [duration_ns, status, reserved]);
     s!(IocLimits, "vfpga_ioc_limits", [limits, status, reserved]);
+    s!(
+        IocRegister,
+        "vfpga_ioc_register",
+        [addr, len, flags, id, segments, reserved]
+    );
     for (n, r) in [
         ("VFPGA_IOC_INFO", INFO),
         ("VFPGA_IOC_LIST_KERNELS", LIST_KERNELS),
@@ -65,6 +70,10 @@ fn facts() -> Vec<(String, u64)> {
         ("VFPGA_IOC_STATS", STATS),
         ("VFPGA_IOC_NOP", NOP),
         ("VFPGA_IOC_LIMITS", LIMITS),
+        ("VFPGA_IOC_REGISTER", REGISTER),
+        ("VFPGA_IOC_UNREGISTER", UNREGISTER),
+        ("VFPGA_IOC_ARG_REGISTERED", u64::from(ARG_REGISTERED)),
+        ("VFPGA_REG_READ_ONLY", u64::from(REG_READ_ONLY)),
     ] {
         v.push((n.to_owned(), r));
     }

@@ -10,7 +10,9 @@
  * then in the structure's status field (VFPGA_S_*). A negative errno means
  * the request did not complete: EFAULT (bad user address), EINVAL (malformed
  * ioctl structure), EINTR (fatal signal while waiting), ENODEV (device
- * removed or reset), ENOMEM, EIO (device broke the protocol).
+ * removed or reset), ENOMEM, EIO (device broke the protocol), ENOENT (a
+ * registered buffer id this file does not have), EACCES (a read-only
+ * registered buffer given as an output), ENOSPC (no registration slot left).
  */
 #ifndef _UAPI_VFPGA_IOCTL_H
 #define _UAPI_VFPGA_IOCTL_H
@@ -21,14 +23,21 @@
 
 #define VFPGA_IOC_MAGIC 0xF6
 
-/* A kernel argument: a scalar in value, or a user buffer at addr of value bytes. */
+/* vfpga_ioc_arg.flags: the buffer is bytes [addr, addr + value) of buffer buf_id. */
+#define VFPGA_IOC_ARG_REGISTERED	_BITUL(0)
+
+/*
+ * A kernel argument: a scalar in value, or a buffer of value bytes: user
+ * memory at addr, or with VFPGA_IOC_ARG_REGISTERED at offset addr of
+ * registered buffer buf_id (VFPGA_IOC_REGISTER).
+ */
 struct vfpga_ioc_arg {
 	__u8 kind;		/* VFPGA_ARG_* */
 	__u8 ty;		/* VFPGA_T_* */
-	__u16 flags;		/* 0 */
-	__u32 reserved;		/* 0 */
+	__u16 flags;		/* 0 or VFPGA_IOC_ARG_REGISTERED (buffers only) */
+	__u32 buf_id;		/* registered buffer id with VFPGA_IOC_ARG_REGISTERED, else 0 */
 	__u64 value;		/* scalar bits, or buffer length in bytes */
-	__u64 addr;		/* buffer user address; 0 for scalars */
+	__u64 addr;		/* user address, or offset in the registered buffer */
 };
 
 /* VFPGA_IOC_RUN: run the session's kernel on user buffers, in place. */
@@ -38,7 +47,7 @@ struct vfpga_ioc_run {
 	__u32 flags;		/* in: 0 */
 	struct vfpga_ioc_arg args[VFPGA_MAX_ARGS];	/* in */
 	__u16 status;		/* out: VFPGA_S_* */
-	__u16 reserved;		/* out: 0 */
+	__u16 segments;		/* out: descriptors of the chain (<= 65535), 0 if none built */
 	__u32 detail;		/* out: argument index for VFPGA_S_BAD_ARGUMENT */
 	__u64 written;		/* out: bytes the device wrote into output buffers */
 	__u64 duration_ns;	/* out: engine time */
@@ -92,6 +101,26 @@ struct vfpga_ioc_limits {
 	__u16 reserved[3];	/* 0 */
 };
 
+/* vfpga_ioc_register.flags: the device only reads the buffer (it may be read-only memory). */
+#define VFPGA_REG_READ_ONLY	_BITUL(0)
+
+/*
+ * VFPGA_IOC_REGISTER: pins a user buffer once, for runs to name by id
+ * (VFPGA_IOC_ARG_REGISTERED) without pinning it again. The buffer belongs to
+ * the open file: VFPGA_IOC_UNREGISTER or closing the file ends it (its pages
+ * stay pinned until the last run using it is over). Its pages count against
+ * RLIMIT_MEMLOCK while registered (ENOMEM over it); at most the module's
+ * max_registered buffers per file (ENOSPC), each of 1 byte to 1 GiB (EINVAL).
+ */
+struct vfpga_ioc_register {
+	__u64 addr;		/* in: user address */
+	__u64 len;		/* in: bytes */
+	__u32 flags;		/* in: 0 or VFPGA_REG_READ_ONLY */
+	__u32 id;		/* out: the buffer's id in this open file, never 0 */
+	__u32 segments;		/* out: physically contiguous stretches (descriptors) */
+	__u32 reserved;		/* 0 */
+};
+
 #define VFPGA_IOC_INFO		_IOR(VFPGA_IOC_MAGIC, 0, struct vfpga_ioc_info)
 #define VFPGA_IOC_LIST_KERNELS	_IOWR(VFPGA_IOC_MAGIC, 1, struct vfpga_ioc_list)
 #define VFPGA_IOC_OPEN_SESSION	_IOWR(VFPGA_IOC_MAGIC, 2, struct vfpga_ioc_session)
@@ -101,5 +130,8 @@ struct vfpga_ioc_limits {
 #define VFPGA_IOC_STATS		_IOWR(VFPGA_IOC_MAGIC, 6, struct vfpga_ioc_stats)
 #define VFPGA_IOC_NOP		_IOWR(VFPGA_IOC_MAGIC, 7, struct vfpga_ioc_nop)
 #define VFPGA_IOC_LIMITS	_IOR(VFPGA_IOC_MAGIC, 8, struct vfpga_ioc_limits)
+#define VFPGA_IOC_REGISTER	_IOWR(VFPGA_IOC_MAGIC, 9, struct vfpga_ioc_register)
+/* The argument is the id (ENOENT if this file has no such buffer). */
+#define VFPGA_IOC_UNREGISTER	_IOW(VFPGA_IOC_MAGIC, 10, __u32)
 
 #endif /* _UAPI_VFPGA_IOCTL_H */

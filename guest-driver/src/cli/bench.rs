@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use vfpga::{AlignedBuf, Arg, Device, Error};
+use vfpga::{AlignedBuf, Arg, Device, Error, Registered};
 use vfpga_proto::ElemType;
 
 use crate::cli::output::say;
@@ -25,6 +25,69 @@ pub struct Opts {
     /// Concurrent threads, each with its own session and buffers.
     #[arg(long, default_value_t = 1, value_name = "N")]
     threads: u32,
+    /// Memory of the vadd_u32 vectors: 4 KiB pages, transparent huge pages (2 MiB
+    /// aligned, madvise), or huge pages from the reserved pool (vm.nr_hugepages).
+    #[arg(long, value_enum, default_value_t = Memory::Pages)]
+    memory: Memory,
+    /// Register the vectors with the device once, before the timed runs (pinned once,
+    /// named by id in each run).
+    #[arg(long)]
+    register: bool,
+}
+
+/// Where `vfpga bench` puts its vectors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Memory {
+    /// 4 KiB-aligned heap memory on 4 KiB pages.
+    Pages,
+    /// Transparent huge pages (`madvise(MADV_HUGEPAGE)`).
+    Thp,
+    /// `MAP_HUGETLB` from the reserved huge page pool.
+    Hugetlb,
+}
+
+impl Memory {
+    fn alloc(self, bytes: usize) -> Result<AlignedBuf, Error> {
+        let io = |op, r: std::io::Result<AlignedBuf>| {
+            r.map_err(|e| {
+                Error::Usage(format!(
+                    "{op}: {e}{}",
+                    if self == Memory::Hugetlb {
+                        " (reserve huge pages first: echo N > /proc/sys/vm/nr_hugepages)"
+                    } else {
+                        ""
+                    }
+                ))
+            })
+        };
+        match self {
+            Memory::Pages => Ok(AlignedBuf::zeroed(bytes)),
+            Memory::Thp => io("map transparent huge pages", AlignedBuf::huge(bytes)),
+            Memory::Hugetlb => io("map huge pages", AlignedBuf::hugetlb(bytes)),
+        }
+    }
+}
+
+/// A vadd_u32 vector: plain memory, or registered with the device.
+enum Vector<'d> {
+    Plain(AlignedBuf),
+    Registered(Registered<'d>),
+}
+
+impl Vector<'_> {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Vector::Plain(b) => b.as_slice(),
+            Vector::Registered(r) => r.as_slice(),
+        }
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            Vector::Plain(b) => b.as_mut_slice(),
+            Vector::Registered(r) => r.as_mut_slice(),
+        }
+    }
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -47,32 +110,46 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted.get(i).copied().unwrap_or_default()
 }
 
-/// One thread's vadd runs: (wall per run, engine per run).
-fn vadd(dev: &Device, bytes: usize, runs: u32) -> Result<(Duration, Duration), Error> {
+/// One thread's vadd runs.
+struct Timed {
+    wall: Duration,
+    engine: Duration,
+    segments: u16,
+}
+
+/// One thread's vadd runs: means per run, and the descriptors of the last.
+fn vadd(dev: &Device, o: &Opts) -> Result<Timed, Error> {
+    let (bytes, runs) = (o.size, o.runs);
     let s = dev.session("vadd_u32")?;
     let n = bytes / 4;
-    let mut a = AlignedBuf::zeroed(bytes);
-    let mut b = AlignedBuf::zeroed(bytes);
-    for (i, w) in a.as_mut_slice().chunks_exact_mut(4).enumerate() {
-        w.copy_from_slice(&(i as u32).to_le_bytes());
-    }
-    for w in b.as_mut_slice().chunks_exact_mut(4) {
-        w.copy_from_slice(&7u32.to_le_bytes());
-    }
-    let mut c = AlignedBuf::zeroed(bytes);
-    let (mut wall, mut engine) = (Duration::ZERO, Duration::ZERO);
+    let vector = |fill: &dyn Fn(usize) -> u32| -> Result<Vector<'_>, Error> {
+        let mut buf = o.memory.alloc(bytes)?;
+        for (i, w) in buf.as_mut_slice().chunks_exact_mut(4).enumerate() {
+            w.copy_from_slice(&fill(i).to_le_bytes());
+        }
+        Ok(if o.register {
+            Vector::Registered(dev.register(buf)?)
+        } else {
+            Vector::Plain(buf)
+        })
+    };
+    let a = vector(&|i| i as u32)?;
+    let b = vector(&|_| 7)?;
+    let mut c = vector(&|_| 0)?;
+    let (mut wall, mut engine, mut segments) = (Duration::ZERO, Duration::ZERO, 0);
     for _ in 0..runs {
         let start = Instant::now();
         let st = s.run(&mut [
-            Arg::In(ElemType::U32, a.as_slice()),
-            Arg::In(ElemType::U32, b.as_slice()),
-            Arg::Out(ElemType::U32, c.as_mut_slice()),
+            Arg::In(ElemType::U32, a.bytes()),
+            Arg::In(ElemType::U32, b.bytes()),
+            Arg::Out(ElemType::U32, c.bytes_mut()),
             Arg::Scalar(ElemType::U32, n as u64),
         ])?;
         wall += start.elapsed();
         engine += st.engine;
+        segments = st.segments;
     }
-    for (i, w) in c.as_slice().chunks_exact(4).enumerate().step_by(4093) {
+    for (i, w) in c.bytes().chunks_exact(4).enumerate().step_by(4093) {
         let got = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
         if got != (i as u32).wrapping_add(7) {
             return Err(Error::Usage(format!(
@@ -80,7 +157,11 @@ fn vadd(dev: &Device, bytes: usize, runs: u32) -> Result<(Duration, Duration), E
             )));
         }
     }
-    Ok((wall / runs.max(1), engine / runs.max(1)))
+    Ok(Timed {
+        wall: wall / runs.max(1),
+        engine: engine / runs.max(1),
+        segments,
+    })
 }
 
 pub fn run(dev: &Device, o: &Opts) -> Result<(), Fail> {
@@ -106,9 +187,9 @@ pub fn run(dev: &Device, o: &Opts) -> Result<(), Fail> {
     if o.runs == 0 {
         return Ok(());
     }
-    let results: Vec<Result<(Duration, Duration), Error>> = std::thread::scope(|sc| {
+    let results: Vec<Result<Timed, Error>> = std::thread::scope(|sc| {
         let handles: Vec<_> = (0..o.threads.max(1))
-            .map(|_| sc.spawn(|| vadd(dev, o.size, o.runs)))
+            .map(|_| sc.spawn(|| vadd(dev, o)))
             .collect();
         handles
             .into_iter()
@@ -120,23 +201,37 @@ pub fn run(dev: &Device, o: &Opts) -> Result<(), Fail> {
     });
     let mut wall = Duration::ZERO;
     let mut engine = Duration::ZERO;
+    let mut segments = 0;
     for r in &results {
-        let (w, e) = r
+        let t = r
             .as_ref()
             .map_err(|e| Fail::from(Error::Usage(e.to_string())))?;
-        wall = wall.max(*w);
-        engine += *e;
+        wall = wall.max(t.wall);
+        engine += t.engine;
+        segments = segments.max(t.segments);
     }
     let threads = o.threads.max(1);
     let touched = 3.0 * o.size as f64 * f64::from(threads);
+    // Descriptors exist only through a device node.
+    let segs = if segments > 0 {
+        format!(", segments {segments}")
+    } else {
+        String::new()
+    };
     say!(
-        "vadd_u32 {:.1} MiB vectors: {} runs x {} threads, {:.2} ms per run, engine {:.2} ms, {:.1} MiB/s (3 vectors touched)",
+        "vadd_u32 {:.1} MiB vectors: {} runs x {} threads, {:.2} ms per run, engine {:.2} ms, {:.1} MiB/s (3 vectors touched; memory {}{}{segs})",
         o.size as f64 / f64::from(1u32 << 20),
         o.runs,
         threads,
         wall.as_secs_f64() * 1e3,
         (engine / threads).as_secs_f64() * 1e3,
-        touched / wall.as_secs_f64() / f64::from(1 << 20)
+        touched / wall.as_secs_f64() / f64::from(1 << 20),
+        match o.memory {
+            Memory::Pages => "pages",
+            Memory::Thp => "thp",
+            Memory::Hugetlb => "hugetlb",
+        },
+        if o.register { ", registered" } else { "" },
     );
     Ok(())
 }

@@ -375,3 +375,110 @@ fn two_guests_at_once_each_under_its_policy() {
     assert!(get(sb.path(), "out/sha.bin") == sha.1);
     drop(d);
 }
+
+/// The `segments N` a `VFPGA-BENCH` vadd line of the `regbuf` scenario reports for
+/// `memory` (`registered` or not), and its time per run in ms.
+fn bench_line(console: &str, memory: &str, registered: bool) -> (u32, f64) {
+    let tag = if registered {
+        format!("memory {memory}, registered,")
+    } else {
+        format!("memory {memory},")
+    };
+    let line = console
+        .lines()
+        .find(|l| l.contains("VFPGA-BENCH vadd_u32 16.0 MiB") && l.contains(&tag))
+        .unwrap_or_else(|| panic!("no bench line for {tag}; console:\n{console}"));
+    let field = |after: &str, end: char| -> &str {
+        let rest = &line[line.find(after).unwrap() + after.len()..];
+        rest[..rest.find(end).unwrap_or(rest.len())].trim()
+    };
+    let segments = field("segments ", ')').parse().unwrap();
+    let ms = field("threads, ", 'm').parse().unwrap();
+    (segments, ms)
+}
+
+#[test]
+#[ignore = "boots a VM; run by scripts/test-all.sh"]
+fn registered_buffers_huge_pages_and_polling_from_the_guest() {
+    let _vm = vm_lock();
+    let share = tempfile::tempdir().unwrap();
+    let s = share.path();
+    // The raw-ioctl client, a static C program built here from the uapi header.
+    let repo = &vfpga_vm_tests::env().repo;
+    let cc = std::process::Command::new("cc")
+        .args([
+            "-O2", "-static", "-Wall", "-Wextra", "-Werror", "-pthread", "-I",
+        ])
+        .arg(repo.join("guest-driver/kmod/uapi"))
+        .arg("-I")
+        .arg(repo.join("proto/include"))
+        .arg("-o")
+        .arg(s.join("regbuf"))
+        .arg(repo.join("tests/vm/guest/tools/regbuf.c"))
+        .status()
+        .unwrap();
+    assert!(cc.success(), "cc regbuf.c: {cc}");
+    let d = Daemon::start(&["vm0"], &[]);
+    let mut o = GuestOpts::new("regbuf", &d.sockets, s);
+    o.timeout = 600;
+    let out = run(&o);
+    assert_ok("regbuf", &out);
+    let c = &out.console;
+    for said in [
+        "regbuf: vadd on registered buffers: bit-exact",
+        "regbuf: ranges, mixed and changed buffers: bit-exact",
+        "regbuf: another file's ids: No such file or directory (as it should)",
+        "regbuf: a read-only registration as the output: Permission denied (as it should)",
+        "regbuf: an offset that wraps around: Invalid argument (as it should)",
+        "regbuf: 64 registrations, the 65th: ENOSPC (as it should)",
+        "regbuf: every pinned page given back",
+        "regbuf: unprivileged, ulimit -l 64: 1 MiB refused with ENOMEM",
+        "regbuf: hugetlb: ",
+        "regbuf: OK",
+        "regbuf: scenario OK",
+    ] {
+        assert!(
+            c.contains(said),
+            "the guest did not say `{said}`; console:\n{c}"
+        );
+    }
+    for l in c.lines().filter(|l| l.contains("VFPGA-")) {
+        eprintln!("{}", l.trim());
+    }
+    for memory in ["pages", "thp", "hugetlb"] {
+        for registered in [false, true] {
+            let (segments, ms) = bench_line(c, memory, registered);
+            eprintln!("guest vadd 16 MiB: memory {memory} registered {registered}: {ms} ms, {segments} descriptors");
+        }
+    }
+    // 16 MiB vectors from the huge page pool: at most 8 descriptors per vector (2 MiB
+    // each) plus the header and the response, registered or not. (On 4 KiB pages the
+    // count depends on how contiguous the guest's free memory happens to be.)
+    let (huge, _) = bench_line(c, "hugetlb", false);
+    let (huge_reg, _) = bench_line(c, "hugetlb", true);
+    assert!(huge <= 2 + 3 * 8, "on huge pages: {huge} descriptors");
+    assert!(
+        huge_reg <= 2 + 3 * 8,
+        "registered huge pages: {huge_reg} descriptors"
+    );
+    // Polling on or off, null ops run; what they cost is for the benchmark to say.
+    let polls = c.lines().filter(|l| l.contains("VFPGA-POLL ")).count();
+    assert_eq!(polls, 4, "four null-op benches; console:\n{c}");
+    // Two idle seconds after polled requests: nothing spins (a spinning vCPU would
+    // be half of the two vCPUs' jiffies).
+    let idle = c
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("VFPGA-IDLE "))
+        .unwrap_or_else(|| panic!("no VFPGA-IDLE line; console:\n{c}"));
+    let v: Vec<f64> = idle.split(' ').map(|x| x.parse().unwrap()).collect();
+    eprintln!(
+        "guest idle after polling: {} of {} jiffies busy",
+        v[0], v[1]
+    );
+    assert!(
+        v[0] < 0.25 * v[1],
+        "an idle guest kept {} of {} jiffies busy",
+        v[0],
+        v[1]
+    );
+}

@@ -1,0 +1,161 @@
+// SPDX-License-Identifier: GPL-2.0-only
+/*
+ * Registered buffers: user memory pinned once (VFPGA_IOC_REGISTER) and named
+ * by id and offset in later runs (VFPGA_IOC_ARG_REGISTERED), as io_uring's
+ * fixed buffers are. A run on a registered buffer pins nothing: it hands the
+ * device the scatterlist built at registration, whole or cut to the range.
+ *
+ * Lifetimes: a registration is reference counted. The open file's table holds
+ * one until VFPGA_IOC_UNREGISTER or release; every request using it holds one
+ * until the request is freed, so the pages stay pinned while the device may
+ * still touch them. The last reference unpins (may sleep: callers are in
+ * process context or vfpga_wq).
+ *
+ * The pages count against the registering process's RLIMIT_MEMLOCK from
+ * registration to the last reference, like a request's do.
+ */
+#include <linux/kernel.h>
+#include <linux/mm.h>
+#include <linux/overflow.h>
+#include <linux/sched/mm.h>
+#include <linux/slab.h>
+
+#include "vfpga.h"
+
+static void vfpga_reg_release(struct kref *ref)
+{
+	struct vfpga_reg *reg = container_of(ref, struct vfpga_reg, ref);
+	struct mm_struct *mm = reg->mm;
+
+	sg_free_table(&reg->sgt);
+	if (reg->npinned)
+		unpin_user_pages_dirty_lock(reg->pages, reg->npinned, reg->writable);
+	kvfree(reg->pages);
+	if (mm) {
+		/* An address space that is gone keeps no count. */
+		if (mmget_not_zero(mm)) {
+			account_locked_vm(mm, reg->npages, false);
+			mmput_async(mm);
+		}
+		mmdrop(mm);
+	}
+	kfree(reg);
+}
+
+void vfpga_reg_put(struct vfpga_reg *reg)
+{
+	kref_put(&reg->ref, vfpga_reg_release);
+}
+
+/*
+ * Pins len bytes at uaddr for the current process. Returns the registration
+ * (one reference) or an ERR_PTR: -EINVAL for an empty or overflowing range,
+ * -ENOMEM over RLIMIT_MEMLOCK (nothing pinned), -EFAULT for memory that cannot
+ * be pinned (for writing, unless read_only).
+ */
+struct vfpga_reg *vfpga_reg_new(unsigned long uaddr, u64 len, bool read_only,
+				unsigned int max_seg_size)
+{
+	unsigned int gup_flags = FOLL_LONGTERM | (read_only ? 0 : FOLL_WRITE);
+	unsigned long start = uaddr & PAGE_MASK;
+	struct vfpga_reg *reg;
+	u64 end;
+	int ret;
+
+	if (!len || len > VFPGA_MAX_REQUEST_BYTES || check_add_overflow((u64)uaddr, len, &end) ||
+	    end > TASK_SIZE)
+		return ERR_PTR(-EINVAL);
+	reg = kzalloc(sizeof(*reg), GFP_KERNEL);
+	if (!reg)
+		return ERR_PTR(-ENOMEM);
+	kref_init(&reg->ref);
+	reg->uaddr = uaddr;
+	reg->len = len;
+	reg->writable = !read_only;
+	reg->npages = DIV_ROUND_UP_ULL(offset_in_page(uaddr) + len, PAGE_SIZE);
+
+	/* Counted before anything is pinned: over the limit, nothing is. */
+	ret = account_locked_vm(current->mm, reg->npages, true);
+	if (ret) {
+		kfree(reg);
+		return ERR_PTR(ret);
+	}
+	reg->mm = current->mm;
+	mmgrab(reg->mm);
+
+	reg->pages = kvmalloc_array(reg->npages, sizeof(*reg->pages), GFP_KERNEL);
+	if (!reg->pages) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	while (reg->npinned < reg->npages) {
+		ret = pin_user_pages_fast(start + (reg->npinned << PAGE_SHIFT),
+					  reg->npages - reg->npinned, gup_flags,
+					  reg->pages + reg->npinned);
+		if (ret <= 0) {
+			ret = ret ? ret : -EFAULT;
+			goto err;
+		}
+		reg->npinned += ret;
+	}
+	/* Physically contiguous pages become one entry, up to the DMA limit. */
+	ret = sg_alloc_table_from_pages_segment(&reg->sgt, reg->pages, reg->npages,
+						offset_in_page(uaddr), len, max_seg_size,
+						GFP_KERNEL);
+	if (ret)
+		goto err;
+	return reg;
+
+err:
+	vfpga_reg_put(reg);
+	return ERR_PTR(ret);
+}
+
+/*
+ * The scatterlist of bytes [off, off + len) of a registration, which the
+ * caller has checked are inside it: the registration's own list when the range
+ * is all of it (nothing allocated), else a new table in *sgt holding the
+ * entries the range overlaps, the first and last cut to it.
+ */
+int vfpga_reg_slice(struct vfpga_reg *reg, u64 off, u64 len, struct sg_table *sgt,
+		    struct scatterlist **sgl, unsigned int *nents)
+{
+	struct scatterlist *sg, *out;
+	u64 pos = 0, end = off + len;
+	unsigned int i, n = 0;
+	int err;
+
+	if (!off && len == reg->len) {
+		*sgl = reg->sgt.sgl;
+		*nents = reg->sgt.orig_nents;
+		return 0;
+	}
+	for_each_sgtable_sg(&reg->sgt, sg, i) {
+		if (pos < end && pos + sg->length > off)
+			n++;
+		pos += sg->length;
+	}
+	err = sg_alloc_table(sgt, n, GFP_KERNEL);
+	if (err)
+		return err;
+	out = sgt->sgl;
+	pos = 0;
+	for_each_sgtable_sg(&reg->sgt, sg, i) {
+		u64 from = max(pos, off), to = min(pos + sg->length, end);
+
+		if (from < to) {
+			/* Bytes into the entry's pages; they are physically contiguous. */
+			u64 skip = sg->offset + (from - pos);
+
+			sg_set_page(out, nth_page(sg_page(sg), skip >> PAGE_SHIFT),
+				    to - from, offset_in_page(skip));
+			out = sg_next(out);
+		}
+		pos += sg->length;
+		if (pos >= end)
+			break;
+	}
+	*sgl = sgt->sgl;
+	*nents = n;
+	return 0;
+}
