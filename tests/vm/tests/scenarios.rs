@@ -418,11 +418,42 @@ fn registered_buffers_huge_pages_and_polling_from_the_guest() {
         .status()
         .unwrap();
     assert!(cc.success(), "cc regbuf.c: {cc}");
-    let d = Daemon::start(&["vm0"], &[]);
+    // vfpgad watches its queues after work too (docs/benchmarks.md, adaptive polling).
+    let config = s.join("vfpgad.toml");
+    std::fs::write(&config, "[daemon]\npoll_us = 50\n").unwrap();
+    let d = Daemon::start(&["vm0"], &["--config", config.to_str().unwrap()]);
     let mut o = GuestOpts::new("regbuf", &d.sockets, s);
     o.timeout = 600;
-    let out = run(&o);
+    let guest = Guest::spawn(&o);
+    // vfpgad's CPU time over the guest's two idle seconds (ticks of /proc/PID/stat).
+    let cpu = || -> (u64, std::time::Instant) {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", d.pid().unwrap())).unwrap();
+        let f: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+        let ticks = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+        (ticks, std::time::Instant::now())
+    };
+    let wait = Duration::from_secs(500);
+    assert!(
+        guest.wait_for("VFPGA-IDLE-START", wait),
+        "the guest never went idle"
+    );
+    let before = cpu();
+    assert!(
+        guest.wait_for("VFPGA-IDLE ", wait),
+        "the guest's idle window never ended"
+    );
+    let after = cpu();
+    let out = guest.finish();
     assert_ok("regbuf", &out);
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let busy = (after.0 - before.0) as f64 / hz;
+    let wall = (after.1 - before.1).as_secs_f64();
+    eprintln!("vfpgad idle after polling: {busy:.2} s of CPU in {wall:.2} s");
+    assert!(
+        busy < 0.25 * wall,
+        "an idle vfpgad used {busy:.2} s of CPU in {wall:.2} s"
+    );
     let c = &out.console;
     for said in [
         "regbuf: vadd on registered buffers: bit-exact",

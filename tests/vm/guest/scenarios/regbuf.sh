@@ -5,7 +5,7 @@
 # hostile cases; then `vfpga bench` on 16 MiB vectors in 4 KiB pages, transparent huge
 # pages and the huge page pool, registered or not, prints each run's descriptor count;
 # then null ops with the driver's polling off and on, and the CPU the guest spends
-# idle afterwards (VFPGA-IDLE busy/total jiffies over two seconds).
+# idle afterwards (VFPGA-IDLE busy/total jiffies over two seconds; vfpgad polls too).
 set -eu
 # shellcheck disable=SC3040 # busybox sh has pipefail
 set -o pipefail
@@ -28,7 +28,9 @@ for us in 0 50 0 50; do
 	echo "$us" >"$poll"
 	vfpga bench --nops 500 --runs 0 | sed "s/^/VFPGA-POLL $us /"
 done
-# Idle with polling on: nothing may keep spinning once the requests are answered.
+# Idle with polling on (here and in vfpgad): nothing may keep spinning once the
+# requests are answered. The host measures vfpgad between the two lines.
+echo 'VFPGA-IDLE-START'
 jiffies() { awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8, $2 + $3 + $4 + $5 + $6 + $7 + $8 }' /proc/stat; }
 before=$(jiffies)
 sleep 2
