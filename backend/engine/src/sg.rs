@@ -84,15 +84,39 @@ impl SegStream {
     }
 
     /// Appends `len` bytes at `ptr`. Returns `false` (and appends nothing) if the stream
-    /// holds its limit of segments.
+    /// would need a segment beyond its limit, or its total would overflow.
+    ///
+    /// Bytes that start exactly where the last segment ends in the address space extend
+    /// that segment instead of adding one: physically contiguous guest pages named by
+    /// separate descriptors (or one range the guest split) become one run that kernels
+    /// walk at memory speed. Such a push never adds a segment, so it succeeds even at the
+    /// limit; a zero-length push adds nothing and always succeeds. Nothing else is
+    /// merged: the same address given twice, overlapping or earlier ranges stay separate
+    /// segments (each a range of the stream of its own), and addresses are compared as
+    /// integers with checked arithmetic, so no range ending at the top of the address
+    /// space wraps into a merge.
     pub fn push(&mut self, ptr: *mut u8, len: usize) -> bool {
+        if len == 0 {
+            return true;
+        }
+        let Some(total) = self.total.checked_add(len as u64) else {
+            return false;
+        };
+        if let Some(last) = self.segs.last_mut() {
+            let end = (last.ptr as usize).checked_add(last.len);
+            if end == Some(ptr as usize) {
+                if let Some(merged) = last.len.checked_add(len) {
+                    last.len = merged;
+                    self.total = total;
+                    return true;
+                }
+            }
+        }
         if self.segs.len() >= self.limit {
             return false;
         }
-        if len > 0 {
-            self.segs.push(RawSeg::new(ptr, len, self.total));
-            self.total += len as u64;
-        }
+        self.segs.push(RawSeg::new(ptr, len, self.total));
+        self.total = total;
         true
     }
 
@@ -565,11 +589,14 @@ mod tests {
     use super::*;
 
     /// A stream over `mem` cut at `cuts` (segment lengths), as a guest's pages would be.
+    /// The segments are appended as they are, unmerged (`push` would join them all), so
+    /// that the tests cross segment edges.
     fn stream(mem: &mut [u8], cuts: &[usize]) -> SegStream {
         let mut s = SegStream::with_capacity(cuts.len());
         let mut p = mem.as_mut_ptr();
         for &c in cuts {
-            assert!(s.push(p, c));
+            s.segs.push(RawSeg::new(p, c, s.total));
+            s.total += c as u64;
             // SAFETY: the cuts sum to at most `mem.len()`.
             p = unsafe { p.add(c) };
         }
@@ -680,6 +707,87 @@ mod tests {
         drop(s);
         assert_eq!(&mem[2..192], &back[..]);
         assert_eq!((mem[1], mem[192]), (1, 192));
+    }
+
+    /// (host address, length) of each segment.
+    fn shape(s: &SegStream) -> Vec<(usize, usize)> {
+        s.segs().iter().map(|g| (g.ptr() as usize, g.len())).collect()
+    }
+
+    #[test]
+    fn adjacent_pushes_become_one_segment_and_nothing_else_merges() {
+        let mut mem = [0u8; 64];
+        let base = mem.as_mut_ptr();
+        let at = |off: usize| base.wrapping_add(off);
+        let mut s = SegStream::with_capacity(8);
+        // Adjacent: one segment, even at the limit of one.
+        let mut one = SegStream::with_capacity(1);
+        for off in [0, 8, 16] {
+            assert!(one.push(at(off), 8));
+        }
+        assert_eq!(shape(&one), vec![(base as usize, 24)]);
+        assert_eq!(one.total(), 24);
+        // A gap, the same range again, an overlap, an earlier range: all separate.
+        assert!(s.push(at(0), 8));
+        assert!(s.push(at(8), 4));
+        assert!(s.push(at(16), 4));
+        assert!(s.push(at(16), 4));
+        assert!(s.push(at(18), 4));
+        assert!(s.push(at(0), 2));
+        // Zero-length pushes add nothing and do not break a run.
+        assert!(s.push(at(2), 0));
+        assert!(s.push(at(40), 0));
+        assert!(s.push(at(2), 6));
+        let b = base as usize;
+        assert_eq!(
+            shape(&s),
+            vec![(b, 12), (b + 16, 4), (b + 16, 4), (b + 18, 4), (b, 8)]
+        );
+        assert_eq!(s.total(), 32);
+        let starts: Vec<u64> = s.segs().iter().map(|g| g.start).collect();
+        assert_eq!(starts, vec![0, 12, 16, 20, 24]);
+        // Full: a new segment is refused, an extension of the last one is not.
+        let mut full = SegStream::with_capacity(2);
+        assert!(full.push(at(0), 4) && full.push(at(8), 4));
+        assert!(!full.push(at(32), 4));
+        assert!(full.push(at(12), 4));
+        assert!(full.push(at(8), 0));
+        assert_eq!(shape(&full), vec![(b, 4), (b + 8, 8)]);
+        // A merged stream reads back in stream order.
+        mem.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
+        let mut s = SegStream::with_capacity(4);
+        assert!(s.push(at(4), 4) && s.push(at(8), 4) && s.push(at(0), 4));
+        // SAFETY: `mem` outlives the view and is only read through it meanwhile.
+        let v = unsafe { SgBuf::new(s.segs(), 0, 12) }.unwrap();
+        let mut out = [0u8; 12];
+        assert!(v.copy_to_slice(&mut out));
+        assert_eq!(out, [4, 5, 6, 7, 8, 9, 10, 11, 0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn ranges_at_the_top_of_the_address_space_never_wrap_into_a_merge() {
+        // Addresses only (nothing is dereferenced): a segment ending exactly at the top
+        // of the address space, then one at address 0 or just below the top.
+        let top = usize::MAX - 15;
+        let p = |a: usize| core::ptr::null_mut::<u8>().wrapping_add(a);
+        let mut s = SegStream::with_capacity(4);
+        assert!(s.push(p(top), 16));
+        assert!(s.push(p(0), 16));
+        assert!(s.push(p(top), 8));
+        assert!(s.push(p(top + 8), 8));
+        assert_eq!(shape(&s), vec![(top, 16), (0, 16), (top, 16)]);
+        // A range that would wrap past the top never extends the last segment (on
+        // 64-bit hosts the stream's total refuses it first).
+        let mut t = SegStream::with_capacity(4);
+        assert!(t.push(p(0), usize::MAX - 1));
+        let pushed = t.push(p(usize::MAX - 1), 2);
+        assert_eq!(t.segs()[0].len(), usize::MAX - 1);
+        assert_eq!(t.total(), (usize::MAX - 1) as u64 + if pushed { 2 } else { 0 });
+        // The total never overflows: a push that would make it is refused.
+        let mut u = SegStream::with_capacity(4);
+        assert!(u.push(p(0), usize::MAX));
+        assert!(!u.push(p(0), 1));
+        assert_eq!((u.segs().len(), u.total()), (1, usize::MAX as u64));
     }
 
     #[test]

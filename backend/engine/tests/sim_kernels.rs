@@ -22,7 +22,7 @@ fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
     let catalog = engine.catalog();
     let kernel = catalog.find(name).unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut mems: Vec<Vec<u8>> = args
+    let datas: Vec<Vec<u8>> = args
         .iter()
         .map(|a| match a {
             Arg::Scalar(..) => Vec::new(),
@@ -30,17 +30,43 @@ fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
             Arg::Out(_, n) => vec![0xAA; *n],
         })
         .collect();
-    let streams: Vec<SegStream> = mems
-        .iter_mut()
-        .map(|m| {
-            let mut s = SegStream::with_capacity(m.len() + 1);
+    // Each buffer's segments lie apart in memory (one byte between them, which
+    // `SegStream::push` would otherwise join into one): `(start in mem, len)` apiece.
+    let cuts: Vec<Vec<(usize, usize)>> = datas
+        .iter()
+        .map(|d| {
+            let (mut off, mut at, mut cuts) = (0, 0, Vec::new());
+            while off < d.len() {
+                let n = ((rng.next() % 97) as usize + 1).min(d.len() - off);
+                cuts.push((at, n));
+                off += n;
+                at += n + 1;
+            }
+            cuts
+        })
+        .collect();
+    let mut mems: Vec<Vec<u8>> = datas
+        .iter()
+        .zip(&cuts)
+        .map(|(d, cuts)| {
+            let mut m = vec![0x55; d.len() + cuts.len()];
             let mut off = 0;
-            while off < m.len() {
-                let n = ((rng.next() % 97) as usize + 1).min(m.len() - off);
-                // SAFETY: `off + n <= m.len()`.
-                assert!(s.push(unsafe { m.as_mut_ptr().add(off) }, n));
+            for &(at, n) in cuts {
+                m[at..at + n].copy_from_slice(&d[off..off + n]);
                 off += n;
             }
+            m
+        })
+        .collect();
+    let streams: Vec<SegStream> = mems
+        .iter_mut()
+        .zip(&cuts)
+        .map(|(m, cuts)| {
+            let mut s = SegStream::with_capacity(cuts.len());
+            for &(at, n) in cuts {
+                assert!(s.push(m[at..at + n].as_mut_ptr(), n));
+            }
+            assert_eq!(s.segs().len(), cuts.len());
             s
         })
         .collect();
@@ -70,9 +96,17 @@ fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
     drop(streams);
     Ok(args
         .iter()
-        .zip(mems)
+        .zip(mems.iter().zip(&cuts))
         .filter(|(a, _)| matches!(a, Arg::Out(..)))
-        .map(|(_, m)| m)
+        .map(|(_, (m, cuts))| {
+            // Nothing was written between the segments.
+            for &(at, n) in cuts {
+                assert!(m.get(at + n).map_or(true, |&b| b == 0x55), "gap after {at}");
+            }
+            cuts.iter()
+                .flat_map(|&(at, n)| m[at..at + n].iter().copied())
+                .collect()
+        })
         .collect())
 }
 
