@@ -340,6 +340,62 @@ unsafe fn volatile_copy(src: *mut u8, dst: *mut u8, n: usize) {
     }
 }
 
+/// Copies `n` bytes of guest memory at `src` to the local buffer `dst`: volatile loads
+/// (8-byte words once `src` is aligned), plain stores whatever `dst`'s alignment.
+///
+/// # Safety
+///
+/// `src` must be valid for reads and `dst` for writes of `n` bytes; they may not overlap.
+#[inline]
+unsafe fn load_run(src: *const u8, dst: *mut u8, n: usize) {
+    let head = src.align_offset(8).min(n);
+    // SAFETY: every access is within `[0, n)` of both ranges (the caller's contract);
+    // the word loads are from 8-aligned addresses, the stores unaligned.
+    unsafe {
+        for i in 0..head {
+            *dst.add(i) = ptr::read_volatile(src.add(i));
+        }
+        let mut i = head;
+        while i + 8 <= n {
+            let w = ptr::read_volatile(src.add(i).cast::<u64>());
+            ptr::write_unaligned(dst.add(i).cast::<u64>(), w);
+            i += 8;
+        }
+        while i < n {
+            *dst.add(i) = ptr::read_volatile(src.add(i));
+            i += 1;
+        }
+    }
+}
+
+/// Copies `n` bytes of the local buffer `src` to guest memory at `dst`: plain loads,
+/// volatile stores (8-byte words once `dst` is aligned).
+///
+/// # Safety
+///
+/// `src` must be valid for reads and `dst` for writes of `n` bytes; they may not overlap.
+#[inline]
+unsafe fn store_run(src: *const u8, dst: *mut u8, n: usize) {
+    let head = dst.align_offset(8).min(n);
+    // SAFETY: every access is within `[0, n)` of both ranges (the caller's contract);
+    // the word stores are to 8-aligned addresses, the loads unaligned.
+    unsafe {
+        for i in 0..head {
+            ptr::write_volatile(dst.add(i), *src.add(i));
+        }
+        let mut i = head;
+        while i + 8 <= n {
+            let w = ptr::read_unaligned(src.add(i).cast::<u64>());
+            ptr::write_volatile(dst.add(i).cast::<u64>(), w);
+            i += 8;
+        }
+        while i < n {
+            ptr::write_volatile(dst.add(i), *src.add(i));
+            i += 1;
+        }
+    }
+}
+
 /// Sequential volatile reads over an [`SgBuf`].
 #[derive(Debug)]
 pub struct SgReader<'a> {
@@ -531,6 +587,61 @@ impl SgReader<'_> {
     }
 }
 
+/// How far ahead of a cursor, in bytes, the next segment is fetched. The hardware
+/// prefetcher stops at every 4 KiB page edge and a guest's pages come in no order, so
+/// each segment would otherwise start with a miss to memory (and a TLB miss); this is
+/// about a memory latency's worth of streaming, for each buffer.
+const AHEAD: usize = 1024;
+
+/// Asks the CPU to fetch the cache line holding `p`. A hint: it never faults, whatever
+/// the address, and changes no result. A no-op where no portable intrinsic exists.
+#[inline(always)]
+fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` only hints; it cannot fault or change memory. (Safe to call
+    // from Rust 1.87 on; the block is for older compilers.)
+    #[allow(unused_unsafe)]
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// The segment a cursor goes on to after its current run, fetched [`AHEAD`] bytes
+/// before the cursor gets there.
+#[derive(Clone, Copy)]
+struct Ahead {
+    next: *const u8,
+    /// Bytes of the next segment worth fetching (0: none).
+    next_len: usize,
+    /// Bytes left in the current segment where the run starts.
+    run: usize,
+}
+
+impl Ahead {
+    /// For `r` positioned at the start of a run of `run` bytes.
+    #[inline]
+    fn of(r: &SgReader<'_>, run: usize) -> Self {
+        let next = r.segs.get(r.idx + 1).filter(|_| run < r.left);
+        Self {
+            next: next.map_or(ptr::null(), |s| s.ptr.cast_const()),
+            next_len: next.map_or(0, |s| s.len.min(r.left - run)),
+            run,
+        }
+    }
+
+    /// Fetches what lies [`AHEAD`] bytes past `done` bytes into the run, if that is
+    /// in the next segment.
+    #[inline(always)]
+    fn fetch(&self, done: usize) {
+        let at = (done + AHEAD).wrapping_sub(self.run);
+        if at < self.next_len {
+            prefetch(self.next.wrapping_add(at));
+        }
+    }
+}
+
 /// `out[i] = f(a[i], b[i])` for the next `n` elements of each cursor, streaming over
 /// the segments in place: tight aligned loops over each stretch the three buffers
 /// have contiguous, one element at a time across segment edges or misaligned data.
@@ -557,15 +668,26 @@ pub fn zip_map<A: Elem, B: Elem, O: Elem>(
             && aligned(pb, core::mem::align_of::<B>())
             && aligned(po, core::mem::align_of::<O>())
         {
-            for i in 0..k {
-                // SAFETY: `i < k` elements fit in each contiguous run (computed above),
-                // the runs are valid for the view's lifetime (`SgBuf::new`'s contract),
-                // and the pointers are aligned for their element types.
-                unsafe {
-                    let x = A::load(pa.add(i * A::SIZE));
-                    let y = B::load(pb.add(i * B::SIZE));
-                    f(x, y).store(po.add(i * O::SIZE));
+            let ahead = [Ahead::of(a, la), Ahead::of(b, lb), Ahead::of(&out.0, lo)];
+            // Blocks of a cache line of output: one look ahead per block and buffer.
+            const BLOCK: usize = 16;
+            let mut i = 0;
+            while i < k {
+                let end = (i + BLOCK).min(k);
+                ahead[0].fetch(i * A::SIZE);
+                ahead[1].fetch(i * B::SIZE);
+                ahead[2].fetch(i * O::SIZE);
+                for j in i..end {
+                    // SAFETY: `j < k` elements fit in each contiguous run (computed
+                    // above), the runs are valid for the view's lifetime (`SgBuf::new`'s
+                    // contract), and the pointers are aligned for their element types.
+                    unsafe {
+                        let x = A::load(pa.add(j * A::SIZE));
+                        let y = B::load(pb.add(j * B::SIZE));
+                        f(x, y).store(po.add(j * O::SIZE));
+                    }
                 }
+                i = end;
             }
             a.advance(k * A::SIZE);
             b.advance(k * B::SIZE);
@@ -582,6 +704,71 @@ pub fn zip_map<A: Elem, B: Elem, O: Elem>(
         }
     }
     true
+}
+
+impl SgReader<'_> {
+    /// Fetches the part of the next `span` bytes past [`AHEAD`] that lies in the next
+    /// segment (the current one the hardware prefetcher follows).
+    #[inline]
+    fn fetch_ahead(&self, span: usize) {
+        let Some((_, run)) = self.contiguous() else {
+            return;
+        };
+        let ahead = Ahead::of(self, run);
+        let mut at = 0;
+        while at < span {
+            ahead.fetch(at);
+            at += 64;
+        }
+    }
+
+    /// Copies the next `dst.len()` bytes into `dst` (a kernel's tile, on its stack),
+    /// a contiguous run at a time with volatile word loads; `false` (consuming
+    /// nothing) if fewer remain. Also fetches what follows across a segment edge.
+    pub fn read_tile(&mut self, dst: &mut [u8]) -> bool {
+        if dst.len() > self.left {
+            return false;
+        }
+        self.fetch_ahead(dst.len());
+        let mut off = 0;
+        while off < dst.len() {
+            let Some((p, n)) = self.contiguous() else {
+                return false;
+            };
+            let n = n.min(dst.len() - off);
+            // SAFETY: the run is valid for reads of `n` bytes (`SgBuf::new`'s contract);
+            // `dst[off..off + n]` is a distinct, writable local range.
+            unsafe { load_run(p, dst[off..].as_mut_ptr(), n) };
+            self.advance(n);
+            off += n;
+        }
+        true
+    }
+}
+
+impl SgWriter<'_> {
+    /// Copies `src` (a kernel's tile) to the next `src.len()` bytes, a contiguous run
+    /// at a time with volatile word stores; `false` (writing nothing) if fewer remain.
+    pub fn write_tile(&mut self, src: &[u8]) -> bool {
+        let r = &mut self.0;
+        if src.len() > r.left {
+            return false;
+        }
+        r.fetch_ahead(src.len());
+        let mut off = 0;
+        while off < src.len() {
+            let Some((p, n)) = r.contiguous() else {
+                return false;
+            };
+            let n = n.min(src.len() - off);
+            // SAFETY: the run is valid for writes of `n` bytes (`SgBuf::new`'s
+            // contract); the source is a distinct local range of `n` bytes.
+            unsafe { store_run(src[off..].as_ptr(), p, n) };
+            r.advance(n);
+            off += n;
+        }
+        true
+    }
 }
 
 #[cfg(test)]
@@ -711,7 +898,10 @@ mod tests {
 
     /// (host address, length) of each segment.
     fn shape(s: &SegStream) -> Vec<(usize, usize)> {
-        s.segs().iter().map(|g| (g.ptr() as usize, g.len())).collect()
+        s.segs()
+            .iter()
+            .map(|g| (g.ptr() as usize, g.len()))
+            .collect()
     }
 
     #[test]
@@ -754,7 +944,9 @@ mod tests {
         assert!(full.push(at(8), 0));
         assert_eq!(shape(&full), vec![(b, 4), (b + 8, 8)]);
         // A merged stream reads back in stream order.
-        mem.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
+        for (x, v) in mem.iter_mut().zip(0u8..) {
+            *x = v;
+        }
         let mut s = SegStream::with_capacity(4);
         assert!(s.push(at(4), 4) && s.push(at(8), 4) && s.push(at(0), 4));
         // SAFETY: `mem` outlives the view and is only read through it meanwhile.
@@ -782,7 +974,10 @@ mod tests {
         assert!(t.push(p(0), usize::MAX - 1));
         let pushed = t.push(p(usize::MAX - 1), 2);
         assert_eq!(t.segs()[0].len(), usize::MAX - 1);
-        assert_eq!(t.total(), (usize::MAX - 1) as u64 + if pushed { 2 } else { 0 });
+        assert_eq!(
+            t.total(),
+            (usize::MAX - 1) as u64 + if pushed { 2 } else { 0 }
+        );
         // The total never overflows: a push that would make it is refused.
         let mut u = SegStream::with_capacity(4);
         assert!(u.push(p(0), usize::MAX));
