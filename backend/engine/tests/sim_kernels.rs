@@ -174,7 +174,8 @@ fn vadd_f32_is_ieee() {
 #[test]
 fn mmult_matches_textbook_order() {
     let mut rng = Rng(3);
-    for (m, k, n) in [(7, 13, 5), (1, 1, 1), (4, 0, 3), (16, 33, 17)] {
+    // (3, 9, 600): rows of c wider than the kernel's 256-column tile.
+    for (m, k, n) in [(7, 13, 5), (1, 1, 1), (4, 0, 3), (16, 33, 17), (3, 9, 600)] {
         let a: Vec<f32> = (0..m * k)
             .map(|_| (rng.next() % 2001) as f32 / 97.0 - 10.0)
             .collect();
@@ -213,7 +214,15 @@ fn mmult_matches_textbook_order() {
 #[test]
 fn fir_wraps_in_32_bits() {
     let mut rng = Rng(4);
-    for (n, t) in [(500usize, 31usize), (10, 256), (5, 1), (9, 0)] {
+    // 1500 samples: several of the kernel's 256-sample tiles.
+    for (n, t) in [
+        (1500usize, 31usize),
+        (600, 256),
+        (10, 256),
+        (5, 1),
+        (9, 0),
+        (700, 0),
+    ] {
         let x: Vec<i16> = (0..n).map(|_| rng.next() as i16).collect();
         let taps: Vec<i32> = (0..t).map(|_| rng.next() as i32).collect();
         let out = run(
@@ -281,7 +290,15 @@ fn sha256_matches_sha2_crate() {
 #[test]
 fn sobel_matches_definition() {
     let mut rng = Rng(6);
-    for (w, h) in [(17usize, 9usize), (3, 3), (2, 5), (64, 1)] {
+    // 700 and 514 columns: rows longer than the kernel's 256-pixel tile.
+    for (w, h) in [
+        (17usize, 9usize),
+        (3, 3),
+        (2, 5),
+        (64, 1),
+        (700, 6),
+        (514, 4),
+    ] {
         let img = rng.bytes(w * h);
         let out = run(
             "sobel",
