@@ -3,7 +3,11 @@
 //! pages), and — where one exists — the same computation in plain Rust over host
 //! slices. `cargo bench -p vfpga-engine --bench kernels` prints all of them;
 //! docs/benchmarks.md ("Engine (sim kernels)") has the ratios.
-#![allow(clippy::unwrap_used, clippy::cast_possible_truncation)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::cast_possible_truncation,
+    clippy::cast_possible_wrap
+)]
 
 use std::time::Duration;
 
@@ -166,7 +170,11 @@ fn vadd(c: &mut Criterion, engine: &SimEngine) {
     });
     let mut g = group(c, "sim vadd_u32 16 MiB vectors", 3 * bytes);
     s.bench(&mut g, engine, "vadd_u32");
-    let (a, b, mut o) = (u32s(n, |i| word(0, i * 4)), u32s(n, |i| word(1, i * 4)), vec![0u32; n]);
+    let (a, b, mut o) = (
+        u32s(n, |i| word(0, i * 4)),
+        u32s(n, |i| word(1, i * 4)),
+        vec![0u32; n],
+    );
     g.bench_function("host-native slices", |bch| {
         bch.iter(|| {
             for ((o, a), b) in o.iter_mut().zip(&a).zip(&b) {

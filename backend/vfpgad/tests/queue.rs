@@ -680,7 +680,10 @@ fn decoded_segments(rd: &[(u64, u32)], wr: &[(u64, u32)]) -> [Vec<(u64, usize)>;
         off += len as usize;
     }
     assert_eq!(off, head.len());
-    let descs = rd.iter().map(|&(a, l)| (a, l, 0)).chain(wr.iter().map(|&(a, l)| (a, l, WRITE)));
+    let descs = rd
+        .iter()
+        .map(|&(a, l)| (a, l, 0))
+        .chain(wr.iter().map(|&(a, l)| (a, l, WRITE)));
     let n = rd.len() + wr.len();
     let chain = descs.enumerate().map(|(i, (addr, len, flags))| {
         let next = if i + 1 < n { NEXT } else { 0 };
@@ -689,7 +692,8 @@ fn decoded_segments(rd: &[(u64, u32)], wr: &[(u64, u32)]) -> [Vec<(u64, usize)>;
     let mut scratch = Scratch::new(limits().max_segments);
     let decoded = decode(0, chain, &mem, &limits(), &mut scratch);
     assert!(matches!(decoded, Decoded::Request(_)), "{decoded:?}");
-    let base = vm_memory::GuestMemoryBackend::get_host_address(&mem, GuestAddress(0)).unwrap() as u64;
+    let base =
+        vm_memory::GuestMemoryBackend::get_host_address(&mem, GuestAddress(0)).unwrap() as u64;
     [&scratch.rd, &scratch.wr].map(|s| {
         s.segs()
             .iter()
@@ -706,7 +710,11 @@ fn adjacent_descriptors_are_mapped_as_one_segment_and_others_apart() {
     // Readable bytes as three descriptors back to back in guest memory; writable
     // output and response back to back: one segment each.
     let [rd, wr] = decoded_segments(
-        &[(0x1000, 40), (0x1000 + 40, head - 40), (0x1000 + head as u64, 128)],
+        &[
+            (0x1000, 40),
+            (0x1000 + 40, head - 40),
+            (0x1000 + u64::from(head), 128),
+        ],
         &[(0x8000, 64), (0x8000 + 64, resp)],
     );
     assert_eq!(rd, vec![(0x1000, rd_len as usize)]);
@@ -725,9 +733,6 @@ fn adjacent_descriptors_are_mapped_as_one_segment_and_others_apart() {
         wr,
         vec![(0x8000, 32), (0x8021, 32), (0x9000, Response::SIZE)]
     );
-    let [_, wr] = decoded_segments(
-        &[(0x1000, rd_len)],
-        &[(0x8000, 64), (0x8000, resp)],
-    );
+    let [_, wr] = decoded_segments(&[(0x1000, rd_len)], &[(0x8000, 64), (0x8000, resp)]);
     assert_eq!(wr, vec![(0x8000, 64), (0x8000, Response::SIZE)]);
 }
