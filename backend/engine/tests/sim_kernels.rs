@@ -22,7 +22,7 @@ fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
     let catalog = engine.catalog();
     let kernel = catalog.find(name).unwrap();
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut mems: Vec<Vec<u8>> = args
+    let datas: Vec<Vec<u8>> = args
         .iter()
         .map(|a| match a {
             Arg::Scalar(..) => Vec::new(),
@@ -30,17 +30,43 @@ fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
             Arg::Out(_, n) => vec![0xAA; *n],
         })
         .collect();
-    let streams: Vec<SegStream> = mems
-        .iter_mut()
-        .map(|m| {
-            let mut s = SegStream::with_capacity(m.len() + 1);
+    // Each buffer's segments lie apart in memory (one byte between them, which
+    // `SegStream::push` would otherwise join into one): `(start in mem, len)` apiece.
+    let cuts: Vec<Vec<(usize, usize)>> = datas
+        .iter()
+        .map(|d| {
+            let (mut off, mut at, mut cuts) = (0, 0, Vec::new());
+            while off < d.len() {
+                let n = ((rng.next() % 97) as usize + 1).min(d.len() - off);
+                cuts.push((at, n));
+                off += n;
+                at += n + 1;
+            }
+            cuts
+        })
+        .collect();
+    let mut mems: Vec<Vec<u8>> = datas
+        .iter()
+        .zip(&cuts)
+        .map(|(d, cuts)| {
+            let mut m = vec![0x55; d.len() + cuts.len()];
             let mut off = 0;
-            while off < m.len() {
-                let n = ((rng.next() % 97) as usize + 1).min(m.len() - off);
-                // SAFETY: `off + n <= m.len()`.
-                assert!(s.push(unsafe { m.as_mut_ptr().add(off) }, n));
+            for &(at, n) in cuts {
+                m[at..at + n].copy_from_slice(&d[off..off + n]);
                 off += n;
             }
+            m
+        })
+        .collect();
+    let streams: Vec<SegStream> = mems
+        .iter_mut()
+        .zip(&cuts)
+        .map(|(m, cuts)| {
+            let mut s = SegStream::with_capacity(cuts.len());
+            for &(at, n) in cuts {
+                assert!(s.push(m[at..at + n].as_mut_ptr(), n));
+            }
+            assert_eq!(s.segs().len(), cuts.len());
             s
         })
         .collect();
@@ -70,9 +96,17 @@ fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
     drop(streams);
     Ok(args
         .iter()
-        .zip(mems)
+        .zip(mems.iter().zip(&cuts))
         .filter(|(a, _)| matches!(a, Arg::Out(..)))
-        .map(|(_, m)| m)
+        .map(|(_, (m, cuts))| {
+            // Nothing was written between the segments.
+            for &(at, n) in cuts {
+                assert!(m.get(at + n).map_or(true, |&b| b == 0x55), "gap after {at}");
+            }
+            cuts.iter()
+                .flat_map(|&(at, n)| m[at..at + n].iter().copied())
+                .collect()
+        })
         .collect())
 }
 
@@ -140,7 +174,8 @@ fn vadd_f32_is_ieee() {
 #[test]
 fn mmult_matches_textbook_order() {
     let mut rng = Rng(3);
-    for (m, k, n) in [(7, 13, 5), (1, 1, 1), (4, 0, 3), (16, 33, 17)] {
+    // (3, 9, 600): rows of c wider than the kernel's 256-column tile.
+    for (m, k, n) in [(7, 13, 5), (1, 1, 1), (4, 0, 3), (16, 33, 17), (3, 9, 600)] {
         let a: Vec<f32> = (0..m * k)
             .map(|_| (rng.next() % 2001) as f32 / 97.0 - 10.0)
             .collect();
@@ -179,7 +214,15 @@ fn mmult_matches_textbook_order() {
 #[test]
 fn fir_wraps_in_32_bits() {
     let mut rng = Rng(4);
-    for (n, t) in [(500usize, 31usize), (10, 256), (5, 1), (9, 0)] {
+    // 1500 samples: several of the kernel's 256-sample tiles.
+    for (n, t) in [
+        (1500usize, 31usize),
+        (600, 256),
+        (10, 256),
+        (5, 1),
+        (9, 0),
+        (700, 0),
+    ] {
         let x: Vec<i16> = (0..n).map(|_| rng.next() as i16).collect();
         let taps: Vec<i32> = (0..t).map(|_| rng.next() as i32).collect();
         let out = run(
@@ -247,7 +290,15 @@ fn sha256_matches_sha2_crate() {
 #[test]
 fn sobel_matches_definition() {
     let mut rng = Rng(6);
-    for (w, h) in [(17usize, 9usize), (3, 3), (2, 5), (64, 1)] {
+    // 700 and 514 columns: rows longer than the kernel's 256-pixel tile.
+    for (w, h) in [
+        (17usize, 9usize),
+        (3, 3),
+        (2, 5),
+        (64, 1),
+        (700, 6),
+        (514, 4),
+    ] {
         let img = rng.bytes(w * h);
         let out = run(
             "sobel",

@@ -653,3 +653,86 @@ fn without_polling_a_kick_is_handled_and_the_thread_goes_back_to_waiting() {
     assert_eq!(rig.response(first).status, Status::Ok.raw());
     assert_eq!(rig.used(1).len(), 1);
 }
+
+/// Decodes a `vadd_u32` chain of 16 elements whose readable bytes come as `rd` and
+/// writable bytes as `wr` (descriptors as `(guest address, length)`, each list laid
+/// over one request's bytes in order); returns the host segments of each stream as
+/// `(guest address, length)`.
+fn decoded_segments(rd: &[(u64, u32)], wr: &[(u64, u32)]) -> [Vec<(u64, usize)>; 2] {
+    use vfpgad::chain::{decode, Decoded, Scratch};
+    let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 1 << 20)]).unwrap();
+    let bytes = 64u64;
+    let mut head = RequestHeader::new(Opcode::Run, 9, 1, 4).to_bytes().to_vec();
+    for a in [
+        ArgEntry::input(ElemType::U32, bytes),
+        ArgEntry::input(ElemType::U32, bytes),
+        ArgEntry::output(ElemType::U32, bytes),
+        ArgEntry::scalar(ElemType::U32, 16),
+    ] {
+        head.extend_from_slice(&a.to_bytes());
+    }
+    head.resize(head.len() + 2 * bytes as usize, 3);
+    // The readable bytes, written piece by piece where the descriptors put them.
+    let mut off = 0;
+    for &(addr, len) in rd {
+        let piece = &head[off..off + len as usize];
+        mem.write_slice(piece, GuestAddress(addr)).unwrap();
+        off += len as usize;
+    }
+    assert_eq!(off, head.len());
+    let descs = rd
+        .iter()
+        .map(|&(a, l)| (a, l, 0))
+        .chain(wr.iter().map(|&(a, l)| (a, l, WRITE)));
+    let n = rd.len() + wr.len();
+    let chain = descs.enumerate().map(|(i, (addr, len, flags))| {
+        let next = if i + 1 < n { NEXT } else { 0 };
+        SplitDescriptor::new(addr, len, flags | next, i as u16 + 1)
+    });
+    let mut scratch = Scratch::new(limits().max_segments);
+    let decoded = decode(0, chain, &mem, &limits(), &mut scratch);
+    assert!(matches!(decoded, Decoded::Request(_)), "{decoded:?}");
+    let base =
+        vm_memory::GuestMemoryBackend::get_host_address(&mem, GuestAddress(0)).unwrap() as u64;
+    [&scratch.rd, &scratch.wr].map(|s| {
+        s.segs()
+            .iter()
+            .map(|g| (g.ptr() as u64 - base, g.len()))
+            .collect()
+    })
+}
+
+#[test]
+fn adjacent_descriptors_are_mapped_as_one_segment_and_others_apart() {
+    let head = (RequestHeader::SIZE + 4 * ArgEntry::SIZE) as u32;
+    let resp = Response::SIZE as u32;
+    let rd_len = head + 128;
+    // Readable bytes as three descriptors back to back in guest memory; writable
+    // output and response back to back: one segment each.
+    let [rd, wr] = decoded_segments(
+        &[
+            (0x1000, 40),
+            (0x1000 + 40, head - 40),
+            (0x1000 + u64::from(head), 128),
+        ],
+        &[(0x8000, 64), (0x8000 + 64, resp)],
+    );
+    assert_eq!(rd, vec![(0x1000, rd_len as usize)]);
+    assert_eq!(wr, vec![(0x8000, 64 + Response::SIZE)]);
+    // A gap of one byte, a piece given before the one it follows in memory, and the
+    // same guest bytes named twice: separate segments, in chain order.
+    let [rd, wr] = decoded_segments(
+        &[(0x1000, head), (0x3000 + 64, 64), (0x3000, 64)],
+        &[(0x8000, 32), (0x8000 + 33, 32), (0x9000, resp)],
+    );
+    assert_eq!(
+        rd,
+        vec![(0x1000, head as usize), (0x3040, 64), (0x3000, 64)]
+    );
+    assert_eq!(
+        wr,
+        vec![(0x8000, 32), (0x8021, 32), (0x9000, Response::SIZE)]
+    );
+    let [_, wr] = decoded_segments(&[(0x1000, rd_len)], &[(0x8000, 64), (0x8000, resp)]);
+    assert_eq!(wr, vec![(0x8000, 64), (0x8000, Response::SIZE)]);
+}

@@ -25,25 +25,44 @@ pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
     for tap in &mut taps[..t] {
         *tap = i32::read(&mut rt).ok_or(short(1))?;
     }
-    // Delay line: `line[head]` is the newest sample, older ones precede it (cyclically).
-    let mut line = [0i32; MAX_TAPS];
-    let mut head = 0usize;
+    // Delay line, each sample stored twice (at `pos` and `pos + t`) so that the last
+    // `t` samples are always the contiguous window `line[pos..pos + t]`, newest first:
+    // the sum is a plain dot product with the taps. Wrapping sums are exact in any
+    // order, so this is the formula bit for bit; the zeros before the first sample
+    // stand for the samples before the start.
+    let mut line = [0i32; 2 * MAX_TAPS];
+    let mut pos = 0usize;
+    let taps = &taps[..t];
+    // Tiles of samples on the stack: guest memory is read and written a run at a time.
+    const TILE: usize = 256;
     let (mut rx, mut wy) = (x.reader(), y.writer());
-    for i in 0..n {
-        let s = i32::from(i16::read(&mut rx).ok_or(short(0))?);
-        let mut acc = 0i32;
-        if t > 0 {
-            head = if head + 1 == t { 0 } else { head + 1 };
-            line[head] = s;
-            let mut idx = head;
-            for &tap in &taps[..t.min(i + 1)] {
-                acc = acc.wrapping_add(tap.wrapping_mul(line[idx]));
-                idx = if idx == 0 { t - 1 } else { idx - 1 };
-            }
+    let (mut xin, mut yout) = ([0u8; 2 * TILE], [0u8; 4 * TILE]);
+    let mut done = 0;
+    while done < n {
+        let c = (n - done).min(TILE);
+        if !rx.read_tile(&mut xin[..2 * c]) {
+            return Err(short(0));
         }
-        if !acc.write(&mut wy) {
+        for (s, out) in xin[..2 * c]
+            .chunks_exact(2)
+            .zip(yout[..4 * c].chunks_exact_mut(4))
+        {
+            let s = i32::from(i16::from_le_bytes([s[0], s[1]]));
+            let mut acc = 0i32;
+            if t > 0 {
+                pos = if pos == 0 { t - 1 } else { pos - 1 };
+                line[pos] = s;
+                line[pos + t] = s;
+                for (&tap, &v) in taps.iter().zip(&line[pos..pos + t]) {
+                    acc = acc.wrapping_add(tap.wrapping_mul(v));
+                }
+            }
+            out.copy_from_slice(&acc.to_le_bytes());
+        }
+        if !wy.write_tile(&yout[..4 * c]) {
             return Err(short(2));
         }
+        done += c;
     }
     Ok(())
 }

@@ -2,13 +2,16 @@
 //!
 //! `c[i][j]` is the sum over `p = 0..k` of `a[i][p] * b[p][j]`, accumulated in `p`
 //! order from +0.0, each product and each sum rounded to binary32 (no fused
-//! multiply-add). The loops run `i, p, j` so `a` and the rows of `b` and `c` are read
-//! sequentially; for each `c[i][j]` the additions still happen in `p` order, so the
-//! result is the textbook one bit for bit.
+//! multiply-add). The loops run over tiles of `c`'s row `i` kept on the stack: for each
+//! `p`, a tile of `b`'s row `p` is read sequentially and added in, so each `c[i][j]`
+//! still sums in `p` order (the textbook result bit for bit), the arithmetic runs over
+//! plain arrays, and `c` is written once.
 
 use super::short;
-use crate::sg::zip_map;
-use crate::{Call, Elem, EngineError};
+use crate::{Call, EngineError};
+
+/// Columns of `c` per tile.
+const TILE: usize = 256;
 
 pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
     let (a, b, c) = (call.buf(0)?, call.buf(1)?, call.buf(2)?);
@@ -19,34 +22,38 @@ pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
         return Ok(());
     }
     let row = n.checked_mul(4).ok_or(short(2))?;
-    let mut ra = a.reader();
+    let a_row = k.checked_mul(4).ok_or(short(0))?;
+    let mut acc = [0f32; TILE];
+    let mut bytes = [0u8; 4 * TILE];
+    let mut wc = c.writer();
     for i in 0..m {
-        let c_row = c.slice(i * row, row).ok_or(short(2))?;
-        if k == 0 {
-            let mut w = c_row.writer();
-            for _ in 0..n {
-                if !0.0f32.write(&mut w) {
-                    return Err(short(2));
+        let a_i = a.slice(i * a_row, a_row).ok_or(short(0))?;
+        let mut j0 = 0;
+        while j0 < n {
+            let w = (n - j0).min(TILE);
+            // +0.0 plus the first product is the first product, except that -0.0
+            // becomes +0.0: start from +0.0 and add every product, as the formula says.
+            acc[..w].fill(0.0);
+            let mut ra = a_i.reader();
+            // Down the tile's columns of b, row after row: a tile, then a skip to the
+            // same columns of the next row.
+            let mut rb = b.slice(j0 * 4, b.len() - j0 * 4).ok_or(short(1))?.reader();
+            for p in 0..k {
+                let x = f32::from_le_bytes(ra.take::<4>().ok_or(short(0))?);
+                if (p > 0 && !rb.skip(row - w * 4)) || !rb.read_tile(&mut bytes[..4 * w]) {
+                    return Err(short(1));
+                }
+                for (s, y) in acc[..w].iter_mut().zip(bytes[..4 * w].chunks_exact(4)) {
+                    *s += x * f32::from_le_bytes([y[0], y[1], y[2], y[3]]);
                 }
             }
-            continue;
-        }
-        for p in 0..k {
-            let x = f32::read(&mut ra).ok_or(short(0))?;
-            let b_row = b.slice(p * row, row).ok_or(short(1))?;
-            let mut wc = c_row.writer();
-            // The first product is added to +0.0, not to whatever `c` held: read the
-            // b row as a dummy accumulator then.
-            let first = p == 0;
-            let mut acc = if first {
-                b_row.reader()
-            } else {
-                c_row.reader()
-            };
-            let step = |acc: f32, y: f32| if first { 0.0 + x * y } else { acc + x * y };
-            if !zip_map(&mut acc, &mut b_row.reader(), &mut wc, n, step) {
+            for (s, out) in acc[..w].iter().zip(bytes[..4 * w].chunks_exact_mut(4)) {
+                out.copy_from_slice(&s.to_le_bytes());
+            }
+            if !wc.write_tile(&bytes[..4 * w]) {
                 return Err(short(2));
             }
+            j0 += w;
         }
     }
     Ok(())

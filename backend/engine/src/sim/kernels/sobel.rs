@@ -6,17 +6,20 @@
 //! `dst = min(255, |gx| + |gy|)`. Border pixels (first/last row and column) are 0.
 
 use super::short;
-use crate::{Call, Elem, EngineError, SgBuf, SgReader};
+use crate::{Call, EngineError, SgBuf, SgReader, SgWriter};
 
-fn px(r: &mut SgReader<'_>) -> Result<i32, EngineError> {
-    u8::read(r).map(i32::from).ok_or(short(0))
-}
+/// Pixels per tile: rows are read and written in runs of this many through buffers on
+/// the stack, so the arithmetic runs over plain arrays.
+const TILE: usize = 256;
 
-fn zeros(w: usize, out: &mut crate::SgWriter<'_>) -> Result<(), EngineError> {
-    for _ in 0..w {
-        if !out.put([0u8]) {
+fn zeros(mut w: usize, out: &mut SgWriter<'_>) -> Result<(), EngineError> {
+    let z = [0u8; TILE];
+    while w > 0 {
+        let c = w.min(TILE);
+        if !out.write_tile(&z[..c]) {
             return Err(short(1));
         }
+        w -= c;
     }
     Ok(())
 }
@@ -33,27 +36,45 @@ pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
         return Ok(());
     }
     let mut out = dst.writer();
+    // Three source rows, each `[columns x-1 and x of the previous tile | this tile]`.
+    let mut rows = [[0u8; TILE + 2]; 3];
+    let mut res = [0u8; TILE];
     for y in 0..h {
         if y == 0 || y + 1 == h || w < 3 {
             zeros(w, &mut out)?;
             continue;
         }
-        let (mut top, mut mid, mut bot) =
-            (row(&src, y - 1, w)?, row(&src, y, w)?, row(&src, y + 1, w)?);
-        // Columns x-1 and x of the three rows; x+1 is read each step.
-        let mut left = [px(&mut top)?, px(&mut mid)?, px(&mut bot)?];
-        let mut centre = [px(&mut top)?, px(&mut mid)?, px(&mut bot)?];
+        let mut readers = [row(&src, y - 1, w)?, row(&src, y, w)?, row(&src, y + 1, w)?];
+        for (r, buf) in readers.iter_mut().zip(&mut rows) {
+            if !r.read_tile(&mut buf[..2]) {
+                return Err(short(0));
+            }
+        }
         zeros(1, &mut out)?;
-        for _ in 1..w - 1 {
-            let right = [px(&mut top)?, px(&mut mid)?, px(&mut bot)?];
-            let gx = (right[0] + 2 * right[1] + right[2]) - (left[0] + 2 * left[1] + left[2]);
-            let gy = (left[2] + 2 * centre[2] + right[2]) - (left[0] + 2 * centre[0] + right[0]);
-            let v = u8::try_from((gx.abs() + gy.abs()).min(255)).unwrap_or(u8::MAX);
-            if !out.put([v]) {
+        let mut left = w - 2;
+        while left > 0 {
+            let c = left.min(TILE);
+            for (r, buf) in readers.iter_mut().zip(&mut rows) {
+                if !r.read_tile(&mut buf[2..2 + c]) {
+                    return Err(short(0));
+                }
+            }
+            let [top, mid, bot] = &rows;
+            for (x, v) in res[..c].iter_mut().enumerate() {
+                let p = |r: &[u8; TILE + 2], dx: usize| i32::from(r[x + dx]);
+                let gx = (p(top, 2) + 2 * p(mid, 2) + p(bot, 2))
+                    - (p(top, 0) + 2 * p(mid, 0) + p(bot, 0));
+                let gy = (p(bot, 0) + 2 * p(bot, 1) + p(bot, 2))
+                    - (p(top, 0) + 2 * p(top, 1) + p(top, 2));
+                *v = u8::try_from((gx.abs() + gy.abs()).min(255)).unwrap_or(u8::MAX);
+            }
+            if !out.write_tile(&res[..c]) {
                 return Err(short(1));
             }
-            left = centre;
-            centre = right;
+            for buf in &mut rows {
+                buf.copy_within(c..c + 2, 0);
+            }
+            left -= c;
         }
         zeros(1, &mut out)?;
     }
