@@ -60,6 +60,8 @@ pub struct SegStream {
     segs: Vec<RawSeg>,
     total: u64,
     limit: usize,
+    /// The mapping the last segment lies in, when its pusher said ([`Self::push_in`]).
+    last_region: Option<u64>,
 }
 
 impl SegStream {
@@ -74,6 +76,7 @@ impl SegStream {
             segs: Vec::with_capacity(initial.min(limit)),
             total: 0,
             limit,
+            last_region: None,
         }
     }
 
@@ -81,30 +84,42 @@ impl SegStream {
     pub fn clear(&mut self) {
         self.segs.clear();
         self.total = 0;
+        self.last_region = None;
     }
 
-    /// Appends `len` bytes at `ptr`. Returns `false` (and appends nothing) if the stream
-    /// would need a segment beyond its limit, or its total would overflow.
+    /// Appends `len` bytes at `ptr` as a segment of their own. Returns `false` (and
+    /// appends nothing) if the stream holds its limit of segments, or its total would
+    /// overflow; a zero-length push adds nothing and always succeeds.
+    pub fn push(&mut self, ptr: *mut u8, len: usize) -> bool {
+        self.push_at(ptr, len, None)
+    }
+
+    /// Appends `len` bytes at `ptr`, which lie in mapping `region` (any number naming
+    /// it, e.g. its guest start address), like [`Self::push`] but for one difference.
     ///
-    /// Bytes that start exactly where the last segment ends in the address space extend
+    /// Bytes that start exactly where the last segment ends, in the same mapping, extend
     /// that segment instead of adding one: physically contiguous guest pages named by
     /// separate descriptors (or one range the guest split) become one run that kernels
     /// walk at memory speed. Such a push never adds a segment, so it succeeds even at the
-    /// limit; a zero-length push adds nothing and always succeeds. Nothing else is
-    /// merged: the same address given twice, overlapping or earlier ranges stay separate
-    /// segments (each a range of the stream of its own), and addresses are compared as
-    /// integers with checked arithmetic, so no range ending at the top of the address
-    /// space wraps into a merge.
-    pub fn push(&mut self, ptr: *mut u8, len: usize) -> bool {
+    /// limit. Nothing else is merged: the same address given twice, overlapping or
+    /// earlier ranges stay separate segments (each a range of the stream of its own);
+    /// two mappings that happen to lie back to back stay apart (a pointer into one is
+    /// never used to reach the other); addresses are compared as integers with checked
+    /// arithmetic, so no range ending at the top of the address space wraps into a merge.
+    pub fn push_in(&mut self, ptr: *mut u8, len: usize, region: u64) -> bool {
+        self.push_at(ptr, len, Some(region))
+    }
+
+    fn push_at(&mut self, ptr: *mut u8, len: usize, region: Option<u64>) -> bool {
         if len == 0 {
             return true;
         }
         let Some(total) = self.total.checked_add(len as u64) else {
             return false;
         };
-        if let Some(last) = self.segs.last_mut() {
+        if let (Some(last), Some(r)) = (self.segs.last_mut(), region) {
             let end = (last.ptr as usize).checked_add(last.len);
-            if end == Some(ptr as usize) {
+            if self.last_region == Some(r) && end == Some(ptr as usize) {
                 if let Some(merged) = last.len.checked_add(len) {
                     last.len = merged;
                     self.total = total;
@@ -117,6 +132,7 @@ impl SegStream {
         }
         self.segs.push(RawSeg::new(ptr, len, self.total));
         self.total = total;
+        self.last_region = region;
         true
     }
 
@@ -913,21 +929,21 @@ mod tests {
         // Adjacent: one segment, even at the limit of one.
         let mut one = SegStream::with_capacity(1);
         for off in [0, 8, 16] {
-            assert!(one.push(at(off), 8));
+            assert!(one.push_in(at(off), 8, 0));
         }
         assert_eq!(shape(&one), vec![(base as usize, 24)]);
         assert_eq!(one.total(), 24);
         // A gap, the same range again, an overlap, an earlier range: all separate.
-        assert!(s.push(at(0), 8));
-        assert!(s.push(at(8), 4));
-        assert!(s.push(at(16), 4));
-        assert!(s.push(at(16), 4));
-        assert!(s.push(at(18), 4));
-        assert!(s.push(at(0), 2));
+        assert!(s.push_in(at(0), 8, 0));
+        assert!(s.push_in(at(8), 4, 0));
+        assert!(s.push_in(at(16), 4, 0));
+        assert!(s.push_in(at(16), 4, 0));
+        assert!(s.push_in(at(18), 4, 0));
+        assert!(s.push_in(at(0), 2, 0));
         // Zero-length pushes add nothing and do not break a run.
-        assert!(s.push(at(2), 0));
-        assert!(s.push(at(40), 0));
-        assert!(s.push(at(2), 6));
+        assert!(s.push_in(at(2), 0, 0));
+        assert!(s.push_in(at(40), 0, 0));
+        assert!(s.push_in(at(2), 6, 0));
         let b = base as usize;
         assert_eq!(
             shape(&s),
@@ -938,17 +954,26 @@ mod tests {
         assert_eq!(starts, vec![0, 12, 16, 20, 24]);
         // Full: a new segment is refused, an extension of the last one is not.
         let mut full = SegStream::with_capacity(2);
-        assert!(full.push(at(0), 4) && full.push(at(8), 4));
-        assert!(!full.push(at(32), 4));
-        assert!(full.push(at(12), 4));
-        assert!(full.push(at(8), 0));
+        assert!(full.push_in(at(0), 4, 0) && full.push_in(at(8), 4, 0));
+        assert!(!full.push_in(at(32), 4, 0));
+        assert!(full.push_in(at(12), 4, 0));
+        assert!(full.push_in(at(8), 0, 0));
         assert_eq!(shape(&full), vec![(b, 4), (b + 8, 8)]);
+        // Back to back but in two mappings, or pushed without one: never merged.
+        let mut two = SegStream::with_capacity(4);
+        assert!(two.push_in(at(0), 8, 1) && two.push_in(at(8), 8, 2));
+        assert!(two.push(at(16), 8));
+        assert!(two.push_in(at(24), 8, 2));
+        assert_eq!(
+            shape(&two),
+            vec![(b, 8), (b + 8, 8), (b + 16, 8), (b + 24, 8)]
+        );
         // A merged stream reads back in stream order.
         for (x, v) in mem.iter_mut().zip(0u8..) {
             *x = v;
         }
         let mut s = SegStream::with_capacity(4);
-        assert!(s.push(at(4), 4) && s.push(at(8), 4) && s.push(at(0), 4));
+        assert!(s.push_in(at(4), 4, 0) && s.push_in(at(8), 4, 0) && s.push_in(at(0), 4, 0));
         // SAFETY: `mem` outlives the view and is only read through it meanwhile.
         let v = unsafe { SgBuf::new(s.segs(), 0, 12) }.unwrap();
         let mut out = [0u8; 12];
@@ -963,16 +988,16 @@ mod tests {
         let top = usize::MAX - 15;
         let p = |a: usize| core::ptr::null_mut::<u8>().wrapping_add(a);
         let mut s = SegStream::with_capacity(4);
-        assert!(s.push(p(top), 16));
-        assert!(s.push(p(0), 16));
-        assert!(s.push(p(top), 8));
-        assert!(s.push(p(top + 8), 8));
+        assert!(s.push_in(p(top), 16, 0));
+        assert!(s.push_in(p(0), 16, 0));
+        assert!(s.push_in(p(top), 8, 0));
+        assert!(s.push_in(p(top + 8), 8, 0));
         assert_eq!(shape(&s), vec![(top, 16), (0, 16), (top, 16)]);
         // A range that would wrap past the top never extends the last segment (on
         // 64-bit hosts the stream's total refuses it first).
         let mut t = SegStream::with_capacity(4);
-        assert!(t.push(p(0), usize::MAX - 1));
-        let pushed = t.push(p(usize::MAX - 1), 2);
+        assert!(t.push_in(p(0), usize::MAX - 1, 0));
+        let pushed = t.push_in(p(usize::MAX - 1), 2, 0);
         assert_eq!(t.segs()[0].len(), usize::MAX - 1);
         assert_eq!(
             t.total(),
@@ -980,8 +1005,8 @@ mod tests {
         );
         // The total never overflows: a push that would make it is refused.
         let mut u = SegStream::with_capacity(4);
-        assert!(u.push(p(0), usize::MAX));
-        assert!(!u.push(p(0), 1));
+        assert!(u.push_in(p(0), usize::MAX, 0));
+        assert!(!u.push_in(p(0), 1, 0));
         assert_eq!((u.segs().len(), u.total()), (1, usize::MAX as u64));
     }
 

@@ -13,7 +13,7 @@ use vfpga_proto::{
 #[cfg(feature = "vhost")]
 use virtio_queue::desc::split::Descriptor;
 #[cfg(feature = "vhost")]
-use vm_memory::{GuestAddress, GuestMemoryBackend};
+use vm_memory::{Address, GuestAddress, GuestMemoryBackend, GuestMemoryRegion};
 
 use crate::config::DeviceLimits;
 #[cfg(feature = "vhost")]
@@ -122,18 +122,27 @@ pub enum Decoded {
 }
 
 /// Maps `len` bytes at guest address `addr` into `stream`; `false` if any byte is
-/// outside guest memory or the stream is full.
+/// outside guest memory or the stream is full. Bytes that continue the stream's last
+/// segment in the same guest memory region extend it ([`SegStream::push_in`]).
 #[cfg(feature = "vhost")]
 fn map(mem: &GuestMem, stream: &mut SegStream, addr: u64, len: u32) -> bool {
+    let mut at = addr;
     for slice in GuestMemoryBackend::get_slices(mem, GuestAddress(addr), len as usize) {
-        match slice {
-            Ok(s) => {
-                if !stream.push(s.ptr_guard_mut().as_ptr(), s.len()) {
-                    return false;
-                }
-            }
-            Err(_) => return false,
+        let Ok(s) = slice else {
+            return false;
+        };
+        // The region, named by its guest start address (a few regions: a short search).
+        let Some(region) = GuestMemoryBackend::find_region(mem, GuestAddress(at)) else {
+            return false;
+        };
+        if !stream.push_in(
+            s.ptr_guard_mut().as_ptr(),
+            s.len(),
+            region.start_addr().raw_value(),
+        ) {
+            return false;
         }
+        at = at.wrapping_add(s.len() as u64);
     }
     true
 }
