@@ -64,8 +64,9 @@ if [ "$render_only" = 0 ]; then
 		--ignored --exact --nocapture virtio_vsock_and_tls_side_by_side_in_one_boot
 	[ -s "$work/guest" ] || die "the guest printed no VFPGA-BENCH lines"
 
+	# The files this script writes do not count as local changes.
 	commit=$(git rev-parse --short HEAD)
-	git diff --quiet HEAD -- || commit="$commit with local changes"
+	git diff --quiet HEAD -- . ':!docs/bench' ':!docs/benchmarks.md' || commit="$commit with local changes"
 	qemu=$(tests/vm/qemu-system --version | sed -n '1s/.*version \([^ ]*\).*/\1/p')
 	python3 scripts/bench-table.py csv --host "$work/host" --guest "$work/guest" \
 		--variants "$work/variants" --meta "date=$(date -u +%F)" --meta "commit=$commit" \
