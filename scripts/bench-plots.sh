@@ -7,8 +7,9 @@
 # vfpga-agent, sim engine, no VM; about a minute once built), and writes
 # docs/bench/latency.csv, throughput.csv and remote.csv; then draws latency.svg,
 # throughput.svg and remote.svg from them (scripts/plot-bench.py) and transports.svg
-# from docs/bench/transports.csv (scripts/plot-transports.py; those figures come from
-# guest boots, see docs/benchmarks.md). The measurement is not part of the test command
+# from docs/bench/one-boot.csv and transports.csv (scripts/plot-transports.py; those
+# figures come from guest boots: scripts/bench.sh measures one-boot.csv, see
+# docs/benchmarks.md). The measurement is not part of the test command
 # (figures vary from run to run); scripts/test-plots.py, in the test command, checks the
 # drawing from the checked-in CSV files.
 set -euo pipefail
@@ -32,4 +33,4 @@ if [ "$plot_only" = 0 ]; then
 fi
 log "drawing"
 python3 scripts/plot-bench.py --csv docs/bench --out docs/bench
-python3 scripts/plot-transports.py docs/bench/transports.csv docs/bench/transports.svg
+python3 scripts/plot-transports.py docs/bench/one-boot.csv docs/bench/transports.csv docs/bench/transports.svg

@@ -25,6 +25,8 @@ shellcheck -x scripts/*.sh clients/python/test.sh clients/python/tests/guest/run
 	ipxe/assets/init ipxe/assets/udhcpc.script
 log "benchmark plots: redrawn from docs/bench/*.csv as checked in, one series per row group"
 python3 scripts/test-plots.py
+log "docs/benchmarks.md's generated section: what scripts/bench.sh --render-only makes of docs/bench/one-boot.csv"
+python3 scripts/bench-table.py render --check
 log "unit and protocol tests"
 cargo test --workspace --locked
 log "the board agent built for armv7 (PYNQ-Z1), under qemu-arm, behind vfpgad"

@@ -1,0 +1,72 @@
+//! `vfpga-host-vadd`: the host-native limit that scripts/bench.sh sets beside a guest's
+//! `vadd_u32` round trip. The same sum (`c[i] = a[i] + b[i]`, wrapping u32) as a plain
+//! Rust loop over three contiguous host vectors, deliberately not through the engine:
+//! the engine is part of what the guest's round trip measures, this is the floor any
+//! path to memory-speed code has to be compared with.
+//!
+//! Prints one line, e.g.
+//! `host vadd_u32 16.0 MiB vectors: 41 runs, median 1.83 ms, min 1.79 ms, max 2.40 ms`.
+// The test pattern (element index as u32) wraps on purpose above 16 GiB vectors.
+#![allow(clippy::cast_possible_truncation)]
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+
+/// Times vadd_u32 as a plain loop over contiguous host memory and prints the median.
+#[derive(Debug, Parser)]
+#[command(version)]
+struct Cli {
+    /// MiB per vector (three vectors: two in, one out).
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    mib: u32,
+    /// Timed runs (after three untimed ones that fault the pages in and warm the caches).
+    #[arg(long, default_value_t = 41, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    runs: u32,
+}
+
+// The loop the compiler vectorises; `black_box` keeps it from being hoisted out of the
+// timing loop or dropped as dead.
+fn vadd(a: &[u32], b: &[u32], c: &mut [u32]) {
+    for ((c, a), b) in c.iter_mut().zip(a).zip(b) {
+        *c = a.wrapping_add(*b);
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let n = usize::try_from(cli.mib).unwrap_or(usize::MAX) << 18; // u32 per MiB
+                                                                  // Written, not just allocated: every page is faulted in before the first timed run
+                                                                  // (a zeroed allocation maps one shared zero page until written).
+    let a: Vec<u32> = (0..n).map(|i| i as u32).collect();
+    let b = vec![7u32; n];
+    let mut c = vec![1u32; n];
+    for _ in 0..3 {
+        vadd(black_box(&a), black_box(&b), black_box(&mut c));
+    }
+    let mut times: Vec<Duration> = (0..cli.runs)
+        .map(|_| {
+            let t = Instant::now();
+            vadd(black_box(&a), black_box(&b), black_box(&mut c));
+            t.elapsed()
+        })
+        .collect();
+    // The result is checked, so that a broken loop cannot pass for a fast one.
+    if let Some(i) = (0..n).find(|&i| c[i] != (i as u32).wrapping_add(7)) {
+        eprintln!("vfpga-host-vadd: wrong sum at element {i}: {}", c[i]);
+        return ExitCode::FAILURE;
+    }
+    times.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "host vadd_u32 {}.0 MiB vectors: {} runs, median {:.3} ms, min {:.3} ms, max {:.3} ms",
+        cli.mib,
+        cli.runs,
+        ms(times[times.len() / 2]),
+        ms(times[0]),
+        ms(times[times.len() - 1])
+    );
+    ExitCode::SUCCESS
+}
