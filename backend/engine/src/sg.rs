@@ -658,6 +658,12 @@ impl Ahead {
     }
 }
 
+/// A kernel's vector step for [`zip_map_bulk`]: `out[i] = f(a[i], b[i])` for `k`
+/// elements at the three addresses, which are aligned for their element types and
+/// valid for `k` elements each (the caller's promise; they may overlap, as a guest's
+/// buffers may).
+pub type Bulk = unsafe fn(a: *const u8, b: *const u8, out: *mut u8, k: usize);
+
 /// `out[i] = f(a[i], b[i])` for the next `n` elements of each cursor, streaming over
 /// the segments in place: tight aligned loops over each stretch the three buffers
 /// have contiguous, one element at a time across segment edges or misaligned data.
@@ -668,7 +674,22 @@ pub fn zip_map<A: Elem, B: Elem, O: Elem>(
     b: &mut SgReader<'_>,
     out: &mut SgWriter<'_>,
     n: usize,
+    f: impl FnMut(A, B) -> O,
+) -> bool {
+    zip_map_bulk(a, b, out, n, f, None)
+}
+
+/// [`zip_map`], with the stretches the three buffers have contiguous (and aligned)
+/// handed to `bulk`, a vector loop computing the same `f`, when there is one for the
+/// machine.
+#[inline]
+pub fn zip_map_bulk<A: Elem, B: Elem, O: Elem>(
+    a: &mut SgReader<'_>,
+    b: &mut SgReader<'_>,
+    out: &mut SgWriter<'_>,
+    n: usize,
     mut f: impl FnMut(A, B) -> O,
+    bulk: Option<Bulk>,
 ) -> bool {
     let aligned = |p: *mut u8, align: usize| (p as usize) % align == 0;
     let mut left = n;
@@ -688,6 +709,33 @@ pub fn zip_map<A: Elem, B: Elem, O: Elem>(
             // Blocks of a cache line of output: one look ahead per block and buffer.
             const BLOCK: usize = 16;
             let mut i = 0;
+            if let Some(bulk) = bulk {
+                // Longer blocks, to keep the call off the inner loop; the same look
+                // ahead, a cache line of output at a time.
+                const BULK: usize = 16 * BLOCK;
+                while i < k {
+                    let end = (i + BULK).min(k);
+                    let mut j = i;
+                    while j < end {
+                        ahead[0].fetch(j * A::SIZE);
+                        ahead[1].fetch(j * B::SIZE);
+                        ahead[2].fetch(j * O::SIZE);
+                        j += BLOCK;
+                    }
+                    // SAFETY: `end - i` elements from `i` lie in each contiguous run
+                    // (computed above), which are valid for the view's lifetime and
+                    // aligned for their element types: `Bulk`'s contract.
+                    unsafe {
+                        bulk(
+                            pa.add(i * A::SIZE),
+                            pb.add(i * B::SIZE),
+                            po.add(i * O::SIZE),
+                            end - i,
+                        );
+                    }
+                    i = end;
+                }
+            }
             while i < k {
                 let end = (i + BLOCK).min(k);
                 ahead[0].fetch(i * A::SIZE);

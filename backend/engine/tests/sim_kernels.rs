@@ -18,6 +18,12 @@ enum Arg {
 /// Runs kernel `name` with `args`, the buffers split into segments of 1..=97 bytes.
 /// Returns the output buffers in argument order.
 fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
+    run_cut(name, args, 1, 97)
+}
+
+/// [`run`], the buffers split into segments of `unit` to `unit * max` bytes, in
+/// multiples of `unit`, `unit` bytes apart.
+fn run_cut(name: &str, args: Vec<Arg>, unit: usize, max: u64) -> Result<Vec<Vec<u8>>, EngineError> {
     let engine = SimEngine::new(None).unwrap();
     let catalog = engine.catalog();
     let kernel = catalog.find(name).unwrap();
@@ -37,10 +43,10 @@ fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
         .map(|d| {
             let (mut off, mut at, mut cuts) = (0, 0, Vec::new());
             while off < d.len() {
-                let n = ((rng.next() % 97) as usize + 1).min(d.len() - off);
+                let n = (((rng.next() % max) as usize + 1) * unit).min(d.len() - off);
                 cuts.push((at, n));
                 off += n;
-                at += n + 1;
+                at += n + unit;
             }
             cuts
         })
@@ -49,7 +55,7 @@ fn run(name: &str, args: Vec<Arg>) -> Result<Vec<Vec<u8>>, EngineError> {
         .iter()
         .zip(&cuts)
         .map(|(d, cuts)| {
-            let mut m = vec![0x55; d.len() + cuts.len()];
+            let mut m = vec![0x55; d.len() + cuts.len() * unit];
             let mut off = 0;
             for &(at, n) in cuts {
                 m[at..at + n].copy_from_slice(&d[off..off + n]);
@@ -168,6 +174,53 @@ fn vadd_f32_is_ieee() {
     let got = f32s(&out[0]);
     for (i, want) in common::vadd_f32(&a, &b).iter().enumerate() {
         assert_eq!(got[i].to_bits(), want.to_bits(), "element {i}");
+    }
+}
+
+#[test]
+fn vadd_over_long_aligned_runs_is_bit_exact_for_every_bit_pattern() {
+    // Segments of 4 bytes to 4 KiB, 4 bytes apart: long aligned runs, where the kernels
+    // take their vector loops, and short ones with their edges. Every bit pattern, NaNs
+    // infinities, subnormals and -0 included, for f32.
+    let mut rng = Rng(22);
+    let n = 100_003;
+    let a: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
+    let mut b: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
+    for (i, special) in [
+        0x7fc0_0001u32,
+        0xff80_0000,
+        0x0000_0001,
+        0x8000_0000,
+        0x7f80_0000,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        b[i * 7] = special;
+    }
+    let bytes = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    for (name, ty) in [("vadd_u32", ElemType::U32), ("vadd_f32", ElemType::F32)] {
+        let out = run_cut(
+            name,
+            vec![
+                Arg::In(ty, bytes(&a)),
+                Arg::In(ty, bytes(&b)),
+                Arg::Out(ty, n * 4),
+                Arg::Scalar(ElemType::U32, n as u64),
+            ],
+            4,
+            1024,
+        )
+        .unwrap();
+        for (i, w) in out[0].chunks_exact(4).enumerate() {
+            let got = u32::from_le_bytes(w.try_into().unwrap());
+            let want = if ty == ElemType::U32 {
+                a[i].wrapping_add(b[i])
+            } else {
+                (f32::from_bits(a[i]) + f32::from_bits(b[i])).to_bits()
+            };
+            assert_eq!(got, want, "{name} element {i}");
+        }
     }
 }
 
