@@ -23,10 +23,15 @@ cd "$(dirname "$0")/.."
 
 # The virtio device's variants, one boot running each in turn: a name (one word, the
 # row's name in the CSV and the tables) and the `vfpga bench` flags it adds.
+# `poll_us=N` sets the driver's hybrid polling (its module parameter) for the variant.
 VIRTIO_VARIANTS=(
 	"virtio"
-	# "virtio-huge --huge"
-	# "virtio-register --register"
+	"virtio-registered --register"
+	"virtio-thp --memory thp"
+	"virtio-thp-registered --memory thp --register"
+	"virtio-hugetlb --memory hugetlb"
+	"virtio-hugetlb-registered --memory hugetlb --register"
+	"virtio-polled poll_us=50"
 )
 
 render_only=0

@@ -9,7 +9,9 @@
 # as VFPGA-BENCH vsock-echo.
 # The virtio device is benched once per line `NAME [FLAGS...]` of /host/bench-virtio
 # (scripts/bench.sh writes it: variants such as buffers in huge pages), as
-# VFPGA-BENCH NAME; without the file, once, plain, as VFPGA-BENCH virtio.
+# VFPGA-BENCH NAME; without the file, once, plain, as VFPGA-BENCH virtio. A flag
+# `poll_us=N` sets the driver's hybrid polling for that variant instead of going to
+# `vfpga bench`.
 set -eu
 # shellcheck disable=SC3040 # busybox sh has pipefail
 set -o pipefail
@@ -26,6 +28,9 @@ export VFPGA_TLS_DIR=/pki
 # plain runs keep their buffers in 4 KiB pages, a guest's usual scatter.
 thp=/sys/kernel/mm/transparent_hugepage/enabled
 [ ! -w "$thp" ] || echo madvise >"$thp"
+# The pool `--memory hugetlb` takes from: three 16 MiB vectors.
+echo 32 >/proc/sys/vm/nr_hugepages
+poll=/sys/module/virtio_vfpga/parameters/poll_us
 variants=/host/bench-virtio
 [ -f "$variants" ] || { echo virtio >/tmp/bench-virtio && variants=/tmp/bench-virtio; }
 # Whole, then its first line: a reader that stops early (`| head`) would end the CLI
@@ -34,10 +39,20 @@ vfpga -d /dev/vfpga0 info >/tmp/virtio.info
 head -n 1 /tmp/virtio.info
 while read -r name flags; do
 	[ -n "$name" ] || continue
+	us=0
+	args=
+	for f in $flags; do
+		case $f in
+		poll_us=*) us=${f#poll_us=} ;;
+		*) args="$args $f" ;;
+		esac
+	done
+	echo "$us" >"$poll"
 	# shellcheck disable=SC2086 # the flags are separate words
-	vfpga -d /dev/vfpga0 bench --nops 2000 --size 16M --runs 5 $flags </dev/null 2>&1 |
+	vfpga -d /dev/vfpga0 bench --nops 2000 --size 16M --runs 5 $args </dev/null 2>&1 |
 		sed "s/^/VFPGA-BENCH $name /"
 done <"$variants"
+echo 0 >"$poll"
 # Right after the virtio device's null ops, which it is the reference for: on a shared
 # machine the load drifts within a boot.
 vsock-echo 7001 2000 64 | sed "s/^/VFPGA-BENCH vsock-echo /"
