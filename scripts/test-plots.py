@@ -121,6 +121,21 @@ class Plots(unittest.TestCase):
         r = self.table("render", made, md)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertNotIn("Traceback", r.stderr)
+        # The host loop with its caches flushed: a second host row, set against the warm one.
+        (self.dir / "guest").write_text("".join(lines))
+        warm = "host vadd_u32 16.0 MiB vectors: 41 runs, median 2.000 ms, min 1.9 ms\n"
+        (self.dir / "host").write_text(warm + "host vadd_u32 16.0 MiB vectors, caches flushed: 41 runs, median 3.000 ms\n")
+        r = self.table(*args, made)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = list(csv.DictReader(l for l in made.read_text().splitlines() if not l.startswith("#")))
+        self.assertEqual([(r["path"], r["kind"], r["vadd16_ms"]) for r in rows[:2]],
+                         [("host-native", "host", "2.000"), ("host-native-cold", "host-cold", "3.000")])
+        self.assertEqual(self.table("render", made, md).returncode, 0)
+        self.assertIn("caches before each run (`--cold`) | — | — | — | — | 3.00 ms | — | — | 1.50× |", md.read_text())
+        (self.dir / "host").write_text(warm + "host vadd_u32 8.0 MiB vectors, caches flushed: 41 runs, median 3.000 ms\n")
+        r = self.table(*args, made)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("not 16 MiB vectors, caches flushed", r.stderr)
 
     def hostile(self, name, text, want):
         for n in NAMES:

@@ -25,6 +25,28 @@ struct Cli {
     /// Timed runs (after three untimed ones that fault the pages in and warm the caches).
     #[arg(long, default_value_t = 41, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     runs: u32,
+    /// Flush the three vectors from the caches before each timed run (x86-64 `clflush`):
+    /// the loop then reads from memory, as a request's data usually does, instead of
+    /// from a cache that still holds the last run's (hundreds of MiB of L3 hold all
+    /// three here).
+    #[arg(long)]
+    cold: bool,
+}
+
+/// Evicts `v`'s cache lines, so the next loop over it starts from memory.
+fn flush<T>(v: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let p = v.as_ptr().cast::<u8>();
+        for off in (0..std::mem::size_of_val(v)).step_by(64) {
+            // SAFETY: `off` lies within `v`'s bytes; clflush only evicts the line.
+            unsafe { std::arch::x86_64::_mm_clflush(p.add(off)) };
+        }
+        // SAFETY: a fence has no preconditions.
+        unsafe { std::arch::x86_64::_mm_mfence() };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = v;
 }
 
 // The loop the compiler vectorises; `black_box` keeps it from being hoisted out of the
@@ -48,6 +70,11 @@ fn main() -> ExitCode {
     }
     let mut times: Vec<Duration> = (0..cli.runs)
         .map(|_| {
+            if cli.cold {
+                flush(&a);
+                flush(&b);
+                flush(&c);
+            }
             let t = Instant::now();
             vadd(black_box(&a), black_box(&b), black_box(&mut c));
             t.elapsed()
@@ -61,8 +88,9 @@ fn main() -> ExitCode {
     times.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "host vadd_u32 {}.0 MiB vectors: {} runs, median {:.3} ms, min {:.3} ms, max {:.3} ms",
+        "host vadd_u32 {}.0 MiB vectors{}: {} runs, median {:.3} ms, min {:.3} ms, max {:.3} ms",
         cli.mib,
+        if cli.cold { ", caches flushed" } else { "" },
         cli.runs,
         ms(times[times.len() / 2]),
         ms(times[0]),
