@@ -187,55 +187,56 @@ void vfpga_req_scalar(struct vfpga_req *req, u8 ty, u64 bits)
 	vfpga_req_add(req, VFPGA_ARG_SCALAR, ty, bits);
 }
 
-/* A U8 buffer inside the request (a name, or room for info/stats). */
-void vfpga_req_kbuf(struct vfpga_req *req, u8 kind, void *buf, u32 len)
+/*
+ * A buffer argument of len bytes, counted in the request's input or output
+ * bytes; NULL if that count would overflow.
+ */
+static struct vfpga_buf *vfpga_req_buf(struct vfpga_req *req, u8 kind, u8 ty, u64 len)
 {
-	struct vfpga_buf *b = vfpga_req_add(req, kind, VFPGA_T_U8, len);
+	u64 *sum = kind == VFPGA_ARG_OUT ? &req->wr_bytes : &req->rd_bytes;
+	struct vfpga_buf *b;
 
-	b->kaddr = buf;
+	if (check_add_overflow(*sum, len, sum))
+		return NULL;
+	b = vfpga_req_add(req, kind, ty, len);
 	b->len = len;
 	b->write = kind == VFPGA_ARG_OUT;
-	if (b->write)
-		req->wr_bytes += len;
-	else
-		req->rd_bytes += len;
+	return b;
+}
+
+/* A U8 buffer inside the request (a name, or room for info/stats): no overflow. */
+void vfpga_req_kbuf(struct vfpga_req *req, u8 kind, void *buf, u32 len)
+{
+	vfpga_req_buf(req, kind, VFPGA_T_U8, len)->kaddr = buf;
 }
 
 /* A user buffer, pinned by vfpga_req_exec(). */
 int vfpga_req_ubuf(struct vfpga_req *req, u8 kind, u8 ty, u64 addr, u64 len)
 {
-	u64 *sum = kind == VFPGA_ARG_OUT ? &req->wr_bytes : &req->rd_bytes;
 	struct vfpga_buf *b;
 	u64 end;
 
-	if ((unsigned long)addr != addr || check_add_overflow(addr, len, &end) ||
-	    check_add_overflow(*sum, len, sum))
+	if ((unsigned long)addr != addr || check_add_overflow(addr, len, &end))
 		return -EINVAL;
-	b = vfpga_req_add(req, kind, ty, len);
+	b = vfpga_req_buf(req, kind, ty, len);
+	if (!b)
+		return -EINVAL;
 	b->uaddr = addr;
-	b->len = len;
-	b->write = kind == VFPGA_ARG_OUT;
 	return 0;
 }
 
 /*
  * Bytes [off, off + len) of a registered buffer, which the caller checked are
  * inside it (and writable for an output); takes over the caller's reference.
+ * len <= reg->len <= VFPGA_MAX_REQUEST_BYTES: the byte count cannot overflow.
  */
 void vfpga_req_rbuf(struct vfpga_req *req, u8 kind, u8 ty, struct vfpga_reg *reg,
 		    u64 off, u64 len)
 {
-	struct vfpga_buf *b = vfpga_req_add(req, kind, ty, len);
+	struct vfpga_buf *b = vfpga_req_buf(req, kind, ty, len);
 
 	b->reg = reg;
 	b->reg_off = off;
-	b->len = len;
-	b->write = kind == VFPGA_ARG_OUT;
-	/* len <= reg->len <= VFPGA_MAX_REQUEST_BYTES: no overflow. */
-	if (b->write)
-		req->wr_bytes += len;
-	else
-		req->rd_bytes += len;
 }
 
 static int vfpga_buf_pin(struct vfpga_req *req, struct vfpga_buf *b)
