@@ -14,6 +14,7 @@ Bad input is refused with the file and the reason (exit 2).
 """
 import csv
 import difflib
+import math
 import re
 import sys
 from pathlib import Path
@@ -150,12 +151,19 @@ def read_csv(path):
                     r[k] = float(r[k])
                 except ValueError:
                     raise Bad(f"{path}: {r['path']}: {k} is not a number: {r[k]!r}") from None
-                if not r[k] > 0:
-                    raise Bad(f"{path}: {r['path']}: {k} must be a positive number")
+                if not (r[k] > 0 and math.isfinite(r[k])):
+                    raise Bad(f"{path}: {r['path']}: {k} must be a positive, finite number")
     kinds = [r["kind"] for r in rows]
     for k in ("host", "virtio", "echo"):
         if k not in kinds:
             raise Bad(f"{path}: no {k} row")
+    # What the ratios divide by, and what they divide.
+    need = {"host": ["vadd16_ms"], "host-cold": ["vadd16_ms"], "echo": ["null_p50_us"],
+            "virtio": ["null_p50_us", "vadd16_ms"]}
+    for r in rows:
+        for k in need.get(r["kind"], []):
+            if r[k] is None:
+                raise Bad(f"{path}: {r['path']}: no {k}")
     return meta, rows
 
 
@@ -232,8 +240,9 @@ def render(meta, rows):
         "| --- | --- | ---: | ---: | --- |",
     ]
     for r in (r for r in rows if r["kind"] == "virtio"):
-        v = r["vadd16_ms"] / host
-        n = r["null_p50_us"] / echo
+        # Judged as shown: to two decimals.
+        v = round(r["vadd16_ms"] / host, 2)
+        n = round(r["null_p50_us"] / echo, 2)
         out.append(f"| 16 MiB `vadd_u32` from the guest ÷ host-native | {label(r)} | {ratio(r['vadd16_ms'], host)} "
                    f"| ≤ {VADD_TARGET:g}× | {'met' if v <= VADD_TARGET else 'not met'} |")
         out.append(f"| null op p50 ÷ vsock echo p50 | {label(r)} | {ratio(r['null_p50_us'], echo)} "

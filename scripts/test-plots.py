@@ -136,6 +136,19 @@ class Plots(unittest.TestCase):
         r = self.table(*args, made)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("not 16 MiB vectors, caches flushed", r.stderr)
+        # Rows missing what a ratio needs, or with values no run gives: refused, exit 2.
+        good = made.read_text()
+        for old, new, want in (
+            (",100.0,300.0,110.0,4.00,2.00,", ",,300.0,110.0,4.00,2.00,", "virtio: no null_p50_us"),
+            ("host-native,host,,,,,2.000,,", "host-native,host,,,,,,,", "host-native: no vadd16_ms"),
+            ("host-native,host,,,,,2.000,,", "host-native,host,,,,,inf,,", "vadd16_ms must be a positive, finite number"),
+        ):
+            self.assertIn(old, good)
+            made.write_text(good.replace(old, new, 1))
+            r = self.table("render", made, md)
+            self.assertEqual(r.returncode, 2, r.stderr)
+            self.assertIn(want, r.stderr)
+            self.assertNotIn("Traceback", r.stderr)
 
     def hostile(self, name, text, want):
         for n in NAMES:

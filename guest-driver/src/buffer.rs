@@ -93,13 +93,14 @@ impl AlignedBuf {
     /// transparent huge pages (`madvise(MADV_HUGEPAGE)`); where it has none to give, or
     /// THP is off, the buffer is on 4 KiB pages and works the same.
     pub fn huge(len: usize) -> io::Result<Self> {
-        let mapped = len.max(1).next_multiple_of(HUGE_PAGE);
-        // Twice a huge page more than needed, to cut an aligned stretch out of it.
+        let mapped = huge_len(len)?;
+        // A huge page more than needed, to cut an aligned stretch out of it.
         let over = mapped
             .checked_add(HUGE_PAGE)
             .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))?;
         let base = map(over, 0)?;
-        let head = base.as_ptr().align_offset(HUGE_PAGE);
+        // Page-aligned, so the head is a multiple of 4 KiB below a huge page.
+        let head = (HUGE_PAGE - base.as_ptr() as usize % HUGE_PAGE) % HUGE_PAGE;
         // SAFETY: both ranges are inside the mapping just made, page-aligned, and
         // nothing refers to them: `unmap` gives them back.
         unsafe {
@@ -120,11 +121,12 @@ impl AlignedBuf {
         })
     }
 
-    /// `len` zero bytes in huge pages from the kernel's reserved pool (`MAP_HUGETLB`:
-    /// `/proc/sys/vm/nr_hugepages`); fails when the pool has too few free.
+    /// `len` zero bytes in 2 MiB huge pages from the kernel's reserved pool
+    /// (`MAP_HUGETLB | MAP_HUGE_2MB`: `/proc/sys/vm/nr_hugepages`); fails when the pool
+    /// has too few free.
     pub fn hugetlb(len: usize) -> io::Result<Self> {
-        let mapped = len.max(1).next_multiple_of(HUGE_PAGE);
-        let ptr = map(mapped, libc::MAP_HUGETLB)?;
+        let mapped = huge_len(len)?;
+        let ptr = map(mapped, libc::MAP_HUGETLB | libc::MAP_HUGE_2MB)?;
         Ok(Self { ptr, len, mapped })
     }
 
@@ -156,6 +158,15 @@ impl AlignedBuf {
         // SAFETY: as above, with exclusive access through `&mut self`.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
     }
+}
+
+/// `len` (at least 1) rounded up to whole huge pages; out of memory past what a slice
+/// may hold.
+fn huge_len(len: usize) -> io::Result<usize> {
+    len.max(1)
+        .checked_next_multiple_of(HUGE_PAGE)
+        .filter(|&m| isize::try_from(m).is_ok())
+        .ok_or_else(|| io::Error::from(io::ErrorKind::OutOfMemory))
 }
 
 /// Anonymous private memory: `len` bytes, zeroed, with extra `mmap` flags.
@@ -219,6 +230,12 @@ mod tests {
 
     #[test]
     fn huge_buffers_are_2_mib_aligned_and_zeroed() {
+        let empty = AlignedBuf::huge(0).unwrap();
+        assert!(empty.is_empty() && empty.as_slice().is_empty());
+        for len in [usize::MAX, usize::MAX - HUGE_PAGE, isize::MAX as usize] {
+            let e = AlignedBuf::huge(len).unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::OutOfMemory, "{len}");
+        }
         for len in [1, HUGE_PAGE - 1, HUGE_PAGE, 3 * HUGE_PAGE + 5] {
             let mut b = AlignedBuf::huge(len).unwrap();
             assert_eq!(b.as_slice().as_ptr() as usize % HUGE_PAGE, 0);

@@ -81,6 +81,10 @@ use link::Link;
 /// The default endpoint: the first vfpga device node.
 pub const DEFAULT_DEVICE: &str = "/dev/vfpga0";
 
+/// The largest buffer [`Device::register`] takes (the driver's ceiling, as for one
+/// request).
+pub const MAX_REGISTERED_BYTES: u64 = 1 << 30;
+
 /// The environment variable naming the endpoint when the program gives none.
 pub const DEVICE_ENV: &str = "VFPGA_DEVICE";
 
@@ -288,13 +292,20 @@ impl Device {
     /// Registers `buf` with the device: through a device node its pages are pinned
     /// now, once, and every run given a slice of it names it instead of pinning it
     /// again. The pages count against the locked-memory limit (`ulimit -l`) until the
-    /// buffer is dropped; a device node holds at most 64 registrations per open file
-    /// by default (the module's `max_registered`). On a stream, or with a module older
+    /// buffer is dropped; a buffer holds at most [`MAX_REGISTERED_BYTES`] (1 GiB), and a
+    /// device node at most 64 registrations per open file by default (the module's
+    /// `max_registered`). On a stream, or with a module older
     /// than registration, this registers nothing: the buffer travels in the stream, or
     /// is pinned per run, like any other.
     pub fn register(&self, buf: AlignedBuf) -> Result<Registered<'_>, Error> {
         if buf.is_empty() {
             return Err(Error::Usage("cannot register an empty buffer".into()));
+        }
+        if buf.len() as u64 > MAX_REGISTERED_BYTES {
+            return Err(Error::Usage(format!(
+                "cannot register {} bytes: a registered buffer holds at most 1 GiB (register several, or pass the buffer unregistered)",
+                buf.len()
+            )));
         }
         let reg = self
             .link
@@ -322,7 +333,7 @@ pub struct Registered<'d> {
 
 impl Registered<'_> {
     /// Physically contiguous stretches of the buffer (descriptors a run of all of it
-    /// takes); 0 on a stream.
+    /// takes); 0 when nothing was registered (a stream, or an older module).
     pub fn segments(&self) -> u32 {
         self.segments
     }

@@ -58,13 +58,13 @@ impl IoctlLink {
         }
     }
 
-    /// The registered buffer holding all of `bytes`, as (id, offset).
-    fn registered(&self, bytes: &[u8]) -> Option<(u32, u64)> {
-        let start = bytes.as_ptr() as usize;
+    /// The registered buffer holding all of the `len` bytes at `start`, as (id, offset).
+    fn registered(&self, start: *const u8, len: usize) -> Option<(u32, u64)> {
+        let start = start as usize;
         let regs = self.regs.lock().unwrap_or_else(|p| p.into_inner());
         regs.iter().find_map(|r| {
             let off = start.checked_sub(r.start)?;
-            (off.checked_add(bytes.len())? <= r.len).then_some((r.id, off as u64))
+            (off.checked_add(len)? <= r.len).then_some((r.id, off as u64))
         })
     }
 }
@@ -454,7 +454,7 @@ impl Link {
                     ..Default::default()
                 };
                 for (slot, arg) in a.args.iter_mut().zip(args.iter_mut()) {
-                    let (kind, ty, bytes) = match arg {
+                    let (kind, ty, start, len) = match arg {
                         Arg::Scalar(ty, bits) => {
                             *slot = ioctl::IocArg {
                                 kind: ArgKind::Scalar.raw(),
@@ -464,20 +464,23 @@ impl Link {
                             };
                             continue;
                         }
-                        Arg::In(ty, d) => (ArgKind::In, *ty, &**d),
-                        Arg::Out(ty, d) => (ArgKind::Out, *ty, &**d),
+                        Arg::In(ty, d) => (ArgKind::In, *ty, d.as_ptr(), d.len()),
+                        // The driver writes outputs: their address from the exclusive borrow.
+                        Arg::Out(ty, d) => {
+                            (ArgKind::Out, *ty, d.as_mut_ptr().cast_const(), d.len())
+                        }
                     };
                     // Inside a registered buffer: named by id, nothing to pin.
-                    let (flags, buf_id, addr) = match f.registered(bytes) {
+                    let (flags, buf_id, addr) = match f.registered(start, len) {
                         Some((id, off)) => (ioctl::ARG_REGISTERED, id, off),
-                        None => (0, 0, bytes.as_ptr() as u64),
+                        None => (0, 0, start as u64),
                     };
                     *slot = ioctl::IocArg {
                         kind: kind.raw(),
                         ty: ty.raw(),
                         flags,
                         buf_id,
-                        value: bytes.len() as u64,
+                        value: len as u64,
                         addr,
                     };
                 }

@@ -662,7 +662,7 @@ impl Ahead {
 /// elements at the three addresses, which are aligned for their element types and
 /// valid for `k` elements each (the caller's promise; they may overlap, as a guest's
 /// buffers may).
-pub type Bulk = unsafe fn(a: *const u8, b: *const u8, out: *mut u8, k: usize);
+pub(crate) type Bulk = unsafe fn(a: *const u8, b: *const u8, out: *mut u8, k: usize);
 
 /// `out[i] = f(a[i], b[i])` for the next `n` elements of each cursor, streaming over
 /// the segments in place: tight aligned loops over each stretch the three buffers
@@ -683,7 +683,7 @@ pub fn zip_map<A: Elem, B: Elem, O: Elem>(
 /// handed to `bulk`, a vector loop computing the same `f`, when there is one for the
 /// machine.
 #[inline]
-pub fn zip_map_bulk<A: Elem, B: Elem, O: Elem>(
+pub(crate) fn zip_map_bulk<A: Elem, B: Elem, O: Elem>(
     a: &mut SgReader<'_>,
     b: &mut SgReader<'_>,
     out: &mut SgWriter<'_>,
@@ -840,8 +840,8 @@ mod tests {
     use super::*;
 
     /// A stream over `mem` cut at `cuts` (segment lengths), as a guest's pages would be.
-    /// The segments are appended as they are, unmerged (`push` would join them all), so
-    /// that the tests cross segment edges.
+    /// The segments are appended as they are, unmerged (`push_in` would join them all),
+    /// so that the tests cross segment edges.
     fn stream(mem: &mut [u8], cuts: &[usize]) -> SegStream {
         let mut s = SegStream::with_capacity(cuts.len());
         let mut p = mem.as_mut_ptr();

@@ -36,8 +36,8 @@ fn run_cut(name: &str, args: Vec<Arg>, unit: usize, max: u64) -> Result<Vec<Vec<
             Arg::Out(_, n) => vec![0xAA; *n],
         })
         .collect();
-    // Each buffer's segments lie apart in memory (one byte between them, which
-    // `SegStream::push` would otherwise join into one): `(start in mem, len)` apiece.
+    // Each buffer's segments lie apart in memory (`unit` bytes between them, so that no
+    // reading of the stream could see them as one run): `(start in mem, len)` apiece.
     let cuts: Vec<Vec<(usize, usize)>> = datas
         .iter()
         .map(|d| {
@@ -180,23 +180,25 @@ fn vadd_f32_is_ieee() {
 #[test]
 fn vadd_over_long_aligned_runs_is_bit_exact_for_every_bit_pattern() {
     // Segments of 4 bytes to 4 KiB, 4 bytes apart: long aligned runs, where the kernels
-    // take their vector loops, and short ones with their edges. Every bit pattern, NaNs
-    // infinities, subnormals and -0 included, for f32.
+    // take their vector loops, and short ones with their edges. 100k random bit
+    // patterns, plus specials for f32 spread through the buffers: NaNs with different
+    // payloads on both sides (which operand's payload survives shows an operand swap),
+    // infinities, subnormals and -0.
     let mut rng = Rng(22);
     let n = 100_003;
-    let a: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
+    let mut a: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
     let mut b: Vec<u32> = (0..n).map(|_| rng.next() as u32).collect();
-    for (i, special) in [
-        0x7fc0_0001u32,
-        0xff80_0000,
-        0x0000_0001,
-        0x8000_0000,
-        0x7f80_0000,
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        b[i * 7] = special;
+    let specials = [
+        (0x7fc0_0001u32, 0x7fc0_0002u32),
+        (0xffc1_2345, 0x7fa0_0001),
+        (0x7f80_0001, 0x3f80_0000),
+        (0x3f80_0000, 0xff80_0000),
+        (0x7f80_0000, 0xff80_0000),
+        (0x0000_0001, 0x8000_0001),
+        (0x8000_0000, 0x0000_0000),
+    ];
+    for i in (0..n).step_by(997) {
+        (a[i], b[i]) = specials[(i / 997) % specials.len()];
     }
     let bytes = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
     for (name, ty) in [("vadd_u32", ElemType::U32), ("vadd_f32", ElemType::F32)] {
@@ -228,7 +230,15 @@ fn vadd_over_long_aligned_runs_is_bit_exact_for_every_bit_pattern() {
 fn mmult_matches_textbook_order() {
     let mut rng = Rng(3);
     // (3, 9, 600): rows of c wider than the kernel's 256-column tile.
-    for (m, k, n) in [(7, 13, 5), (1, 1, 1), (4, 0, 3), (16, 33, 17), (3, 9, 600)] {
+    // (2, 0, 600): no row of b at all, c wider than a tile: zeros.
+    for (m, k, n) in [
+        (7, 13, 5),
+        (1, 1, 1),
+        (4, 0, 3),
+        (16, 33, 17),
+        (3, 9, 600),
+        (2, 0, 600),
+    ] {
         let a: Vec<f32> = (0..m * k)
             .map(|_| (rng.next() % 2001) as f32 / 97.0 - 10.0)
             .collect();

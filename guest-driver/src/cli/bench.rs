@@ -115,6 +115,8 @@ struct Timed {
     wall: Duration,
     engine: Duration,
     segments: u16,
+    /// The vectors were registered (not on a stream, nor with an older module).
+    registered: bool,
 }
 
 /// One thread's vadd runs: means per run, and the descriptors of the last.
@@ -136,6 +138,9 @@ fn vadd(dev: &Device, o: &Opts) -> Result<Timed, Error> {
     let a = vector(&|i| i as u32)?;
     let b = vector(&|_| 7)?;
     let mut c = vector(&|_| 0)?;
+    let registered = [&a, &b, &c]
+        .iter()
+        .all(|v| matches!(v, Vector::Registered(r) if r.id().is_some()));
     let (mut wall, mut engine, mut segments) = (Duration::ZERO, Duration::ZERO, 0);
     // One run untimed: the first touch of the pages (the guest's faults, vfpgad's
     // first mapping of them) is paid once, not per run.
@@ -165,6 +170,7 @@ fn vadd(dev: &Device, o: &Opts) -> Result<Timed, Error> {
         wall: wall / runs.max(1),
         engine: engine / runs.max(1),
         segments,
+        registered,
     })
 }
 
@@ -206,6 +212,7 @@ pub fn run(dev: &Device, o: &Opts) -> Result<(), Fail> {
     let mut wall = Duration::ZERO;
     let mut engine = Duration::ZERO;
     let mut segments = 0;
+    let mut registered = true;
     for r in &results {
         let t = r
             .as_ref()
@@ -213,6 +220,7 @@ pub fn run(dev: &Device, o: &Opts) -> Result<(), Fail> {
         wall = wall.max(t.wall);
         engine += t.engine;
         segments = segments.max(t.segments);
+        registered &= t.registered;
     }
     let threads = o.threads.max(1);
     let touched = 3.0 * o.size as f64 * f64::from(threads);
@@ -235,7 +243,11 @@ pub fn run(dev: &Device, o: &Opts) -> Result<(), Fail> {
             Memory::Thp => "thp",
             Memory::Hugetlb => "hugetlb",
         },
-        if o.register { ", registered" } else { "" },
+        match (o.register, registered) {
+            (false, _) => "",
+            (true, true) => ", registered",
+            (true, false) => ", registration unavailable here",
+        },
     );
     Ok(())
 }

@@ -380,9 +380,9 @@ fn two_guests_at_once_each_under_its_policy() {
 /// `memory` (`registered` or not), and its time per run in ms.
 fn bench_line(console: &str, memory: &str, registered: bool) -> (u32, f64) {
     let tag = if registered {
-        format!("memory {memory}, registered,")
+        format!("memory {memory}, registered, segments")
     } else {
-        format!("memory {memory},")
+        format!("memory {memory}, segments")
     };
     let line = console
         .lines()

@@ -24,7 +24,7 @@ while [ ! -e /sys/class/net/eth0 ] && [ $((n += 1)) -le 300 ]; do sleep 0.1; don
 udhcpc -q -n -t 20 -i eth0 >/dev/null
 port=$(sed -n 's/.*vfpga\.tls_port=\([0-9]*\).*/\1/p' /proc/cmdline)
 export VFPGA_TLS_DIR=/pki
-# Huge pages only where asked for (MADV_HUGEPAGE, as a `--huge` variant does): the
+# Huge pages only where asked for (MADV_HUGEPAGE, as `--memory thp` does): the
 # plain runs keep their buffers in 4 KiB pages, a guest's usual scatter.
 thp=/sys/kernel/mm/transparent_hugepage/enabled
 [ ! -w "$thp" ] || echo madvise >"$thp"
@@ -41,12 +41,14 @@ while read -r name flags; do
 	[ -n "$name" ] || continue
 	us=0
 	args=
+	set -f # the flags are words, never patterns
 	for f in $flags; do
 		case $f in
 		poll_us=*) us=${f#poll_us=} ;;
 		*) args="$args $f" ;;
 		esac
 	done
+	set +f
 	echo "$us" >"$poll"
 	# shellcheck disable=SC2086 # the flags are separate words
 	vfpga -d /dev/vfpga0 bench --nops 2000 --size 16M --runs 5 $args </dev/null 2>&1 |

@@ -45,6 +45,7 @@ fn flush<T>(v: &[T]) {
         // SAFETY: a fence has no preconditions.
         unsafe { std::arch::x86_64::_mm_mfence() };
     }
+    // Refused in main() elsewhere.
     #[cfg(not(target_arch = "x86_64"))]
     let _ = v;
 }
@@ -59,9 +60,15 @@ fn vadd(a: &[u32], b: &[u32], c: &mut [u32]) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let n = usize::try_from(cli.mib).unwrap_or(usize::MAX) << 18; // u32 per MiB
-                                                                  // Written, not just allocated: every page is faulted in before the first timed run
-                                                                  // (a zeroed allocation maps one shared zero page until written).
+    if cli.cold && !cfg!(target_arch = "x86_64") {
+        eprintln!(
+            "vfpga-host-vadd: --cold flushes caches with x86-64's clflush: not on this machine"
+        );
+        return ExitCode::from(2);
+    }
+    // 2^18 u32 per MiB. Written, not just allocated: every page is faulted in before the
+    // first timed run (a zeroed allocation maps one shared zero page until written).
+    let n = usize::try_from(cli.mib).unwrap_or(usize::MAX) << 18;
     let a: Vec<u32> = (0..n).map(|i| i as u32).collect();
     let b = vec![7u32; n];
     let mut c = vec![1u32; n];

@@ -37,7 +37,14 @@ pub(crate) fn run(call: &Call<'_>) -> Result<(), EngineError> {
             let mut ra = a_i.reader();
             // Down the tile's columns of b, row after row: a tile, then a skip to the
             // same columns of the next row.
-            let mut rb = b.slice(j0 * 4, b.len() - j0 * 4).ok_or(short(1))?.reader();
+            // (With k = 0 no row of b is read: b may be empty.)
+            let mut rb = match k {
+                0 => b.reader(),
+                _ => {
+                    let left = b.len().checked_sub(j0 * 4).ok_or(short(1))?;
+                    b.slice(j0 * 4, left).ok_or(short(1))?.reader()
+                }
+            };
             for p in 0..k {
                 let x = f32::from_le_bytes(ra.take::<4>().ok_or(short(0))?);
                 if (p > 0 && !rb.skip(row - w * 4)) || !rb.read_tile(&mut bytes[..4 * w]) {
