@@ -58,6 +58,7 @@ struct vfpga_queue {
 	unsigned int ring_size;		/* descriptors in the ring */
 	unsigned int max_segs;		/* descriptors one chain may use on this queue */
 	unsigned int space_seq;		/* bumped whenever the device returns buffers */
+	unsigned int pollers;		/* submitters polling: callbacks off while any */
 	wait_queue_head_t space_wq;	/* submitters waiting for ring space */
 	/*
 	 * One per ring entry: a request takes one before it pins its pages and
@@ -97,6 +98,7 @@ struct vfpga_dev {
 /* A user buffer pinned once by VFPGA_IOC_REGISTER (vfpga_reg.c). */
 struct vfpga_reg {
 	struct kref ref;		/* the file's table, and each request using it */
+	const struct cred *cred;	/* its user's RLIMIT_MEMLOCK counts the pages */
 	struct sg_table sgt;		/* the whole buffer, contiguous pages merged */
 	struct page **pages;
 	unsigned long npages;
@@ -104,7 +106,7 @@ struct vfpga_reg {
 	unsigned long uaddr;
 	u64 len;
 	bool writable;			/* pinned for writing: may be an output */
-	struct mm_struct *mm;		/* whose RLIMIT_MEMLOCK counts the pages */
+	struct mm_struct *mm;		/* shows the pages as pinned (VmPin) */
 };
 
 /*
@@ -208,13 +210,15 @@ struct vfpga_req *vfpga_req_new(struct vfpga_dev *vd, struct vfpga_queue *q,
 void vfpga_req_scalar(struct vfpga_req *req, u8 ty, u64 bits);
 void vfpga_req_kbuf(struct vfpga_req *req, u8 kind, void *buf, u32 len);
 int vfpga_req_ubuf(struct vfpga_req *req, u8 kind, u8 ty, u64 addr, u64 len);
-void vfpga_req_rbuf(struct vfpga_req *req, u8 kind, u8 ty, struct vfpga_reg *reg,
-		    u64 off, u64 len);
+int vfpga_req_rbuf(struct vfpga_req *req, u8 kind, u8 ty, struct vfpga_reg *reg,
+		   u64 off, u64 len);
 int vfpga_req_exec(struct vfpga_req *req);
 void vfpga_req_put(struct vfpga_req *req);
 void vfpga_req_complete(struct vfpga_req *req, int error, unsigned int len);
 int vfpga_send_close(struct vfpga_dev *vd, u64 session, bool may_wait);
-void vfpga_queue_poll(struct vfpga_dev *vd, struct vfpga_queue *q);
+void vfpga_queue_poll_begin(struct vfpga_dev *vd, struct vfpga_queue *q);
+bool vfpga_queue_poll(struct vfpga_dev *vd, struct vfpga_queue *q);
+void vfpga_queue_poll_end(struct vfpga_dev *vd, struct vfpga_queue *q);
 
 struct vfpga_reg *vfpga_reg_new(unsigned long uaddr, u64 len, bool read_only,
 				unsigned int max_seg_size);

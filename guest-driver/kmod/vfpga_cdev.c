@@ -14,6 +14,7 @@
 #include <linux/ktime.h>
 #include <linux/list.h>
 #include <linux/math64.h>
+#include <linux/mutex.h>
 #include <linux/slab.h>
 #include <linux/spinlock.h>
 #include <linux/string.h>
@@ -41,6 +42,7 @@ struct vfpga_file {
 	spinlock_t lock;		/* sessions */
 	struct list_head sessions;
 	struct xarray regs;		/* id -> struct vfpga_reg, holding a reference */
+	struct mutex reg_lock;		/* one REGISTER or UNREGISTER at a time */
 	struct semaphore runs;		/* RUN requests in flight, at most max_runs */
 	struct work_struct release_work;
 };
@@ -349,33 +351,42 @@ static int vfpga_ioc_register(struct vfpga_file *vf, void __user *uarg)
 		return -EFAULT;
 	if ((io.flags & ~VFPGA_REG_READ_ONLY) || io.reserved || (unsigned long)io.addr != io.addr)
 		return -EINVAL;
+	/*
+	 * Under reg_lock, no UNREGISTER can free the slot reserved here (ids
+	 * are easy to guess) for another REGISTER to take before it is filled.
+	 */
+	if (mutex_lock_killable(&vf->reg_lock))
+		return -EINTR;
 	/* The slot first (reserved: runs cannot see it yet), so a full table pins nothing. */
 	err = xa_alloc(&vf->regs, &id, NULL, XA_LIMIT(1, max(vfpga_max_registered, 1U)),
 		       GFP_KERNEL);
-	if (err)
-		return err == -EBUSY ? -ENOSPC : err;
+	if (err) {
+		err = err == -EBUSY ? -ENOSPC : err;
+		goto out;
+	}
 	reg = vfpga_reg_new(io.addr, io.len, io.flags & VFPGA_REG_READ_ONLY,
 			    vf->vd->max_seg_size);
 	if (IS_ERR(reg)) {
 		xa_release(&vf->regs, id);
-		return PTR_ERR(reg);
+		err = PTR_ERR(reg);
+		goto out;
 	}
 	err = xa_err(xa_store(&vf->regs, id, reg, GFP_KERNEL));
 	if (err) {
 		xa_release(&vf->regs, id);
 		vfpga_reg_put(reg);
-		return err;
+		goto out;
 	}
 	io.id = id;
 	io.segments = reg->sgt.orig_nents;
 	if (copy_to_user(uarg, &io, sizeof(io))) {
-		/* Nobody learnt the id: take it back, unless a guessing thread already did. */
-		reg = xa_erase(&vf->regs, id);
-		if (reg)
-			vfpga_reg_put(reg);
-		return -EFAULT;
+		/* Nobody learnt the id: take it back. */
+		vfpga_reg_put(xa_erase(&vf->regs, id));
+		err = -EFAULT;
 	}
-	return 0;
+out:
+	mutex_unlock(&vf->reg_lock);
+	return err;
 }
 
 static int vfpga_ioc_unregister(struct vfpga_file *vf, void __user *uarg)
@@ -386,7 +397,9 @@ static int vfpga_ioc_unregister(struct vfpga_file *vf, void __user *uarg)
 	if (get_user(id, (u32 __user *)uarg))
 		return -EFAULT;
 	/* Runs in flight keep their own references: the pages stay pinned until they end. */
+	mutex_lock(&vf->reg_lock);
 	reg = xa_erase(&vf->regs, id);
+	mutex_unlock(&vf->reg_lock);
 	if (!reg)
 		return -ENOENT;
 	vfpga_reg_put(reg);
@@ -415,7 +428,10 @@ static int vfpga_req_registered(struct vfpga_file *vf, struct vfpga_req *req,
 		vfpga_reg_put(reg);
 		return -EACCES;
 	}
-	vfpga_req_rbuf(req, a->kind, a->ty, reg, a->addr, a->value);
+	if (vfpga_req_rbuf(req, a->kind, a->ty, reg, a->addr, a->value)) {
+		vfpga_reg_put(reg);
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -540,6 +556,9 @@ static long vfpga_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	struct vfpga_file *vf = file->private_data;
 	void __user *uarg = (void __user *)arg;
 
+	/* Pages pinned for a removed device can still be given back. */
+	if (cmd == VFPGA_IOC_UNREGISTER)
+		return vfpga_ioc_unregister(vf, uarg);
 	if (READ_ONCE(vf->vd->dead))
 		return -ENODEV;
 	switch (cmd) {
@@ -563,8 +582,6 @@ static long vfpga_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 		return vfpga_ioc_limits(vf, uarg);
 	case VFPGA_IOC_REGISTER:
 		return vfpga_ioc_register(vf, uarg);
-	case VFPGA_IOC_UNREGISTER:
-		return vfpga_ioc_unregister(vf, uarg);
 	default:
 		return -ENOTTY;
 	}
@@ -628,6 +645,7 @@ static int vfpga_open(struct inode *inode, struct file *file)
 	spin_lock_init(&vf->lock);
 	INIT_LIST_HEAD(&vf->sessions);
 	xa_init_flags(&vf->regs, XA_FLAGS_ALLOC1);
+	mutex_init(&vf->reg_lock);
 	sema_init(&vf->runs, max(vfpga_max_runs, 1U));
 	INIT_WORK(&vf->release_work, vfpga_release_work);
 	file->private_data = vf;

@@ -114,26 +114,62 @@ static void vfpga_vq_done(struct virtqueue *vq)
 	spin_lock_irqsave(&q->lock, flags);
 	/* Once dead, remove() takes every buffer back itself. */
 	if (!vd->dead) {
+		/* While submitters poll, callbacks stay off: the last one turns them on. */
 		do {
 			virtqueue_disable_cb(vq);
 			vfpga_queue_reap(q);
-		} while (!virtqueue_enable_cb(vq));
+		} while (!q->pollers && !virtqueue_enable_cb(vq));
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
 }
 
 /*
- * Hybrid polling (vfpga_req_poll()): completes what the device returned on q
- * without waiting for its interrupt, which then finds nothing. Not while the
- * device is dead or frozen: its virtqueues may be gone.
+ * Hybrid polling (vfpga_req_poll()): between begin and end, a submitter
+ * completes what the device returned on q without waiting for its interrupt.
+ * Callbacks are off while anyone polls, so the device does not interrupt for
+ * completions a poller takes (each such interrupt would find nothing, and an
+ * interrupt that keeps finding nothing is eventually disabled as spurious);
+ * the last poller turns them on again and takes what came meanwhile. The
+ * virtqueue is touched only while the device is neither dead nor frozen
+ * (restore() makes new virtqueues with callbacks on).
  */
-void vfpga_queue_poll(struct vfpga_dev *vd, struct vfpga_queue *q)
+void vfpga_queue_poll_begin(struct vfpga_dev *vd, struct vfpga_queue *q)
 {
 	unsigned long flags;
 
 	spin_lock_irqsave(&q->lock, flags);
-	if (!vd->dead && !vd->frozen)
+	if (!q->pollers++ && !vd->dead && !vd->frozen)
+		virtqueue_disable_cb(q->vq);
+	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+/* False when the device is dead or frozen: polling is over. */
+bool vfpga_queue_poll(struct vfpga_dev *vd, struct vfpga_queue *q)
+{
+	unsigned long flags;
+	bool alive;
+
+	/* Busy: a submitter or the callback has the queue; look again next time. */
+	if (!spin_trylock_irqsave(&q->lock, flags))
+		return true;
+	alive = !vd->dead && !vd->frozen;
+	if (alive)
 		vfpga_queue_reap(q);
+	spin_unlock_irqrestore(&q->lock, flags);
+	return alive;
+}
+
+void vfpga_queue_poll_end(struct vfpga_dev *vd, struct vfpga_queue *q)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	if (!--q->pollers && !vd->dead && !vd->frozen) {
+		while (!virtqueue_enable_cb(q->vq)) {
+			virtqueue_disable_cb(q->vq);
+			vfpga_queue_reap(q);
+		}
+	}
 	spin_unlock_irqrestore(&q->lock, flags);
 }
 

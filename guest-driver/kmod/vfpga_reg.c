@@ -11,14 +11,68 @@
  * still touch them. The last reference unpins (may sleep: callers are in
  * process context or vfpga_wq).
  *
- * The pages count against the registering process's RLIMIT_MEMLOCK from
- * registration to the last reference, like a request's do.
+ * The pages count against the registering user's RLIMIT_MEMLOCK (in its
+ * user_struct, as io_uring counts its registered buffers) from registration
+ * to the last reference: a registration can outlive the process that made it
+ * (the file may be inherited or passed on), so a count in the process's mm
+ * would end with it while the pages stay pinned. The process's mm shows them
+ * as pinned (VmPin) meanwhile.
  */
+#include <linux/capability.h>
+#include <linux/cred.h>
+#include <linux/hugetlb.h>
 #include <linux/kernel.h>
 #include <linux/mm.h>
 #include <linux/overflow.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/shmem_fs.h>
 #include <linux/slab.h>
+
+/* Adds (or with a negative count, takes back) pages to user's locked memory. */
+static int vfpga_reg_account(struct user_struct *user, long pages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	long cur = atomic_long_read(&user->locked_vm), next;
+
+	if (pages < 0) {
+		atomic_long_add(pages, &user->locked_vm);
+		return 0;
+	}
+	do {
+		next = cur + pages;
+		if (next > limit && !capable(CAP_IPC_LOCK))
+			return -ENOMEM;
+	} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur, next));
+	return 0;
+}
+
+/*
+ * Only anonymous, shmem and hugetlbfs memory may be pinned for long: the
+ * pages of other files move under writeback and truncation (Linux refuses
+ * such long-term pins itself only from 6.5). -EFAULT for a hole.
+ */
+static int vfpga_reg_check_vmas(unsigned long start, unsigned long end)
+{
+	struct mm_struct *mm = current->mm;
+	struct vm_area_struct *vma;
+	int err = 0;
+
+	mmap_read_lock(mm);
+	for (; start < end; start = vma->vm_end) {
+		vma = vma_lookup(mm, start);
+		if (!vma) {
+			err = -EFAULT;
+			break;
+		}
+		if (vma->vm_file && !is_vm_hugetlb_page(vma) && !shmem_file(vma->vm_file)) {
+			err = -EOPNOTSUPP;
+			break;
+		}
+	}
+	mmap_read_unlock(mm);
+	return err;
+}
 
 #include "vfpga.h"
 
@@ -32,12 +86,12 @@ static void vfpga_reg_release(struct kref *ref)
 		unpin_user_pages_dirty_lock(reg->pages, reg->npinned, reg->writable);
 	kvfree(reg->pages);
 	if (mm) {
-		/* An address space that is gone keeps no count. */
-		if (mmget_not_zero(mm)) {
-			account_locked_vm(mm, reg->npages, false);
-			mmput_async(mm);
-		}
+		atomic64_sub(reg->npages, &mm->pinned_vm);
 		mmdrop(mm);
+	}
+	if (reg->cred) {
+		vfpga_reg_account(reg->cred->user, -(long)reg->npages);
+		put_cred(reg->cred);
 	}
 	kfree(reg);
 }
@@ -51,12 +105,19 @@ void vfpga_reg_put(struct vfpga_reg *reg)
  * Pins len bytes at uaddr for the current process. Returns the registration
  * (one reference) or an ERR_PTR: -EINVAL for an empty or overflowing range,
  * -ENOMEM over RLIMIT_MEMLOCK (nothing pinned), -EFAULT for memory that cannot
- * be pinned (for writing, unless read_only).
+ * be pinned (for writing, unless read_only), -EOPNOTSUPP for a file mapping
+ * other than shmem or hugetlbfs.
  */
 struct vfpga_reg *vfpga_reg_new(unsigned long uaddr, u64 len, bool read_only,
 				unsigned int max_seg_size)
 {
-	unsigned int gup_flags = FOLL_LONGTERM | (read_only ? 0 : FOLL_WRITE);
+	/*
+	 * Read-only buffers are pinned for writing where they may be written:
+	 * before Linux 6.2 a read-only long-term pin of memory never written
+	 * pins the shared zero page, and the device would go on reading zeros
+	 * after the program fills the buffer.
+	 */
+	unsigned int gup_flags = FOLL_LONGTERM | FOLL_WRITE;
 	unsigned long start = uaddr & PAGE_MASK;
 	struct vfpga_reg *reg;
 	u64 end;
@@ -65,6 +126,9 @@ struct vfpga_reg *vfpga_reg_new(unsigned long uaddr, u64 len, bool read_only,
 	if (!len || len > VFPGA_MAX_REQUEST_BYTES || check_add_overflow((u64)uaddr, len, &end) ||
 	    end > TASK_SIZE)
 		return ERR_PTR(-EINVAL);
+	ret = vfpga_reg_check_vmas(start, end);
+	if (ret)
+		return ERR_PTR(ret);
 	reg = kzalloc(sizeof(*reg), GFP_KERNEL);
 	if (!reg)
 		return ERR_PTR(-ENOMEM);
@@ -75,13 +139,16 @@ struct vfpga_reg *vfpga_reg_new(unsigned long uaddr, u64 len, bool read_only,
 	reg->npages = DIV_ROUND_UP_ULL(offset_in_page(uaddr) + len, PAGE_SIZE);
 
 	/* Counted before anything is pinned: over the limit, nothing is. */
-	ret = account_locked_vm(current->mm, reg->npages, true);
+	ret = vfpga_reg_account(current_user(), reg->npages);
 	if (ret) {
 		kfree(reg);
 		return ERR_PTR(ret);
 	}
+	/* The user_struct stays with the credentials (free_uid() is not exported). */
+	reg->cred = get_current_cred();
 	reg->mm = current->mm;
 	mmgrab(reg->mm);
+	atomic64_add(reg->npages, &reg->mm->pinned_vm);
 
 	reg->pages = kvmalloc_array(reg->npages, sizeof(*reg->pages), GFP_KERNEL);
 	if (!reg->pages) {
@@ -92,6 +159,13 @@ struct vfpga_reg *vfpga_reg_new(unsigned long uaddr, u64 len, bool read_only,
 		ret = pin_user_pages_fast(start + (reg->npinned << PAGE_SHIFT),
 					  reg->npages - reg->npinned, gup_flags,
 					  reg->pages + reg->npinned);
+		if (ret <= 0 && read_only && (gup_flags & FOLL_WRITE)) {
+			/* Memory the program cannot write: pin it as it is. */
+			unpin_user_pages(reg->pages, reg->npinned);
+			reg->npinned = 0;
+			gup_flags &= ~FOLL_WRITE;
+			continue;
+		}
 		if (ret <= 0) {
 			ret = ret ? ret : -EFAULT;
 			goto err;
@@ -115,7 +189,9 @@ err:
  * The scatterlist of bytes [off, off + len) of a registration, which the
  * caller has checked are inside it: the registration's own list when the range
  * is all of it (nothing allocated), else a new table in *sgt holding the
- * entries the range overlaps, the first and last cut to it.
+ * entries the range overlaps, the first and last cut to it. The registration's
+ * list may be in several chains at once: virtqueue_add_sgs() only reads it. It
+ * must never go to dma_map_sg(), which writes into the list.
  */
 int vfpga_reg_slice(struct vfpga_reg *reg, u64 off, u64 len, struct sg_table *sgt,
 		    struct scatterlist **sgl, unsigned int *nents)

@@ -227,16 +227,20 @@ int vfpga_req_ubuf(struct vfpga_req *req, u8 kind, u8 ty, u64 addr, u64 len)
 
 /*
  * Bytes [off, off + len) of a registered buffer, which the caller checked are
- * inside it (and writable for an output); takes over the caller's reference.
- * len <= reg->len <= VFPGA_MAX_REQUEST_BYTES: the byte count cannot overflow.
+ * inside it (and writable for an output). Takes over the caller's reference,
+ * unless the request's byte count would overflow (earlier arguments may have
+ * brought it near the top): -EINVAL, the reference still the caller's.
  */
-void vfpga_req_rbuf(struct vfpga_req *req, u8 kind, u8 ty, struct vfpga_reg *reg,
-		    u64 off, u64 len)
+int vfpga_req_rbuf(struct vfpga_req *req, u8 kind, u8 ty, struct vfpga_reg *reg,
+		   u64 off, u64 len)
 {
 	struct vfpga_buf *b = vfpga_req_buf(req, kind, ty, len);
 
+	if (!b)
+		return -EINVAL;
 	b->reg = reg;
 	b->reg_off = off;
+	return 0;
 }
 
 static int vfpga_buf_pin(struct vfpga_req *req, struct vfpga_buf *b)
@@ -474,12 +478,14 @@ static void vfpga_req_poll(struct vfpga_req *req)
 	if (!us || req->rd_bytes + req->wr_bytes > VFPGA_POLL_MAX_BYTES)
 		return;
 	end = ktime_get_ns() + (u64)us * NSEC_PER_USEC;
+	vfpga_queue_poll_begin(req->vd, req->q);
 	while (!completion_done(&req->done)) {
-		if (need_resched() || fatal_signal_pending(current) || ktime_get_ns() > end)
-			return;
-		vfpga_queue_poll(req->vd, req->q);
+		if (need_resched() || fatal_signal_pending(current) || ktime_get_ns() > end ||
+		    !vfpga_queue_poll(req->vd, req->q))
+			break;
 		cpu_relax();
 	}
+	vfpga_queue_poll_end(req->vd, req->q);
 }
 
 int vfpga_req_exec(struct vfpga_req *req)

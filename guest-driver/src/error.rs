@@ -141,6 +141,7 @@ fn io_hint(e: &io::Error) -> String {
         Some(libc::EIO) => "the device broke the protocol (see the kernel log)".into(),
         Some(libc::ENOENT) => "no registered buffer with that id in this open file".into(),
         Some(libc::EACCES) => "a buffer registered read-only was given as an output".into(),
+        Some(libc::EOPNOTSUPP) => "only anonymous, shared-memory (shmem) or hugetlbfs memory can be registered, not a file's mapping".into(),
         Some(libc::ENOSPC) => "every registration slot of this open file is taken (unregister a buffer, or load the module with a larger max_registered)".into(),
         Some(libc::EAGAIN) => "the guest suspended while the request ran and the device was reset: run it again (sessions opened before need opening again)".into(),
         _ => e.to_string(),

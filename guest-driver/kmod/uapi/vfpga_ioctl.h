@@ -12,7 +12,8 @@
  * ioctl structure), EINTR (fatal signal while waiting), ENODEV (device
  * removed or reset), ENOMEM, EIO (device broke the protocol), ENOENT (a
  * registered buffer id this file does not have), EACCES (a read-only
- * registered buffer given as an output), ENOSPC (no registration slot left).
+ * registered buffer given as an output), ENOSPC (no registration slot left),
+ * EOPNOTSUPP (registering memory of a file other than shmem or hugetlbfs).
  */
 #ifndef _UAPI_VFPGA_IOCTL_H
 #define _UAPI_VFPGA_IOCTL_H
@@ -109,8 +110,9 @@ struct vfpga_ioc_limits {
  * (VFPGA_IOC_ARG_REGISTERED) without pinning it again. The buffer belongs to
  * the open file: VFPGA_IOC_UNREGISTER or closing the file ends it (its pages
  * stay pinned until the last run using it is over). Its pages count against
- * RLIMIT_MEMLOCK while registered (ENOMEM over it); at most the module's
- * max_registered buffers per file (ENOSPC), each of 1 byte to 1 GiB (EINVAL).
+ * the user's RLIMIT_MEMLOCK while registered (ENOMEM over it); at most the
+ * module's max_registered buffers per file (ENOSPC), each of 1 byte to 1 GiB
+ * (EINVAL), of anonymous, shmem or hugetlbfs memory (EOPNOTSUPP otherwise).
  */
 struct vfpga_ioc_register {
 	__u64 addr;		/* in: user address */

@@ -433,17 +433,17 @@ fn registered_buffers_huge_pages_and_polling_from_the_guest() {
         (ticks, std::time::Instant::now())
     };
     let wait = Duration::from_secs(500);
-    assert!(
-        guest.wait_for("VFPGA-IDLE-START", wait),
-        "the guest never went idle"
-    );
-    let before = cpu();
-    assert!(
-        guest.wait_for("VFPGA-IDLE ", wait),
-        "the guest's idle window never ended"
-    );
-    let after = cpu();
+    let (mut before, mut after) = (None, None);
+    if guest.wait_for("VFPGA-IDLE-START", wait) {
+        before = Some(cpu());
+        if guest.wait_for("VFPGA-IDLE ", wait) {
+            after = Some(cpu());
+        }
+    }
     let out = guest.finish();
+    let (Some(before), Some(after)) = (before, after) else {
+        panic!("the guest never went idle; console:\n{}", out.console);
+    };
     assert_ok("regbuf", &out);
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
@@ -463,6 +463,9 @@ fn registered_buffers_huge_pages_and_polling_from_the_guest() {
         "regbuf: an offset that wraps around: Invalid argument (as it should)",
         "regbuf: 64 registrations, the 65th: ENOSPC (as it should)",
         "regbuf: every pinned page given back",
+        "regbuf: outputs whose byte count wraps around: Invalid argument (as it should)",
+        "regbuf: memory registered read-only, then written: the device reads the writes",
+        "regbuf: an exited process's registration still counts for its user",
         "regbuf: unprivileged, ulimit -l 64: 1 MiB refused with ENOMEM",
         "regbuf: hugetlb: ",
         "regbuf: OK",
