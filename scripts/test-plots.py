@@ -136,6 +136,27 @@ class Plots(unittest.TestCase):
         r = self.table(*args, made)
         self.assertEqual(r.returncode, 2, r.stderr)
         self.assertIn("not 16 MiB vectors, caches flushed", r.stderr)
+        # Interleaved rounds: per-round ratios and their median, judged against the target.
+        rounds = "".join(
+            f"VFPGA-BENCH round-{i}-{k} {'echo 64 B' if k == 'echo' else 'null op'}: 1000 round trips, "
+            f"mean 1.0 us, p50 {p50} us, p99 9.0 us\n"
+            for i, trio in enumerate(((60.0, 30.0, 200.0), (50.0, 40.0, 100.0), (90.0, 20.0, 300.0)), 1)
+            for k, p50 in zip(("virtio", "polled", "echo"), trio))
+        (self.dir / "guest").write_text("".join(lines) + rounds)
+        (self.dir / "host").write_text(warm)
+        self.assertEqual(self.table(*args, made).returncode, 0)
+        self.assertEqual(self.table("render", made, md).returncode, 0)
+        text = md.read_text()
+        # virtio ÷ echo: 0.30, 0.50, 0.30 (median 0.30); polled: 0.15, 0.40, 0.067 (0.15).
+        self.assertIn("| median | | | | 0.30× | 0.15× |", text)
+        self.assertIn("median of the rounds | virtio (`/dev/vfpga0`) | 0.30× | ≤ 0.25× | not met |", text)
+        self.assertIn("median of the rounds | virtio (`/dev/vfpga0`), `poll_us=50` | 0.15× | ≤ 0.25× | met |", text)
+        (self.dir / "guest").write_text("".join(lines) + rounds.rsplit("VFPGA-BENCH", 1)[0])
+        r = self.table(*args, made)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertIn("round lines incomplete or repeated", r.stderr)
+        (self.dir / "guest").write_text("".join(lines))
+        self.assertEqual(self.table(*args, made).returncode, 0)
         # Rows missing what a ratio needs, or with values no run gives: refused, exit 2.
         good = made.read_text()
         for old, new, want in (

@@ -58,6 +58,19 @@ echo 0 >"$poll"
 # Right after the virtio device's null ops, which it is the reference for: on a shared
 # machine the load drifts within a boot.
 vsock-echo 7001 2000 64 | sed "s/^/VFPGA-BENCH vsock-echo /"
+# For scripts/bench.sh, the null op and the echo interleaved: three rounds of the null
+# op with the driver's polling off, on, then the echo, as VFPGA-BENCH round-N-KIND.
+if [ -f /host/bench-virtio ]; then
+	for round in 1 2 3; do
+		for kind in virtio:0 polled:50; do
+			echo "${kind#*:}" >"$poll"
+			vfpga -d /dev/vfpga0 bench --nops 1000 --runs 0 </dev/null |
+				sed "s/^/VFPGA-BENCH round-$round-${kind%%:*} /"
+		done
+		echo 0 >"$poll"
+		vsock-echo 7001 1000 64 | sed "s/^/VFPGA-BENCH round-$round-echo /"
+	done
+fi
 for t in vsock:vsock://2:7000 "tls:tls://10.0.2.2:$port"; do
 	name=${t%%:*}
 	dev=${t#*:}
