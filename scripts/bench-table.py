@@ -94,21 +94,21 @@ def make_csv(args):
     if len(args) != 1 or not (host and guest and variants):
         raise Bad("usage: csv --host FILE --guest FILE --variants FILE [--meta K=V]... OUT")
     out = Path(args[0])
-    # The loop as it runs warm (the reference), then with the caches flushed.
-    host_lines = [l for l in host.read_text().splitlines() if l.strip()]
+    # The loop as it runs warm (the reference, first), then optionally with the caches
+    # flushed and with runs apart.
     rows = []
-    for line, path, kind, cold in ((host_lines[:1], "host-native", "host", False),
-                                   (host_lines[1:2], "host-native-cold", "host-cold", True)):
-        if not line:
-            if cold:
-                continue
-            raise Bad(f"{host}: empty")
-        line = line[0]
-        want = r"host vadd_u32 16\.0 MiB vectors, caches flushed:" if cold else r"host vadd_u32 16\.0 MiB vectors:"
-        if not re.match(want, line):
-            raise Bad(f"{host}: not 16 MiB vectors{', caches flushed' if cold else ''}: {line!r}")
-        rows.append({"path": path, "kind": kind,
-                     "vadd16_ms": num(r"\bmedian ([0-9.]+) ms", line, "median")})
+    for i, line in enumerate(l for l in host.read_text().splitlines() if l.strip()):
+        m = re.match(r"host vadd_u32 16\.0 MiB vectors(|, caches flushed|, [0-9]+ ms apart):", line)
+        if not m:
+            raise Bad(f"{host}: not a line about 16 MiB vectors: {line!r}")
+        kind = {"": "host", ", caches flushed": "host-cold"}.get(m.group(1), "host-paused")
+        if (i == 0) != (kind == "host") or any(r["kind"] == kind for r in rows):
+            raise Bad(f"{host}: the plain loop first, then each other kind once: {line!r}")
+        rows.append({"path": {"host": "host-native", "host-cold": "host-native-cold"}.get(
+                         kind, "host-native-" + m.group(1)[2:].replace(" ", "-")),
+                     "kind": kind, "vadd16_ms": num(r"\bmedian ([0-9.]+) ms", line, "median")})
+    if not rows:
+        raise Bad(f"{host}: empty")
     lines = [l[len("VFPGA-BENCH "):] for l in guest.read_text().splitlines()
              if l.startswith("VFPGA-BENCH ")]
     for v in variants.read_text().splitlines():
@@ -169,7 +169,8 @@ def read_csv(path):
         if k not in kinds:
             raise Bad(f"{path}: no {k} row")
     # What the ratios divide by, and what they divide.
-    need = {"host": ["vadd16_ms"], "host-cold": ["vadd16_ms"], "echo": ["null_p50_us"],
+    need = {"host": ["vadd16_ms"], "host-cold": ["vadd16_ms"], "host-paused": ["vadd16_ms"],
+            "echo": ["null_p50_us"],
             "virtio": ["null_p50_us", "vadd16_ms"], "round": ["null_p50_us"]}
     for r in rows:
         for k in need.get(r["kind"], []):
@@ -211,6 +212,9 @@ def label(r):
         return "host-native loop over contiguous memory (`vfpga-host-vadd`, no VM)"
     if r["kind"] == "host-cold":
         return "the same loop, its vectors flushed from the caches before each run (`--cold`)"
+    if r["kind"] == "host-paused":
+        apart = r["path"][len("host-native-"):].replace("-", " ")
+        return f"the same loop, its runs {apart} (`--pause-ms`), as a guest's requests come"
     if r["kind"] == "echo":
         return "raw 64-byte vsock echo (C; the floor of a vAccel-style vsock RPC)"
     if r["kind"] == "stream":

@@ -6,7 +6,8 @@
 # The one-boot benchmark (not in the test command: figures vary from run to run). In
 # one run: vadd_u32 over 16 MiB vectors as a plain Rust loop on the host
 # (vfpga-host-vadd, contiguous memory, no engine; warm, then with its vectors flushed
-# from the caches before each run), then ONE QEMU guest boot
+# from the caches before each run, then with runs 4 ms apart as a guest's come), then
+# ONE QEMU guest boot
 # (tests/vm/tests/streams.rs virtio_vsock_and_tls_side_by_side_in_one_boot) that runs
 # `vfpga bench` (null-op round trips, 16 MiB vadd_u32) over the virtio device once per
 # variant of VIRTIO_VARIANTS below, over vsock and over TLS, and a raw 64-byte vsock
@@ -61,6 +62,7 @@ if [ "$render_only" = 0 ]; then
 	log "host-native: vadd_u32 over 16 MiB contiguous vectors, a plain loop"
 	target/release/vfpga-host-vadd --mib 16 --runs 41 | tee "$work/host"
 	target/release/vfpga-host-vadd --mib 16 --runs 41 --cold | tee -a "$work/host"
+	target/release/vfpga-host-vadd --mib 16 --runs 41 --pause-ms 4 | tee -a "$work/host"
 
 	log "one guest boot: virtio (${#VIRTIO_VARIANTS[@]} variant(s)), vsock, TLS, vsock echo (minutes under TCG)"
 	# The guest's own QEMU stops at 600 s (the test's timeout); this bounds the rest

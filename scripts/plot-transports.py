@@ -30,6 +30,7 @@ def val(v):
 
 
 NAMES = {"host-native": "host-native loop", "host-native-cold": "host loop, caches flushed",
+         "host-native-4-ms-apart": "host loop, runs 4 ms apart",
          "vsock-echo": "vsock echo (floor)", "tls": "TLS (user net)"}
 rows = []
 for r in data(one_boot):
