@@ -497,7 +497,10 @@ fn registered_buffers_huge_pages_and_polling_from_the_guest() {
     );
     // Polling on or off, null ops run; what they cost is for the benchmark to say.
     let polls = c.lines().filter(|l| l.contains("VFPGA-POLL ")).count();
-    assert_eq!(polls, 5, "four null-op benches and a long one; console:\n{c}");
+    assert_eq!(
+        polls, 5,
+        "four null-op benches and a long one; console:\n{c}"
+    );
     // Two idle seconds after polled requests: nothing spins (a spinning vCPU would
     // be half of the two vCPUs' jiffies).
     let idle = c
