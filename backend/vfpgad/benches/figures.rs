@@ -54,10 +54,11 @@ fn runs(bytes: usize) -> usize {
     }
 }
 
-/// The median of `f`'s times over `n` runs, after two warm-up runs.
-fn median(n: usize, mut f: impl FnMut()) -> Duration {
-    f();
-    f();
+/// `f`'s times over `n` runs after `warm` untimed ones, sorted.
+fn times(warm: usize, n: usize, mut f: impl FnMut()) -> Vec<Duration> {
+    for _ in 0..warm {
+        f();
+    }
     let mut v: Vec<Duration> = (0..n)
         .map(|_| {
             let t = Instant::now();
@@ -66,22 +67,17 @@ fn median(n: usize, mut f: impl FnMut()) -> Duration {
         })
         .collect();
     v.sort();
-    v[v.len() / 2]
+    v
+}
+
+/// The median of `f`'s times over `n` runs, after two warm-up runs.
+fn median(n: usize, f: impl FnMut()) -> Duration {
+    times(2, n, f)[n / 2]
 }
 
 /// `SAMPLES` round trips of `f` after 500 to warm up, as percentile rows.
-fn distribution(csv: &mut String, transport: &str, mut f: impl FnMut()) {
-    for _ in 0..500 {
-        f();
-    }
-    let mut v: Vec<Duration> = (0..SAMPLES)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed()
-        })
-        .collect();
-    v.sort();
+fn distribution(csv: &mut String, transport: &str, f: impl FnMut()) {
+    let v = times(500, SAMPLES, f);
     for p in PERCENTILES {
         let i = ((v.len() - 1) as f64 * p / 100.0).round() as usize;
         writeln!(csv, "{transport},{p},{:.1}", v[i].as_secs_f64() * 1e6).unwrap();
