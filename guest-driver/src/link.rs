@@ -58,15 +58,19 @@ impl IoctlLink {
         }
     }
 
-    /// The registered buffer holding all of the `len` bytes at `start`, as (id, offset).
-    fn registered(&self, start: *const u8, len: usize) -> Option<(u32, u64)> {
-        let start = start as usize;
-        let regs = self.regs.lock().unwrap_or_else(|p| p.into_inner());
-        regs.iter().find_map(|r| {
-            let off = start.checked_sub(r.start)?;
-            (off.checked_add(len)? <= r.len).then_some((r.id, off as u64))
-        })
+    /// The registrations, locked (once per run).
+    fn regs(&self) -> MutexGuard<'_, Vec<Span>> {
+        self.regs.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// The registration in `regs` holding all of the `len` bytes at `start`, as (id, offset).
+fn registered(regs: &[Span], start: *const u8, len: usize) -> Option<(u32, u64)> {
+    let start = start as usize;
+    regs.iter().find_map(|r| {
+        let off = start.checked_sub(r.start)?;
+        (off.checked_add(len)? <= r.len).then_some((r.id, off as u64))
+    })
 }
 
 impl AsRawFd for IoctlLink {
@@ -223,7 +227,7 @@ impl Link {
                 })
             }
         }
-        l.regs.lock().unwrap_or_else(|p| p.into_inner()).push(Span {
+        l.regs().push(Span {
             start: addr,
             len,
             id: a.id,
@@ -237,10 +241,7 @@ impl Link {
         let Link::Ioctl(l) = self else {
             return Ok(());
         };
-        l.regs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|r| r.id != id);
+        l.regs().retain(|r| r.id != id);
         let mut id = id;
         Self::ioctl(l, "unregister a buffer", ioctl::UNREGISTER, &mut id)
     }
@@ -453,6 +454,7 @@ impl Link {
                     n_args: u32::try_from(args.len()).unwrap_or(u32::MAX),
                     ..Default::default()
                 };
+                let regs = f.regs();
                 for (slot, arg) in a.args.iter_mut().zip(args.iter_mut()) {
                     let (kind, ty, start, len) = match arg {
                         Arg::Scalar(ty, bits) => {
@@ -471,7 +473,7 @@ impl Link {
                         }
                     };
                     // Inside a registered buffer: named by id, nothing to pin.
-                    let (flags, buf_id, addr) = match f.registered(start, len) {
+                    let (flags, buf_id, addr) = match registered(&regs, start, len) {
                         Some((id, off)) => (ioctl::ARG_REGISTERED, id, off),
                         None => (0, 0, start as u64),
                     };
@@ -484,6 +486,7 @@ impl Link {
                         addr,
                     };
                 }
+                drop(regs);
                 ioctl::call(f.as_raw_fd(), ioctl::RUN, &mut a).map_err(|source| {
                     Error::IoDuring {
                         op: op.to_owned(),
