@@ -125,7 +125,7 @@ struct vfpga_buf {
 	u64 len;
 	unsigned int first;		/* index of its first page in vfpga_req.pages */
 	unsigned int npages;
-	unsigned int npinned;
+	unsigned long npinned;
 	bool write;			/* VFPGA_ARG_OUT: the device writes it */
 };
 
@@ -210,6 +210,8 @@ struct vfpga_req *vfpga_req_new(struct vfpga_dev *vd, struct vfpga_queue *q,
 void vfpga_req_scalar(struct vfpga_req *req, u8 ty, u64 bits);
 void vfpga_req_kbuf(struct vfpga_req *req, u8 kind, void *buf, u32 len);
 int vfpga_req_ubuf(struct vfpga_req *req, u8 kind, u8 ty, u64 addr, u64 len);
+int vfpga_pin_user(unsigned long uaddr, u64 len, unsigned int gup_flags, struct page **pages,
+		   unsigned long *npinned, struct sg_table *sgt, unsigned int max_seg_size);
 int vfpga_req_rbuf(struct vfpga_req *req, u8 kind, u8 ty, struct vfpga_reg *reg,
 		   u64 off, u64 len);
 int vfpga_req_exec(struct vfpga_req *req);

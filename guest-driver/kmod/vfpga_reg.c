@@ -117,7 +117,6 @@ struct vfpga_reg *vfpga_reg_new(unsigned long uaddr, u64 len, bool read_only,
 	 * pins the shared zero page, and the device would go on reading zeros
 	 * after the program fills the buffer.
 	 */
-	unsigned int gup_flags = FOLL_LONGTERM | FOLL_WRITE;
 	unsigned long start = uaddr & PAGE_MASK;
 	struct vfpga_reg *reg;
 	u64 end;
@@ -155,27 +154,15 @@ struct vfpga_reg *vfpga_reg_new(unsigned long uaddr, u64 len, bool read_only,
 		ret = -ENOMEM;
 		goto err;
 	}
-	while (reg->npinned < reg->npages) {
-		ret = pin_user_pages_fast(start + (reg->npinned << PAGE_SHIFT),
-					  reg->npages - reg->npinned, gup_flags,
-					  reg->pages + reg->npinned);
-		if (ret <= 0 && read_only && (gup_flags & FOLL_WRITE)) {
-			/* Memory the program cannot write: pin it as it is. */
-			unpin_user_pages(reg->pages, reg->npinned);
-			reg->npinned = 0;
-			gup_flags &= ~FOLL_WRITE;
-			continue;
-		}
-		if (ret <= 0) {
-			ret = ret ? ret : -EFAULT;
-			goto err;
-		}
-		reg->npinned += ret;
+	ret = vfpga_pin_user(uaddr, len, FOLL_LONGTERM | FOLL_WRITE, reg->pages, &reg->npinned,
+			     &reg->sgt, max_seg_size);
+	if (ret && read_only) {
+		/* Memory the program cannot write: pin it as it is. */
+		unpin_user_pages(reg->pages, reg->npinned);
+		reg->npinned = 0;
+		ret = vfpga_pin_user(uaddr, len, FOLL_LONGTERM, reg->pages, &reg->npinned,
+				     &reg->sgt, max_seg_size);
 	}
-	/* Physically contiguous pages become one entry, up to the DMA limit. */
-	ret = sg_alloc_table_from_pages_segment(&reg->sgt, reg->pages, reg->npages,
-						offset_in_page(uaddr), len, max_seg_size,
-						GFP_KERNEL);
 	if (ret)
 		goto err;
 	return reg;

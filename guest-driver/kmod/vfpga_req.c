@@ -243,25 +243,36 @@ int vfpga_req_rbuf(struct vfpga_req *req, u8 kind, u8 ty, struct vfpga_reg *reg,
 	return 0;
 }
 
-static int vfpga_buf_pin(struct vfpga_req *req, struct vfpga_buf *b)
+/*
+ * Pins the pages of len bytes at uaddr into pages (*npinned counts them, also
+ * on failure, for the caller to unpin) and lists them in sgt, physically
+ * contiguous pages merged into one entry up to max_seg_size (the DMA limit).
+ * For a request's buffers and for registrations alike.
+ */
+int vfpga_pin_user(unsigned long uaddr, u64 len, unsigned int gup_flags, struct page **pages,
+		   unsigned long *npinned, struct sg_table *sgt, unsigned int max_seg_size)
 {
-	unsigned long start = b->uaddr & PAGE_MASK;
-	unsigned int gup_flags = b->write ? FOLL_WRITE : 0;
-	struct page **pages = req->pages + b->first;
+	unsigned long start = uaddr & PAGE_MASK;
+	unsigned long npages = DIV_ROUND_UP_ULL(offset_in_page(uaddr) + len, PAGE_SIZE);
 	int ret;
 
-	while (b->npinned < b->npages) {
-		ret = pin_user_pages_fast(start + ((unsigned long)b->npinned << PAGE_SHIFT),
-					  b->npages - b->npinned, gup_flags,
-					  pages + b->npinned);
+	while (*npinned < npages) {
+		ret = pin_user_pages_fast(start + (*npinned << PAGE_SHIFT), npages - *npinned,
+					  gup_flags, pages + *npinned);
 		if (ret <= 0)
 			return ret ? ret : -EFAULT;
-		b->npinned += ret;
+		*npinned += ret;
 	}
-	/* Physically contiguous pages become one entry, up to the DMA limit. */
-	ret = sg_alloc_table_from_pages_segment(&b->sgt, pages, b->npages,
-						offset_in_page(b->uaddr), b->len,
-						req->vd->max_seg_size, GFP_KERNEL);
+	return sg_alloc_table_from_pages_segment(sgt, pages, npages, offset_in_page(uaddr), len,
+						 max_seg_size, GFP_KERNEL);
+}
+
+static int vfpga_buf_pin(struct vfpga_req *req, struct vfpga_buf *b)
+{
+	int ret;
+
+	ret = vfpga_pin_user(b->uaddr, b->len, b->write ? FOLL_WRITE : 0, req->pages + b->first,
+			     &b->npinned, &b->sgt, req->vd->max_seg_size);
 	if (ret)
 		return ret;
 	b->sgl = b->sgt.sgl;
